@@ -1,0 +1,34 @@
+//! Compiles `../proto/*.proto` with protox (a pure-Rust protobuf compiler), so
+//! a fresh machine needs no system `protoc`.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &["chat.proto"];
+
+fn main() {
+    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    for file in PROTOS {
+        println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
+    }
+    let fds = match protox::compile(PROTOS, [&proto_dir]) {
+        Ok(fds) => fds,
+        Err(e) => panic!("cannot compile the protos in {}: {e:?}", proto_dir.display()),
+    };
+    generate(fds);
+}
+
+#[cfg(not(feature = "tonic"))]
+fn generate(fds: prost_types::FileDescriptorSet) {
+    prost_build::Config::new()
+        .compile_fds(fds)
+        .expect("prost code generation");
+}
+
+#[cfg(feature = "tonic")]
+fn generate(fds: prost_types::FileDescriptorSet) {
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .expect("tonic code generation");
+}

@@ -1,0 +1,111 @@
+//! One chat room: its live streams, who is present, and its history.
+
+use std::collections::BTreeMap;
+
+use chat_proto::{ChatMessage, User};
+
+use crate::server::{CallId, ConnId};
+
+use super::history::History;
+
+/// A user present in a room, and the connections they joined from.
+#[derive(Debug, Clone)]
+struct Member {
+    username: String,
+    conns: Vec<ConnId>,
+}
+
+/// One room's state.
+#[derive(Debug)]
+pub(crate) struct Room {
+    id: String,
+    /// Open JoinChat streams in this room, in join order; each receives
+    /// every broadcast.
+    streams: Vec<CallId>,
+    members: BTreeMap<String, Member>,
+    pub history: History,
+}
+
+impl Room {
+    pub fn new(id: String, history_capacity: usize) -> Room {
+        Room {
+            id,
+            streams: Vec::new(),
+            members: BTreeMap::new(),
+            history: History::new(history_capacity),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Adds a stream; returns its index for [`Room::remove_stream`].
+    pub fn add_stream(&mut self, call: CallId) -> usize {
+        self.streams.push(call);
+        self.streams.len() - 1
+    }
+
+    /// Removes the stream at `index`; returns the call that moved into that
+    /// index, whose stored index must be updated.
+    pub fn remove_stream(&mut self, index: usize) -> Option<CallId> {
+        if index >= self.streams.len() {
+            return None;
+        }
+        self.streams.swap_remove(index);
+        self.streams.get(index).copied()
+    }
+
+    pub fn streams(&self) -> &[CallId] {
+        &self.streams
+    }
+
+    /// Marks `user` present through `conn`. Returns true if they were not
+    /// present before.
+    pub fn join(&mut self, user: &User, conn: ConnId) -> bool {
+        let member = self
+            .members
+            .entry(user.user_id.clone())
+            .or_insert_with(|| Member {
+                username: user.username.clone(),
+                conns: Vec::new(),
+            });
+        let new = member.conns.is_empty();
+        member.username.clone_from(&user.username);
+        if !member.conns.contains(&conn) {
+            member.conns.push(conn);
+        }
+        new
+    }
+
+    /// Drops `user_id`'s presence through `conn`. Returns true if they are
+    /// no longer present at all.
+    pub fn leave(&mut self, user_id: &str, conn: ConnId) -> bool {
+        let Some(member) = self.members.get_mut(user_id) else {
+            return false;
+        };
+        member.conns.retain(|c| *c != conn);
+        if member.conns.is_empty() {
+            self.members.remove(user_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The users present, ordered by user id.
+    pub fn users(&self) -> Vec<User> {
+        self.members
+            .iter()
+            .map(|(id, m)| User {
+                user_id: id.clone(),
+                username: m.username.clone(),
+            })
+            .collect()
+    }
+
+    /// The message kept in history and its broadcast.
+    pub fn record(&mut self, msg: ChatMessage) {
+        self.history.push(msg);
+    }
+}

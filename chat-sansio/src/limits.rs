@@ -1,0 +1,37 @@
+//! Every resource limit of the core, in one place.
+//!
+//! Limits that an operator may want to change are defaults of a config
+//! struct; the rest are fixed here.
+
+/// Default largest gRPC message we accept, in bytes (4 MiB, as grpc-go,
+/// C-core and tonic default to; GRPC-CONFORMANCE Z-1).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Length of the gRPC message prefix: a 1-byte compressed flag and a 4-byte
+/// big-endian length (PROTOCOL-HTTP2.md "Length-Prefixed-Message").
+pub const MESSAGE_HEADER_LEN: usize = 5;
+
+/// Longest `grpc-message` we put in trailers, in bytes before percent-encoding.
+/// Long trailers break peers with small header limits (GRPC-CONFORMANCE M-6, R-6).
+pub const MAX_STATUS_MESSAGE_LEN: usize = 512;
+
+/// Most calls one connection may have open in the core at once. The h2
+/// transport advertises the same number as SETTINGS_MAX_CONCURRENT_STREAMS;
+/// the core enforces it too, for drivers that do not.
+pub const MAX_CALLS_PER_CONNECTION: usize = 128;
+
+/// Most calls the core keeps open in total; past it new calls are refused
+/// with RESOURCE_EXHAUSTED.
+pub const MAX_CALLS: usize = 1 << 20;
+
+/// Longest chat text accepted in one `ChatMessage`, in bytes.
+pub const MAX_CHAT_TEXT_LEN: usize = 16 * 1024;
+
+/// Longest user id or user name, in bytes.
+pub const MAX_USER_FIELD_LEN: usize = 256;
+
+/// Default number of messages a room keeps in memory.
+pub const DEFAULT_HISTORY_CAPACITY: usize = 100;
+
+/// Default number of recent messages sent to a user who joins a room.
+pub const DEFAULT_HISTORY_ON_JOIN: usize = 50;

@@ -1,0 +1,200 @@
+//! Call metadata: the request headers a call arrived with, and the rules for
+//! ASCII and binary (`-bin`) values.
+//!
+//! Spec: PROTOCOL-HTTP2.md "Custom-Metadata"; GRPC-CONFORMANCE §3.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
+use bytes::Bytes;
+
+/// Standard alphabet, unpadded output, padded or unpadded input (M-3).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Header names that belong to the gRPC protocol or to HTTP/2 and are never
+/// application metadata (grpc-go `isReservedHeader`, tonic's reserved set).
+const RESERVED: &[&str] = &[
+    "content-type",
+    "te",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "grpc-message",
+    "grpc-message-type",
+    "grpc-status",
+    "grpc-status-details-bin",
+    "grpc-timeout",
+    "connection",
+];
+
+/// A metadata value that is not valid for its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataError {
+    /// A key outside `[0-9a-z_.-]`, or empty.
+    InvalidKey,
+    /// A `-bin` value that is not base64.
+    InvalidBase64,
+}
+
+impl std::fmt::Display for MetadataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataError::InvalidKey => f.write_str("invalid metadata key"),
+            MetadataError::InvalidBase64 => f.write_str("invalid base64 in -bin metadata"),
+        }
+    }
+}
+
+impl std::error::Error for MetadataError {}
+
+/// An ordered list of header fields as they arrived (lower-case names, raw
+/// values). Duplicate keys keep their relative order (M-4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    entries: Vec<(String, Bytes)>,
+}
+
+impl Metadata {
+    /// An empty list.
+    pub fn new() -> Metadata {
+        Metadata::default()
+    }
+
+    /// Appends a field. Drivers pass header names as received; names are
+    /// lower-cased here so lookups never depend on the peer's spelling.
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<Bytes>) {
+        let mut key = key.into();
+        key.make_ascii_lowercase();
+        self.entries.push((key, value.into()));
+    }
+
+    /// The first raw value for `key`.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The first value for `key` if it is valid UTF-8, with surrounding
+    /// whitespace trimmed (M-2 allows stripping it).
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    /// Every raw value for `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Every decoded binary value for a `-bin` key. Values joined with `,`
+    /// are split before decoding (M-4).
+    pub fn get_bin(&self, key: &str) -> Result<Vec<Vec<u8>>, MetadataError> {
+        let mut out = Vec::new();
+        for value in self.get_all(key) {
+            for part in value.split(|&b| b == b',') {
+                out.push(decode_bin(part)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// All fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// Fields that are application metadata: neither reserved by gRPC nor
+    /// HTTP/2 pseudo-headers.
+    pub fn custom(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().filter(|(k, _)| !is_reserved(k))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Whether `key` is reserved for the protocol rather than application metadata.
+pub fn is_reserved(key: &str) -> bool {
+    key.starts_with(':') || RESERVED.contains(&key)
+}
+
+/// Whether `key` is a valid metadata key: `1*(0-9 / a-z / "_" / "-" / ".")` (M-1).
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'_' | b'-' | b'.'))
+}
+
+/// Encodes a binary value for a `-bin` key: standard base64, unpadded (M-3).
+pub fn encode_bin(value: &[u8]) -> String {
+    BASE64.encode(value)
+}
+
+/// Decodes a `-bin` value; padded and unpadded input are both accepted (M-3),
+/// and surrounding whitespace is ignored.
+pub fn decode_bin(value: &[u8]) -> Result<Vec<u8>, MetadataError> {
+    BASE64
+        .decode(value.trim_ascii())
+        .map_err(|_| MetadataError::InvalidBase64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_values_accept_padded_and_unpadded() {
+        assert_eq!(encode_bin(&[0xab, 0xab, 0xab, 0xab]), "q6urqw");
+        assert_eq!(decode_bin(b"q6urqw").unwrap(), [0xab; 4]);
+        assert_eq!(decode_bin(b"q6urqw==").unwrap(), [0xab; 4]);
+        assert!(decode_bin(b"q6u*qw").is_err());
+    }
+
+    #[test]
+    fn joined_bin_values_are_split() {
+        let mut md = Metadata::new();
+        md.push("x-trace-bin", "AQI=,AwQ");
+        md.push("X-Trace-Bin", Bytes::from_static(b"BQ"));
+        assert_eq!(
+            md.get_bin("x-trace-bin").unwrap(),
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+    }
+
+    #[test]
+    fn reserved_keys_are_not_custom() {
+        let mut md = Metadata::new();
+        md.push("content-type", "application/grpc");
+        md.push("grpc-timeout", "1S");
+        md.push("authorization", "Bearer x");
+        let custom: Vec<_> = md.custom().map(|(k, _)| k).collect();
+        assert_eq!(custom, ["authorization"]);
+        assert_eq!(md.get_str("authorization"), Some("Bearer x"));
+    }
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(is_valid_key("x-user.id_2"));
+        assert!(!is_valid_key("X-User"));
+        assert!(!is_valid_key(""));
+        assert!(!is_valid_key("a b"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The table of open calls: per-call protocol state, the per-connection
+//! index, and the deadline queue.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::codec::Decoder;
+use crate::time::Time;
+
+use super::{CallId, ConnId};
+
+/// Protocol state of one open call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub conn: ConnId,
+    pub decoder: Decoder,
+    pub headers_sent: bool,
+    pub deadline: Option<Time>,
+}
+
+/// What the core knows of a connection.
+#[derive(Debug, Default)]
+pub(crate) struct Conn {
+    pub peer: Option<String>,
+    pub calls: Vec<CallId>,
+}
+
+/// Open calls, indexed by id and by connection, with their deadlines.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    map: HashMap<CallId, Call>,
+    conns: HashMap<ConnId, Conn>,
+    /// Min-heap of deadlines; entries of calls that have ended are skipped
+    /// lazily.
+    deadlines: BinaryHeap<Reverse<(Time, CallId)>>,
+}
+
+impl Calls {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn get_mut(&mut self, call: CallId) -> Option<&mut Call> {
+        self.map.get_mut(&call)
+    }
+
+    pub fn contains(&self, call: CallId) -> bool {
+        self.map.contains_key(&call)
+    }
+
+    pub fn conn(&self, conn: ConnId) -> Option<&Conn> {
+        self.conns.get(&conn)
+    }
+
+    /// Registers a connection; a second registration only updates the peer.
+    pub fn connect(&mut self, conn: ConnId, peer: Option<String>) {
+        let entry = self.conns.entry(conn).or_default();
+        if peer.is_some() {
+            entry.peer = peer;
+        }
+    }
+
+    /// Forgets a connection and returns the calls it still had open.
+    pub fn disconnect(&mut self, conn: ConnId) -> Vec<CallId> {
+        let calls = self.conns.remove(&conn).map(|c| c.calls).unwrap_or_default();
+        for call in &calls {
+            self.map.remove(call);
+        }
+        calls
+    }
+
+    /// Open calls on `conn`.
+    pub fn calls_on(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.calls.len())
+    }
+
+    pub fn insert(&mut self, id: CallId, call: Call) {
+        if let Some(deadline) = call.deadline {
+            self.deadlines.push(Reverse((deadline, id)));
+        }
+        self.conns.entry(call.conn).or_default().calls.push(id);
+        self.map.insert(id, call);
+    }
+
+    pub fn remove(&mut self, id: CallId) -> Option<Call> {
+        let call = self.map.remove(&id)?;
+        if let Some(conn) = self.conns.get_mut(&call.conn) {
+            if let Some(pos) = conn.calls.iter().position(|c| *c == id) {
+                conn.calls.swap_remove(pos);
+            }
+        }
+        Some(call)
+    }
+
+    /// Drops heap entries of calls that have ended, then returns the
+    /// earliest live deadline.
+    pub fn next_deadline(&mut self) -> Option<Time> {
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            match self.map.get(&id) {
+                Some(call) if call.deadline == Some(at) => return Some(at),
+                _ => {
+                    self.deadlines.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Removes and returns one call whose deadline is at or before `now`.
+    pub fn pop_expired(&mut self, now: Time) -> Option<CallId> {
+        let at = self.next_deadline()?;
+        if at > now {
+            return None;
+        }
+        let Reverse((_, id)) = self.deadlines.pop()?;
+        Some(id)
+    }
+}

@@ -1,0 +1,177 @@
+//! The application side of the server: the [`Handler`] trait and the
+//! [`Outbox`] through which a handler answers.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::codec;
+use crate::metadata::Metadata;
+use crate::status::{Code, Status};
+use crate::time::Time;
+
+use super::calls::Calls;
+use super::{CallId, ConnId, Output};
+
+/// A call the server has accepted at the protocol level, offered to the
+/// handler.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The call's id.
+    pub call: CallId,
+    /// The connection it arrived on.
+    pub conn: ConnId,
+    /// The peer address of that connection, if the driver told it.
+    pub peer: Option<&'a str>,
+    /// The `:path`, `/package.Service/Method`.
+    pub path: &'a str,
+    /// Request headers, reserved ones included (see [`Metadata::custom`]).
+    pub metadata: &'a Metadata,
+    /// When the call's `grpc-timeout` runs out, if it has one.
+    pub deadline: Option<Time>,
+}
+
+/// Why a call ended without the handler finishing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client reset the stream, or its connection went away.
+    Cancelled,
+    /// The deadline from `grpc-timeout` passed; the server sent
+    /// DEADLINE_EXCEEDED.
+    DeadlineExceeded,
+    /// The client broke the protocol (say, a truncated or oversized message)
+    /// or could not keep up with its stream; the server ended the call with
+    /// this status.
+    Failed(Status),
+}
+
+/// A sans-IO gRPC service: what runs on top of [`Server`](super::Server).
+///
+/// Every callback gets the current time and an [`Outbox`] to answer with.
+/// The server guarantees: `open` comes first for a call; `message` and
+/// `half_close` come only for calls that are open; after the handler calls
+/// [`Outbox::finish`] or after `closed`, nothing more arrives for that call.
+pub trait Handler {
+    /// Side outputs for the driver: log lines, storage requests.
+    type Event;
+    /// Application inputs from the driver, such as storage completions.
+    type Input;
+
+    /// A new call. Return an error to refuse it; the status then goes out as
+    /// a Trailers-Only response. Unknown paths should get UNIMPLEMENTED.
+    fn open(
+        &mut self,
+        now: Time,
+        req: &Request<'_>,
+        out: &mut Outbox<'_, Self::Event>,
+    ) -> Result<(), Status>;
+
+    /// One request message (undecoded protobuf bytes) on an open call.
+    fn message(&mut self, now: Time, call: CallId, msg: Bytes, out: &mut Outbox<'_, Self::Event>);
+
+    /// The client has sent its last message.
+    fn half_close(&mut self, now: Time, call: CallId, out: &mut Outbox<'_, Self::Event>);
+
+    /// The call ended without the handler finishing it; forget it.
+    fn closed(
+        &mut self,
+        now: Time,
+        call: CallId,
+        reason: CloseReason,
+        out: &mut Outbox<'_, Self::Event>,
+    );
+
+    /// A connection is gone; its calls have already been `closed`.
+    fn disconnected(&mut self, _now: Time, _conn: ConnId, _out: &mut Outbox<'_, Self::Event>) {}
+
+    /// An application input from the driver.
+    fn input(&mut self, _now: Time, _input: Self::Input, _out: &mut Outbox<'_, Self::Event>) {}
+
+    /// The time returned by `poll_timeout` has come.
+    fn timeout(&mut self, _now: Time, _out: &mut Outbox<'_, Self::Event>) {}
+
+    /// When the handler next wants `timeout` called.
+    fn poll_timeout(&self) -> Option<Time> {
+        None
+    }
+}
+
+/// Where a handler puts its answers. Anything addressed to a call that has
+/// ended is dropped here, so nothing is ever sent to an ended call.
+pub struct Outbox<'a, E> {
+    pub(crate) calls: &'a mut Calls,
+    pub(crate) queue: &'a mut VecDeque<Output<E>>,
+}
+
+impl<E> Outbox<'_, E> {
+    /// Whether `call` is open.
+    pub fn is_open(&self, call: CallId) -> bool {
+        self.calls.contains(call)
+    }
+
+    /// The connection a call is on.
+    pub fn conn_of(&mut self, call: CallId) -> Option<ConnId> {
+        self.calls.get_mut(call).map(|c| c.conn)
+    }
+
+    /// The peer address of a connection, if known.
+    pub fn peer_of(&self, conn: ConnId) -> Option<&str> {
+        self.calls.conn(conn).and_then(|c| c.peer.as_deref())
+    }
+
+    /// Queues an already framed message (see [`codec::encode`]) on `call`.
+    /// The same `Bytes` can go to many calls without copying. Returns false,
+    /// sending nothing, if the call has ended.
+    pub fn send(&mut self, call: CallId, frame: Bytes) -> bool {
+        let Some(c) = self.calls.get_mut(call) else {
+            return false;
+        };
+        if !c.headers_sent {
+            c.headers_sent = true;
+            self.queue.push_back(Output::Headers { call });
+        }
+        self.queue.push_back(Output::Message { call, frame });
+        true
+    }
+
+    /// Encodes and queues one message. A message too large to frame ends the
+    /// call with INTERNAL instead.
+    pub fn send_message<M: prost::Message>(&mut self, call: CallId, msg: &M) -> bool {
+        match codec::encode(msg) {
+            Ok(frame) => self.send(call, frame),
+            Err(e) => {
+                self.finish(call, Status::new(Code::Internal, e.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Ends `call` with `status`, after everything already queued on it.
+    /// Returns false if it had already ended.
+    pub fn finish(&mut self, call: CallId, status: Status) -> bool {
+        let Some(c) = self.calls.remove(call) else {
+            return false;
+        };
+        self.queue.push_back(end(call, c.headers_sent, 200, status));
+        true
+    }
+
+    /// Queues an application event for the driver.
+    pub fn event(&mut self, event: E) {
+        self.queue.push_back(Output::Event(event));
+    }
+}
+
+/// The output that ends a call: trailers after response headers, or a
+/// Trailers-Only response if no headers went out.
+pub(crate) fn end<E>(call: CallId, headers_sent: bool, http_status: u16, status: Status) -> Output<E> {
+    if headers_sent {
+        Output::Trailers { call, status }
+    } else {
+        Output::TrailersOnly {
+            call,
+            http_status,
+            status,
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The server side of gRPC as a sans-IO state machine.
+//!
+//! [`Server`] takes HTTP/2 stream events from a driver (a request's headers,
+//! DATA chunks, end of stream, reset, time) and turns them into calls for a
+//! [`Handler`]; it turns the handler's answers into [`Output`]s the driver
+//! writes: response headers, framed messages, trailers.
+
+mod calls;
+mod handler;
+mod request;
+
+use std::collections::VecDeque;
+
+use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS, MAX_CALLS_PER_CONNECTION};
+use crate::status::{Code, Status};
+use crate::time::Time;
+
+use calls::{Call, Calls};
+pub use handler::{CloseReason, Handler, Outbox, Request};
+use request::check;
+pub use request::{is_grpc_content_type, Rejection, RequestHead};
+
+/// Identifies a call for the whole life of a [`Server`]. Chosen by the
+/// driver; never reused.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId(pub u64);
+
+/// Identifies a connection (an HTTP/2 session). Chosen by the driver.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// What the driver must do next. Outputs for one call must be carried out in
+/// the order they are returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output<E> {
+    /// Send the response headers: `:status 200`, `content-type:
+    /// application/grpc` (see [`RESPONSE_HEADERS`]); not end of stream.
+    Headers {
+        /// The call.
+        call: CallId,
+    },
+    /// Send one framed message as DATA.
+    Message {
+        /// The call.
+        call: CallId,
+        /// A length-prefixed message, ready to write.
+        frame: bytes::Bytes,
+    },
+    /// End the call with a trailers block (`grpc-status`, `grpc-message`)
+    /// with END_STREAM, after everything queued before it. The call is over
+    /// for the core; if the client is still sending, reset its side with
+    /// NO_ERROR (PROTOCOL-HTTP2.md "Early Server Closure").
+    Trailers {
+        /// The call.
+        call: CallId,
+        /// The final status.
+        status: Status,
+    },
+    /// End the call with a single HEADERS block with END_STREAM holding
+    /// `:status`, `content-type` and the status (Trailers-Only). Used when
+    /// nothing else was sent.
+    TrailersOnly {
+        /// The call.
+        call: CallId,
+        /// The HTTP status: 200, or 4xx when the request was not gRPC.
+        http_status: u16,
+        /// The final status.
+        status: Status,
+    },
+    /// An application event from the handler.
+    Event(E),
+}
+
+/// Header fields of every response-headers block and Trailers-Only response,
+/// after `:status`.
+pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "application/grpc"),
+    ("grpc-accept-encoding", "identity"),
+];
+
+/// Settings of a [`Server`].
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request message accepted; larger ones end the call with
+    /// RESOURCE_EXHAUSTED.
+    pub max_message_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// A gRPC server as a plain state machine, generic over the application
+/// [`Handler`].
+///
+/// # Run-loop contract
+///
+/// The driver owns the sockets, the clock and the timers. It:
+///
+/// 1. **Feeds events** as they happen, each with the current [`Time`], which
+///    must never go backwards (a smaller value is treated as the last one):
+///    - [`handle_connect`](Self::handle_connect) when a connection is
+///      established, and [`handle_disconnect`](Self::handle_disconnect) when
+///      it ends;
+///    - [`handle_open`](Self::handle_open) for a request's headers,
+///      [`handle_data`](Self::handle_data) for each DATA chunk,
+///      [`handle_end`](Self::handle_end) when the client half-closes, and
+///      [`handle_reset`](Self::handle_reset) when the client resets the
+///      stream;
+///    - [`handle_stalled`](Self::handle_stalled) when a call's outbound
+///      queue is full because its client is not reading;
+///    - [`handle_input`](Self::handle_input) for application inputs;
+///    - [`handle_timeout`](Self::handle_timeout) when the time returned by
+///      [`poll_timeout`](Self::poll_timeout) has come (trust the clock over
+///      the timer: calling it early or late is harmless).
+/// 2. **Drains** [`poll_output`](Self::poll_output) until it returns `None`
+///    after feeding events (after each one, or after a batch: outputs queue
+///    up inside, nothing is lost between), and carries the outputs out in
+///    order for each call.
+/// 3. **Re-arms** its timer from [`poll_timeout`](Self::poll_timeout) after
+///    draining.
+///
+/// Events for calls the server no longer knows (finished, reset, never
+/// opened) are ignored, so the driver need not track which calls the core
+/// has ended. [`CallId`]s must be unique for the life of the server.
+///
+/// DATA chunks are consumed entirely by `handle_data` (the decoder keeps a
+/// partial message, bounded by `max_message_size`), so a driver releases
+/// HTTP/2 flow-control credit for a chunk once `handle_data` returns.
+pub struct Server<H: Handler> {
+    handler: H,
+    calls: Calls,
+    queue: VecDeque<Output<H::Event>>,
+    config: ServerConfig,
+    now: Time,
+}
+
+impl<H: Handler> Server<H> {
+    /// A server with default settings.
+    pub fn new(handler: H) -> Server<H> {
+        Server::with_config(ServerConfig::default(), handler)
+    }
+
+    /// A server with `config`.
+    pub fn with_config(config: ServerConfig, handler: H) -> Server<H> {
+        Server {
+            handler,
+            calls: Calls::default(),
+            queue: VecDeque::new(),
+            config,
+            now: Time::ZERO,
+        }
+    }
+
+    /// The application handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// Number of open calls.
+    pub fn open_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// A connection was established with `peer` (an address, for records).
+    pub fn handle_connect(&mut self, now: Time, conn: ConnId, peer: Option<String>) {
+        self.tick(now);
+        self.calls.connect(conn, peer);
+    }
+
+    /// A connection ended. Any call still open on it is closed as cancelled.
+    pub fn handle_disconnect(&mut self, now: Time, conn: ConnId) {
+        let now = self.tick(now);
+        let orphans = self.calls.disconnect(conn);
+        let (handler, mut out) = self.split();
+        for call in orphans {
+            handler.closed(now, call, CloseReason::Cancelled, &mut out);
+        }
+        handler.disconnected(now, conn, &mut out);
+    }
+
+    /// A request's headers arrived on `conn`, opening `call`.
+    pub fn handle_open(&mut self, now: Time, conn: ConnId, call: CallId, head: RequestHead) {
+        let now = self.tick(now);
+        if self.calls.contains(call) {
+            return; // A driver bug; the first call with this id stands.
+        }
+        let checked = match check(&head) {
+            Ok(c) => c,
+            Err(r) => return self.reject(call, r.http_status, r.status),
+        };
+        if self.calls.len() >= MAX_CALLS || self.calls.calls_on(conn) >= MAX_CALLS_PER_CONNECTION {
+            let status = Status::new(Code::ResourceExhausted, "too many open calls");
+            return self.reject(call, 200, status);
+        }
+        let deadline = checked.timeout.map(|t| now + t);
+        if deadline.is_some_and(|d| d <= now) {
+            let status = Status::new(Code::DeadlineExceeded, "deadline exceeded on arrival");
+            return self.reject(call, 200, status);
+        }
+        self.calls.connect(conn, None);
+        self.calls.insert(
+            call,
+            Call {
+                conn,
+                decoder: crate::codec::Decoder::new(self.config.max_message_size),
+                headers_sent: false,
+                deadline,
+            },
+        );
+        let peer = self.calls.conn(conn).and_then(|c| c.peer.clone());
+        let req = Request {
+            call,
+            conn,
+            peer: peer.as_deref(),
+            path: &head.path,
+            metadata: &head.headers,
+            deadline,
+        };
+        let (handler, mut out) = self.split();
+        match handler.open(now, &req, &mut out) {
+            Ok(()) => {
+                // Send response headers at once: long-lived streams show as
+                // answered to clients and proxies before the first message
+                // (GRPC-CONFORMANCE R-8).
+                if let Some(c) = self.calls.get_mut(call) {
+                    if !c.headers_sent {
+                        c.headers_sent = true;
+                        self.queue.push_back(Output::Headers { call });
+                    }
+                }
+            }
+            Err(status) => {
+                if let Some(c) = self.calls.remove(call) {
+                    self.queue.push_back(handler::end(call, c.headers_sent, 200, status));
+                }
+            }
+        }
+    }
+
+    /// A DATA chunk arrived on `call`. All of it is consumed.
+    pub fn handle_data(&mut self, now: Time, call: CallId, chunk: &[u8]) {
+        let now = self.tick(now);
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        c.decoder.push(chunk);
+        loop {
+            let Some(c) = self.calls.get_mut(call) else {
+                return;
+            };
+            match c.decoder.next_message() {
+                Ok(None) => return,
+                Ok(Some(m)) if m.compressed => {
+                    // No grpc-encoding was accepted, so a compressed message
+                    // is a protocol violation (F-2).
+                    let status =
+                        Status::new(Code::Internal, "compressed message without grpc-encoding");
+                    return self.fail(now, call, status);
+                }
+                Ok(Some(m)) => {
+                    let (handler, mut out) = self.split();
+                    handler.message(now, call, m.payload, &mut out);
+                }
+                Err(e) => return self.fail(now, call, e.to_status()),
+            }
+        }
+    }
+
+    /// The client half-closed `call` (END_STREAM).
+    pub fn handle_end(&mut self, now: Time, call: CallId) {
+        let now = self.tick(now);
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        if let Err(e) = c.decoder.finish() {
+            return self.fail(now, call, e.to_status());
+        }
+        let (handler, mut out) = self.split();
+        handler.half_close(now, call, &mut out);
+    }
+
+    /// The client reset `call` (RST_STREAM), or the stream broke.
+    pub fn handle_reset(&mut self, now: Time, call: CallId) {
+        let now = self.tick(now);
+        if self.calls.remove(call).is_none() {
+            return;
+        }
+        let (handler, mut out) = self.split();
+        handler.closed(now, call, CloseReason::Cancelled, &mut out);
+    }
+
+    /// The driver cannot deliver to `call` any more: its queue is full
+    /// because the client stopped reading. The call ends with
+    /// RESOURCE_EXHAUSTED; the driver should drop what it still holds for the
+    /// call and send the trailers at once.
+    pub fn handle_stalled(&mut self, now: Time, call: CallId) {
+        let now = self.tick(now);
+        let status = Status::new(
+            Code::ResourceExhausted,
+            "client is not reading its stream; too many messages pending",
+        );
+        self.fail(now, call, status);
+    }
+
+    /// An application input for the handler.
+    pub fn handle_input(&mut self, now: Time, input: H::Input) {
+        let now = self.tick(now);
+        let (handler, mut out) = self.split();
+        handler.input(now, input, &mut out);
+    }
+
+    /// Time has passed: expire deadlines and run the handler's timers.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now = self.tick(now);
+        while let Some(call) = self.calls.pop_expired(now) {
+            let Some(c) = self.calls.remove(call) else {
+                continue;
+            };
+            let status = Status::new(Code::DeadlineExceeded, "deadline exceeded");
+            self.queue.push_back(handler::end(call, c.headers_sent, 200, status));
+            let (handler, mut out) = self.split();
+            handler.closed(now, call, CloseReason::DeadlineExceeded, &mut out);
+        }
+        if self.handler.poll_timeout().is_some_and(|t| t <= now) {
+            let (handler, mut out) = self.split();
+            handler.timeout(now, &mut out);
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output<H::Event>> {
+        self.queue.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        match (self.calls.next_deadline(), self.handler.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn tick(&mut self, now: Time) -> Time {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn split(&mut self) -> (&mut H, Outbox<'_, H::Event>) {
+        (
+            &mut self.handler,
+            Outbox {
+                calls: &mut self.calls,
+                queue: &mut self.queue,
+            },
+        )
+    }
+
+    fn reject(&mut self, call: CallId, http_status: u16, status: Status) {
+        self.queue.push_back(Output::TrailersOnly {
+            call,
+            http_status,
+            status,
+        });
+    }
+
+    /// Ends an open call from the protocol layer and tells the handler.
+    fn fail(&mut self, now: Time, call: CallId, status: Status) {
+        let Some(c) = self.calls.remove(call) else {
+            return;
+        };
+        self.queue
+            .push_back(handler::end(call, c.headers_sent, 200, status.clone()));
+        let (handler, mut out) = self.split();
+        handler.closed(now, call, CloseReason::Failed(status), &mut out);
+    }
+}

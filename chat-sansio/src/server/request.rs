@@ -1,0 +1,158 @@
+//! Checks on a request's headers before a call is accepted.
+//!
+//! Spec: PROTOCOL-HTTP2.md "Requests"; GRPC-CONFORMANCE §2.
+
+use std::time::Duration;
+
+use crate::metadata::Metadata;
+use crate::status::{Code, Status};
+use crate::timeout::parse_timeout;
+
+/// Header fields of a request as the driver received them.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    /// The HTTP method (`:method`).
+    pub method: String,
+    /// The `:path`, without any query.
+    pub path: String,
+    /// Every other header field, in order; pseudo-headers excluded.
+    pub headers: Metadata,
+}
+
+/// A request refused before it reached the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The HTTP status to answer with (200 unless the request is not gRPC).
+    pub http_status: u16,
+    /// The gRPC status in the Trailers-Only response.
+    pub status: Status,
+}
+
+/// What the checks learned from an acceptable request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// The `grpc-timeout`, if any.
+    pub timeout: Option<Duration>,
+}
+
+fn reject(http_status: u16, code: Code, message: impl Into<String>) -> Rejection {
+    Rejection {
+        http_status,
+        status: Status::new(code, message.into()),
+    }
+}
+
+/// Whether a `content-type` names gRPC: `application/grpc`, optionally
+/// followed by `+subtype` or `;params` (H-5, as grpc-go and C-core accept).
+pub fn is_grpc_content_type(value: &[u8]) -> bool {
+    const BASE: &[u8] = b"application/grpc";
+    value.len() >= BASE.len()
+        && value[..BASE.len()].eq_ignore_ascii_case(BASE)
+        && matches!(value.get(BASE.len()), None | Some(b'+') | Some(b';'))
+}
+
+/// Checks the HTTP/2-level and gRPC-level request headers.
+///
+/// `te: trailers` is not required: grpc-go and grpc-js servers do not require
+/// it and proxies strip it (H-4).
+pub(crate) fn check(head: &RequestHead) -> Result<Checked, Rejection> {
+    if head.method != "POST" {
+        return Err(reject(
+            405,
+            Code::Internal,
+            format!("gRPC requires method POST, got {}", head.method),
+        ));
+    }
+    match head.headers.get("content-type") {
+        Some(ct) if is_grpc_content_type(ct) => {}
+        other => {
+            let shown = other.map(String::from_utf8_lossy).unwrap_or_default();
+            return Err(reject(
+                415,
+                Code::InvalidArgument,
+                format!("invalid gRPC request content-type {shown:?}"),
+            ));
+        }
+    }
+    let timeout = match head.headers.get("grpc-timeout") {
+        None => None,
+        Some(value) => match parse_timeout(value) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                return Err(reject(
+                    400,
+                    Code::Internal,
+                    format!("malformed grpc-timeout {:?}", String::from_utf8_lossy(value)),
+                ))
+            }
+        },
+    };
+    if let Some(enc) = head.headers.get("grpc-encoding") {
+        if !enc.eq_ignore_ascii_case(b"identity") {
+            return Err(reject(
+                200,
+                Code::Unimplemented,
+                format!(
+                    "grpc-encoding {:?} is not supported; this server accepts identity",
+                    String::from_utf8_lossy(enc)
+                ),
+            ));
+        }
+    }
+    Ok(Checked { timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(ct: Option<&str>, extra: &[(&str, &str)]) -> RequestHead {
+        let mut headers = Metadata::new();
+        if let Some(ct) = ct {
+            headers.push("content-type", ct.to_owned());
+        }
+        for (k, v) in extra {
+            headers.push(*k, v.to_string());
+        }
+        RequestHead {
+            method: "POST".into(),
+            path: "/ChatService/JoinChat".into(),
+            headers,
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in ["application/grpc", "application/grpc+proto", "application/grpc;charset=utf-8", "Application/GRPC"] {
+            assert!(is_grpc_content_type(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["application/json", "application/grpc-web", "application/grp", ""] {
+            assert!(!is_grpc_content_type(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejections_carry_the_right_statuses() {
+        let r = check(&head(Some("application/json"), &[])).unwrap_err();
+        assert_eq!((r.http_status, r.status.code), (415, Code::InvalidArgument));
+        let r = check(&head(None, &[])).unwrap_err();
+        assert_eq!(r.http_status, 415);
+        let r = check(&head(Some("application/grpc"), &[("grpc-timeout", "1x")])).unwrap_err();
+        assert_eq!((r.http_status, r.status.code), (400, Code::Internal));
+        let r = check(&head(Some("application/grpc"), &[("grpc-encoding", "gzip")])).unwrap_err();
+        assert_eq!((r.http_status, r.status.code), (200, Code::Unimplemented));
+        let mut h = head(Some("application/grpc"), &[]);
+        h.method = "GET".into();
+        assert_eq!(check(&h).unwrap_err().http_status, 405);
+    }
+
+    #[test]
+    fn accepts_timeouts_and_identity() {
+        let c = check(&head(
+            Some("application/grpc"),
+            &[("grpc-timeout", "0n"), ("grpc-encoding", "identity")],
+        ))
+        .unwrap();
+        assert_eq!(c.timeout, Some(Duration::ZERO));
+    }
+}
