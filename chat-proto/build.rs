@@ -12,7 +12,10 @@ fn main() {
     }
     let fds = match protox::compile(PROTOS, [&proto_dir]) {
         Ok(fds) => fds,
-        Err(e) => panic!("cannot compile the protos in {}: {e:?}", proto_dir.display()),
+        Err(e) => panic!(
+            "cannot compile the protos in {}: {e:?}",
+            proto_dir.display()
+        ),
     };
     generate(fds);
 }

@@ -28,8 +28,15 @@ impl ResponseReader {
     /// The response headers arrived. Returns the final status if this block
     /// already ends the call: a Trailers-Only response (`end_of_stream`), or
     /// a response that is not gRPC at all.
-    pub fn headers(&mut self, http_status: u16, headers: &Metadata, end_of_stream: bool) -> Option<Status> {
-        let grpc = headers.get("content-type").is_some_and(is_grpc_content_type);
+    pub fn headers(
+        &mut self,
+        http_status: u16,
+        headers: &Metadata,
+        end_of_stream: bool,
+    ) -> Option<Status> {
+        let grpc = headers
+            .get("content-type")
+            .is_some_and(is_grpc_content_type);
         if http_status != 200 || !grpc {
             // Use grpc-status if a gRPC server sent one; otherwise map the
             // HTTP status (CS-1, CS-2).
@@ -40,7 +47,10 @@ impl ResponseReader {
             }
             let code = Code::from_http_status(http_status);
             let what = if grpc { "" } else { " (not a gRPC response)" };
-            return Some(Status::new(code, format!("HTTP status {http_status}{what}")));
+            return Some(Status::new(
+                code,
+                format!("HTTP status {http_status}{what}"),
+            ));
         }
         if end_of_stream {
             return Some(status_from_trailers(headers).unwrap_or_else(missing_status));
@@ -76,7 +86,10 @@ impl ResponseReader {
 
     /// The response stream ended without trailers.
     pub fn ended_without_trailers(&self) -> Status {
-        Status::new(Code::Internal, "server closed the stream without sending trailers")
+        Status::new(
+            Code::Internal,
+            "server closed the stream without sending trailers",
+        )
     }
 }
 
@@ -88,7 +101,10 @@ fn missing_status() -> Status {
 /// `grpc-status`. An unparsable value gives UNKNOWN (CS-4).
 pub fn status_from_trailers(fields: &Metadata) -> Option<Status> {
     let raw = fields.get("grpc-status")?;
-    let message = fields.get("grpc-message").map(percent_decode).unwrap_or_default();
+    let message = fields
+        .get("grpc-message")
+        .map(percent_decode)
+        .unwrap_or_default();
     Some(match Code::parse(raw) {
         Some(code) => Status::new(code, message),
         None => Status::new(
@@ -109,7 +125,10 @@ pub fn status_from_reset(code: u32) -> Status {
         0xc => (Code::PermissionDenied, "INADEQUATE_SECURITY"),
         _ => (Code::Internal, "error"),
     };
-    Status::new(status, format!("stream reset by server: {what} (code {code})"))
+    Status::new(
+        status,
+        format!("stream reset by server: {what} (code {code})"),
+    )
 }
 
 #[cfg(test)]
@@ -128,18 +147,36 @@ mod tests {
     fn trailers_only_and_http_errors() {
         let mut r = ResponseReader::new(1024);
         let s = r
-            .headers(200, &md(&[("content-type", "application/grpc"), ("grpc-status", "12"), ("grpc-message", "no%20such")]), true)
+            .headers(
+                200,
+                &md(&[
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", "12"),
+                    ("grpc-message", "no%20such"),
+                ]),
+                true,
+            )
             .unwrap();
         assert_eq!((s.code, &*s.message), (Code::Unimplemented, "no such"));
-        let s = r.headers(404, &md(&[("content-type", "text/html")]), true).unwrap();
+        let s = r
+            .headers(404, &md(&[("content-type", "text/html")]), true)
+            .unwrap();
         assert_eq!(s.code, Code::Unimplemented);
-        let s = r.headers(200, &md(&[("content-type", "text/html")]), false).unwrap();
+        let s = r
+            .headers(200, &md(&[("content-type", "text/html")]), false)
+            .unwrap();
         assert_eq!(s.code, Code::Unknown);
         let s = r
-            .headers(415, &md(&[("content-type", "application/grpc"), ("grpc-status", "3")]), true)
+            .headers(
+                415,
+                &md(&[("content-type", "application/grpc"), ("grpc-status", "3")]),
+                true,
+            )
             .unwrap();
         assert_eq!(s.code, Code::InvalidArgument);
-        assert!(r.headers(200, &md(&[("content-type", "application/grpc")]), false).is_none());
+        assert!(r
+            .headers(200, &md(&[("content-type", "application/grpc")]), false)
+            .is_none());
     }
 
     #[test]
@@ -150,7 +187,10 @@ mod tests {
         assert_eq!(r.trailers(&md(&[("grpc-status", "x")])).code, Code::Unknown);
         r.data(&[0, 0, 0, 0, 9]);
         assert_eq!(r.next_message(), Ok(None));
-        assert_eq!(r.trailers(&md(&[("grpc-status", "0")])).code, Code::Internal);
+        assert_eq!(
+            r.trailers(&md(&[("grpc-status", "0")])).code,
+            Code::Internal
+        );
     }
 
     #[test]

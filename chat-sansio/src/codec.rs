@@ -264,7 +264,10 @@ mod tests {
     fn oversized_is_refused_from_the_prefix() {
         let mut dec = Decoder::new(10);
         dec.push(&[0, 0, 0, 0, 11]);
-        assert_eq!(dec.next_message(), Err(DecodeError::TooLarge { len: 11, max: 10 }));
+        assert_eq!(
+            dec.next_message(),
+            Err(DecodeError::TooLarge { len: 11, max: 10 })
+        );
         assert_eq!(dec.buffered(), 0);
         assert_eq!(dec.to_status_code(), Code::ResourceExhausted);
     }
@@ -276,7 +279,10 @@ mod tests {
         assert_eq!(dec.next_message(), Ok(None));
         let mut dec = Decoder::default();
         dec.push(&[0, 0, 0x40, 0, 1]);
-        assert!(matches!(dec.next_message(), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            dec.next_message(),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -304,7 +310,9 @@ mod tests {
 
     impl Decoder {
         fn to_status_code(&self) -> Code {
-            self.failed.as_ref().map_or(Code::Ok, |e| e.to_status().code)
+            self.failed
+                .as_ref()
+                .map_or(Code::Ok, |e| e.to_status().code)
         }
     }
 

@@ -81,9 +81,7 @@ impl Code {
         if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let n = value
-            .iter()
-            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        let n = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         Some(Code::from_u32(u32::try_from(n).unwrap_or(u32::MAX)))
     }
 

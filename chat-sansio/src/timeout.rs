@@ -72,12 +72,24 @@ mod tests {
         assert_eq!(parse_timeout(b"4m"), Ok(Duration::from_millis(4)));
         assert_eq!(parse_timeout(b"5u"), Ok(Duration::from_micros(5)));
         assert_eq!(parse_timeout(b"0n"), Ok(Duration::ZERO));
-        assert_eq!(parse_timeout(b"99999999S"), Ok(Duration::from_secs(99_999_999)));
+        assert_eq!(
+            parse_timeout(b"99999999S"),
+            Ok(Duration::from_secs(99_999_999))
+        );
     }
 
     #[test]
     fn rejects_malformed_values() {
-        for bad in [&b""[..], b"S", b"1", b"123456789S", b"1s", b"-1S", b"1.5S", b" 1S"] {
+        for bad in [
+            &b""[..],
+            b"S",
+            b"1",
+            b"123456789S",
+            b"1s",
+            b"-1S",
+            b"1.5S",
+            b" 1S",
+        ] {
             assert_eq!(parse_timeout(bad), Err(InvalidTimeout), "{bad:?}");
         }
     }

@@ -158,7 +158,14 @@ impl Chat {
         }
     }
 
-    fn post(&mut self, now: Time, call: CallId, room: &str, msg: Bytes, out: &mut Outbox<'_, ChatEvent>) {
+    fn post(
+        &mut self,
+        now: Time,
+        call: CallId,
+        room: &str,
+        msg: Bytes,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
         let msg = match ChatMessage::decode(msg) {
             Ok(m) => m,
             Err(e) => {
@@ -192,7 +199,14 @@ impl Chat {
         r.record(msg);
     }
 
-    fn join(&mut self, now: Time, call: CallId, conn: ConnId, msg: Bytes, out: &mut Outbox<'_, ChatEvent>) {
+    fn join(
+        &mut self,
+        now: Time,
+        call: CallId,
+        conn: ConnId,
+        msg: Bytes,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
         let user = match User::decode(msg) {
             Ok(u) => u,
             Err(e) => {
@@ -205,7 +219,10 @@ impl Chat {
             return;
         }
         if user.user_id.is_empty() {
-            out.finish(call, Status::new(Code::InvalidArgument, "user_id must not be empty"));
+            out.finish(
+                call,
+                Status::new(Code::InvalidArgument, "user_id must not be empty"),
+            );
             return;
         }
         let history_on_join = self.config.history_on_join;
@@ -238,7 +255,12 @@ impl Handler for Chat {
     type Event = ChatEvent;
     type Input = std::convert::Infallible;
 
-    fn open(&mut self, _now: Time, req: &Request<'_>, _out: &mut Outbox<'_, ChatEvent>) -> Result<(), Status> {
+    fn open(
+        &mut self,
+        _now: Time,
+        req: &Request<'_>,
+        _out: &mut Outbox<'_, ChatEvent>,
+    ) -> Result<(), Status> {
         let kind = match req.path {
             chat_proto::paths::JOIN_CHAT => {
                 let index = self.room_mut(DEFAULT_ROOM).add_stream(req.call);
@@ -273,7 +295,13 @@ impl Handler for Chat {
         out.finish(call, Status::ok());
     }
 
-    fn closed(&mut self, _now: Time, call: CallId, _reason: CloseReason, _out: &mut Outbox<'_, ChatEvent>) {
+    fn closed(
+        &mut self,
+        _now: Time,
+        call: CallId,
+        _reason: CloseReason,
+        _out: &mut Outbox<'_, ChatEvent>,
+    ) {
         self.forget(call);
     }
 

@@ -62,7 +62,11 @@ impl Calls {
 
     /// Forgets a connection and returns the calls it still had open.
     pub fn disconnect(&mut self, conn: ConnId) -> Vec<CallId> {
-        let calls = self.conns.remove(&conn).map(|c| c.calls).unwrap_or_default();
+        let calls = self
+            .conns
+            .remove(&conn)
+            .map(|c| c.calls)
+            .unwrap_or_default();
         for call in &calls {
             self.map.remove(call);
         }

@@ -164,7 +164,12 @@ impl<E> Outbox<'_, E> {
 
 /// The output that ends a call: trailers after response headers, or a
 /// Trailers-Only response if no headers went out.
-pub(crate) fn end<E>(call: CallId, headers_sent: bool, http_status: u16, status: Status) -> Output<E> {
+pub(crate) fn end<E>(
+    call: CallId,
+    headers_sent: bool,
+    http_status: u16,
+    status: Status,
+) -> Output<E> {
     if headers_sent {
         Output::Trailers { call, status }
     } else {

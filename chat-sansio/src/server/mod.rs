@@ -236,7 +236,8 @@ impl<H: Handler> Server<H> {
             }
             Err(status) => {
                 if let Some(c) = self.calls.remove(call) {
-                    self.queue.push_back(handler::end(call, c.headers_sent, 200, status));
+                    self.queue
+                        .push_back(handler::end(call, c.headers_sent, 200, status));
                 }
             }
         }
@@ -322,7 +323,8 @@ impl<H: Handler> Server<H> {
                 continue;
             };
             let status = Status::new(Code::DeadlineExceeded, "deadline exceeded");
-            self.queue.push_back(handler::end(call, c.headers_sent, 200, status));
+            self.queue
+                .push_back(handler::end(call, c.headers_sent, 200, status));
             let (handler, mut out) = self.split();
             handler.closed(now, call, CloseReason::DeadlineExceeded, &mut out);
         }

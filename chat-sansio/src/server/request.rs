@@ -82,7 +82,10 @@ pub(crate) fn check(head: &RequestHead) -> Result<Checked, Rejection> {
                 return Err(reject(
                     400,
                     Code::Internal,
-                    format!("malformed grpc-timeout {:?}", String::from_utf8_lossy(value)),
+                    format!(
+                        "malformed grpc-timeout {:?}",
+                        String::from_utf8_lossy(value)
+                    ),
                 ))
             }
         },
@@ -123,10 +126,20 @@ mod tests {
 
     #[test]
     fn content_types() {
-        for ok in ["application/grpc", "application/grpc+proto", "application/grpc;charset=utf-8", "Application/GRPC"] {
+        for ok in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc;charset=utf-8",
+            "Application/GRPC",
+        ] {
             assert!(is_grpc_content_type(ok.as_bytes()), "{ok}");
         }
-        for bad in ["application/json", "application/grpc-web", "application/grp", ""] {
+        for bad in [
+            "application/json",
+            "application/grpc-web",
+            "application/grp",
+            "",
+        ] {
             assert!(!is_grpc_content_type(bad.as_bytes()), "{bad}");
         }
     }
@@ -139,7 +152,11 @@ mod tests {
         assert_eq!(r.http_status, 415);
         let r = check(&head(Some("application/grpc"), &[("grpc-timeout", "1x")])).unwrap_err();
         assert_eq!((r.http_status, r.status.code), (400, Code::Internal));
-        let r = check(&head(Some("application/grpc"), &[("grpc-encoding", "gzip")])).unwrap_err();
+        let r = check(&head(
+            Some("application/grpc"),
+            &[("grpc-encoding", "gzip")],
+        ))
+        .unwrap_err();
         assert_eq!((r.http_status, r.status.code), (200, Code::Unimplemented));
         let mut h = head(Some("application/grpc"), &[]);
         h.method = "GET".into();

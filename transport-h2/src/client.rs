@@ -1,0 +1,337 @@
+//! A gRPC client over HTTP/2: connect, open calls, send and receive
+//! messages. It serves the CLI client, the tests and the benchmark.
+//!
+//! Response handling (status from trailers, Trailers-Only, HTTP status
+//! mapping, resets) is the core's [`ResponseReader`]; this module only moves
+//! bytes.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use bytes::Bytes;
+use chat_sansio::client::{status_from_reset, ResponseReader};
+use chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE;
+use chat_sansio::timeout::encode_timeout;
+use chat_sansio::{codec, Code, Status};
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use http::{Method, Request};
+use smol::net::TcpStream;
+use smol::Task;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use crate::headers;
+
+/// The user agent we send (PROTOCOL-HTTP2.md "User Agents").
+const USER_AGENT: &str = concat!("grpc-rust-chat-h2/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP/2 connection to a gRPC server. Cheap to clone; the connection
+/// closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct Channel {
+    send_request: SendRequest<Bytes>,
+    authority: Arc<str>,
+    _driver: Arc<Task<()>>,
+}
+
+/// Per-call options.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// Request metadata, as (lower-case key, value) pairs.
+    pub metadata: Vec<(String, String)>,
+    /// The call's deadline, sent as `grpc-timeout` and enforced locally.
+    pub timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// Adds a metadata pair.
+    pub fn metadata(mut self, key: &str, value: &str) -> CallOptions {
+        self.metadata.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn timeout(mut self, timeout: Duration) -> CallOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    Status::new(Code::Unavailable, e.to_string())
+}
+
+/// The status for an h2 error on a call.
+fn status_from_h2(e: &h2::Error) -> Status {
+    match e.reason() {
+        Some(reason) if e.is_reset() => status_from_reset(reason.into()),
+        _ if e.is_go_away() || e.is_io() => unavailable(e),
+        _ => Status::new(Code::Internal, e.to_string()),
+    }
+}
+
+impl Channel {
+    /// Connects over TCP to `addr` (`host:port`, or `http://host:port`).
+    pub async fn connect(addr: &str) -> io::Result<Channel> {
+        let authority = addr.trim_start_matches("http://").trim_end_matches('/');
+        let stream = TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        Channel::with_io(stream, authority).await
+    }
+
+    /// Runs HTTP/2 over any byte stream; `authority` names the server in
+    /// `:authority`.
+    pub async fn with_io<T>(io: T, authority: &str) -> io::Result<Channel>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send_request, connection) = h2::client::Builder::new()
+            .initial_window_size(1024 * 1024)
+            .initial_connection_window_size(2 * 1024 * 1024)
+            .max_header_list_size(64 * 1024)
+            .handshake::<_, Bytes>(io.compat())
+            .await
+            .map_err(io::Error::other)?;
+        let driver = smol::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("client connection ended: {e}");
+            }
+        });
+        Ok(Channel {
+            send_request,
+            authority: authority.into(),
+            _driver: Arc::new(driver),
+        })
+    }
+
+    /// Opens a call to `path` (`/package.Service/Method`).
+    pub async fn call(&self, path: &str, options: CallOptions) -> Result<Call, Status> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            // Absolute URI so h2 sends :scheme and :authority (T-5).
+            .uri(format!("http://{}{}", self.authority, path));
+        if let Some(t) = options.timeout {
+            req = req.header("grpc-timeout", encode_timeout(t));
+        }
+        req = req
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("user-agent", USER_AGENT);
+        for (k, v) in &options.metadata {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req
+            .body(())
+            .map_err(|e| Status::new(Code::Internal, format!("bad request metadata: {e}")))?;
+        // Wait for a stream slot: respects MAX_CONCURRENT_STREAMS (T-6).
+        let mut send_request = self
+            .send_request
+            .clone()
+            .ready()
+            .await
+            .map_err(unavailable)?;
+        let (response, stream) = send_request
+            .send_request(req, false)
+            .map_err(|e| status_from_h2(&e))?;
+        let deadline = options.timeout.map(|t| Instant::now() + t);
+        Ok(Call {
+            sender: CallSender { stream },
+            receiver: CallReceiver {
+                state: RecvState::Waiting(response),
+                reader: ResponseReader::new(DEFAULT_MAX_MESSAGE_SIZE),
+                deadline,
+                status: None,
+            },
+        })
+    }
+}
+
+/// An open call: its sending and its receiving half.
+pub struct Call {
+    /// Sends request messages.
+    pub sender: CallSender,
+    /// Receives response messages and the final status.
+    pub receiver: CallReceiver,
+}
+
+impl Call {
+    /// The two halves, to use from different tasks.
+    pub fn split(self) -> (CallSender, CallReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The sending half of a call.
+pub struct CallSender {
+    stream: SendStream<Bytes>,
+}
+
+impl CallSender {
+    /// Encodes and sends one message, waiting for flow-control window.
+    pub async fn send<M: prost::Message>(&mut self, msg: &M) -> Result<(), Status> {
+        let frame = codec::encode(msg).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
+        self.send_frame(frame).await
+    }
+
+    /// Sends raw bytes as DATA, as they are: a framed message, or anything
+    /// else (tests use this to send malformed input).
+    pub async fn send_frame(&mut self, mut frame: Bytes) -> Result<(), Status> {
+        while !frame.is_empty() {
+            self.stream.reserve_capacity(frame.len());
+            let capacity = poll_fn(|cx| {
+                let now = self.stream.capacity();
+                if now > 0 {
+                    return Poll::Ready(Ok(now));
+                }
+                match self.stream.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => Poll::Ready(Ok(self.stream.capacity())),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Err(status_from_h2(&e))),
+                    Poll::Ready(None) => Poll::Ready(Err(unavailable("stream closed"))),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await?;
+            if capacity == 0 {
+                continue;
+            }
+            let chunk = frame.split_to(capacity.min(frame.len()));
+            self.stream
+                .send_data(chunk, false)
+                .map_err(|e| status_from_h2(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Half-closes: the server will get no more messages (an empty DATA
+    /// frame with END_STREAM, HC-1).
+    pub fn close(&mut self) -> Result<(), Status> {
+        self.stream
+            .send_data(Bytes::new(), true)
+            .map_err(|e| status_from_h2(&e))
+    }
+
+    /// Cancels the call (RST_STREAM CANCEL, X-1).
+    pub fn cancel(&mut self) {
+        self.stream.send_reset(h2::Reason::CANCEL);
+    }
+}
+
+enum RecvState {
+    Waiting(ResponseFuture),
+    Body(RecvStream),
+    Done,
+}
+
+/// The receiving half of a call.
+pub struct CallReceiver {
+    state: RecvState,
+    reader: ResponseReader,
+    deadline: Option<Instant>,
+    status: Option<Status>,
+}
+
+impl CallReceiver {
+    /// The next response message, decoded; `Ok(None)` when the call ended
+    /// with OK, `Err` with the status when it ended otherwise.
+    pub async fn message<M: prost::Message + Default>(&mut self) -> Result<Option<M>, Status> {
+        match self.raw_message().await? {
+            Some(bytes) => M::decode(bytes)
+                .map(Some)
+                .map_err(|e| Status::new(Code::Internal, format!("malformed response: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// The next response message as bytes; see [`CallReceiver::message`].
+    pub async fn raw_message(&mut self) -> Result<Option<Bytes>, Status> {
+        loop {
+            if let Some(status) = &self.status {
+                return if status.is_ok() {
+                    Ok(None)
+                } else {
+                    Err(status.clone())
+                };
+            }
+            match self.reader.next_message() {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => {}
+                Err(status) => {
+                    self.end(status);
+                    continue;
+                }
+            }
+            match self.deadline {
+                Some(deadline) => {
+                    let timer = async {
+                        Timer::at(deadline).await;
+                        false
+                    };
+                    let stepped = future::or(
+                        async {
+                            self.step().await;
+                            true
+                        },
+                        timer,
+                    )
+                    .await;
+                    if !stepped {
+                        // Generated locally, never from trailers (D-2).
+                        self.end(Status::new(Code::DeadlineExceeded, "deadline exceeded"));
+                    }
+                }
+                None => self.step().await,
+            }
+        }
+    }
+
+    /// The final status, once the call has ended.
+    pub fn status(&self) -> Option<&Status> {
+        self.status.as_ref()
+    }
+
+    fn end(&mut self, status: Status) {
+        self.status.get_or_insert(status);
+        self.state = RecvState::Done;
+    }
+
+    /// Waits for the next event from h2 and feeds it to the reader.
+    async fn step(&mut self) {
+        match &mut self.state {
+            RecvState::Waiting(response) => match response.await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let md = headers::to_metadata(&parts.headers);
+                    let end = self
+                        .reader
+                        .headers(parts.status.as_u16(), &md, body.is_end_stream());
+                    match end {
+                        Some(status) => self.end(status),
+                        None => self.state = RecvState::Body(body),
+                    }
+                }
+                Err(e) => self.end(status_from_h2(&e)),
+            },
+            RecvState::Body(body) => match body.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    self.reader.data(&chunk);
+                }
+                Some(Err(e)) => self.end(status_from_h2(&e)),
+                None => {
+                    let status = match body.trailers().await {
+                        Ok(Some(t)) => self.reader.trailers(&headers::to_metadata(&t)),
+                        Ok(None) => self.reader.ended_without_trailers(),
+                        Err(e) => status_from_h2(&e),
+                    };
+                    self.end(status);
+                }
+            },
+            RecvState::Done => {}
+        }
+    }
+}

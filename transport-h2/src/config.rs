@@ -1,0 +1,55 @@
+//! Transport settings and limits, with the reasons for their defaults.
+
+use std::time::Duration;
+
+use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
+
+/// Settings of the h2 server transport.
+///
+/// The h2 crate's own defaults are unsafe or unsuited for gRPC
+/// (GRPC-CONFORMANCE T-4): no stream limit, a 16 MiB header list, 64 KiB
+/// windows. Every one of them is set here.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: 8 KiB, as PROTOCOL-HTTP2.md suggests.
+    /// h2 answers larger request headers with HTTP 431.
+    pub max_header_list_size: u32,
+    /// Initial flow-control window of each stream we receive on.
+    pub initial_stream_window: u32,
+    /// Flow-control window of each connection we receive on; larger than a
+    /// stream's so one busy stream cannot starve the others.
+    pub initial_connection_window: u32,
+    /// Most bytes h2 buffers for sending on one stream.
+    pub max_send_buffer: usize,
+    /// Most bytes of framed messages waiting for one call's flow-control
+    /// window. A client that leaves more than this unread has its call ended
+    /// with RESOURCE_EXHAUSTED (the slow-consumer policy).
+    pub max_queued_bytes_per_call: usize,
+    /// Most messages waiting for one call's window (same policy).
+    pub max_queued_messages_per_call: usize,
+    /// Capacity of the queue of events from all connections to the core; a
+    /// connection whose events cannot be queued stops reading, and HTTP/2
+    /// flow control then slows its client.
+    pub core_queue: usize,
+    /// Time a connection may take to finish its calls after a graceful
+    /// shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_concurrent_streams: MAX_CALLS_PER_CONNECTION as u32,
+            max_header_list_size: 8 * 1024,
+            initial_stream_window: 1024 * 1024,
+            initial_connection_window: 2 * 1024 * 1024,
+            max_send_buffer: 256 * 1024,
+            max_queued_bytes_per_call: 1024 * 1024,
+            max_queued_messages_per_call: 16 * 1024,
+            core_queue: 4096,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! One HTTP/2 connection: h2 streams mapped to core calls.
+//!
+//! A single task per connection polls everything: the h2 connection (which
+//! reads and writes the socket), new streams, each stream's request body,
+//! the inbox of core outputs, and each stream's send window. It keeps
+//! reading while writes are pending, and stops reading only while its
+//! events cannot be queued for the core.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_channel::{Sender, TrySendError};
+use bytes::Bytes;
+use chat_sansio::server::RequestHead;
+use chat_sansio::Status;
+use h2::server::{Connection, SendResponse};
+use h2::{RecvStream, SendStream};
+use tokio_util::compat::Compat;
+
+use crate::config::ServerConfig;
+use crate::core_task::{call_id, Inbox, ToConn, ToCore};
+use crate::headers;
+
+/// Most rounds of work per wake-up before yielding to other tasks.
+const MAX_ROUNDS_PER_POLL: usize = 16;
+
+type BoxedSend = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One call's h2 stream.
+struct Stream {
+    /// Until response headers go out.
+    respond: Option<SendResponse<Bytes>>,
+    /// After response headers went out.
+    send: Option<SendStream<Bytes>>,
+    /// Until the client half-closes or resets.
+    recv: Option<RecvStream>,
+    /// Framed messages waiting for the send window.
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    /// Status to send once the queue is empty.
+    trailers: Option<Status>,
+    /// The core has ended this call: ignore what the client still sends.
+    ended: bool,
+}
+
+impl Stream {
+    fn poll_reset(&mut self, cx: &mut Context<'_>) -> bool {
+        let reset = match (&mut self.send, &mut self.respond) {
+            (Some(s), _) => s.poll_reset(cx),
+            (None, Some(r)) => r.poll_reset(cx),
+            (None, None) => return false,
+        };
+        reset.is_ready()
+    }
+}
+
+/// The way from one connection to the core: events go straight into the
+/// shared bounded queue; when it is full they wait here, and the connection
+/// reads nothing more until they are in.
+struct CoreQueue<I> {
+    tx: Sender<ToCore<I>>,
+    backlog: VecDeque<ToCore<I>>,
+    blocked: Option<BoxedSend>,
+}
+
+impl<I: Send + 'static> CoreQueue<I> {
+    /// Whether nothing is waiting, so reading may go on.
+    fn is_clear(&self) -> bool {
+        self.backlog.is_empty() && self.blocked.is_none()
+    }
+
+    fn push(&mut self, event: ToCore<I>) {
+        if self.is_clear() {
+            match self.tx.try_send(event) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(event)) => self.backlog.push_back(event),
+            }
+        } else {
+            self.backlog.push_back(event);
+        }
+    }
+
+    /// Moves waiting events into the shared queue; true when none wait.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if let Some(fut) = &mut self.blocked {
+                if fut.as_mut().poll(cx).is_pending() {
+                    return false;
+                }
+                self.blocked = None;
+            }
+            let Some(event) = self.backlog.pop_front() else {
+                return true;
+            };
+            match self.tx.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    let tx = self.tx.clone();
+                    self.blocked = Some(Box::pin(async move {
+                        let _ = tx.send(event).await;
+                    }));
+                }
+                Err(TrySendError::Closed(_)) => {
+                    // The core is gone: the server is shutting down.
+                    self.backlog.clear();
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+impl<T, I> Unpin for ConnDriver<T, I> {}
+
+/// Drives one connection until it closes.
+pub(crate) struct ConnDriver<T, I> {
+    id: u32,
+    h2: Connection<Compat<T>, Bytes>,
+    streams: HashMap<u32, Stream>,
+    inbox: Arc<Inbox>,
+    taken: Vec<ToConn>,
+    core: CoreQueue<I>,
+    config: Arc<ServerConfig>,
+}
+
+/// How a connection ended.
+pub(crate) enum Ended {
+    Closed,
+    Error(h2::Error),
+}
+
+impl<T, I> ConnDriver<T, I>
+where
+    T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+    I: Send + 'static,
+{
+    pub(crate) fn new(
+        id: u32,
+        h2: Connection<Compat<T>, Bytes>,
+        inbox: Arc<Inbox>,
+        to_core: Sender<ToCore<I>>,
+        config: Arc<ServerConfig>,
+    ) -> Self {
+        ConnDriver {
+            id,
+            h2,
+            streams: HashMap::new(),
+            inbox,
+            taken: Vec::new(),
+            core: CoreQueue {
+                tx: to_core,
+                backlog: VecDeque::new(),
+                blocked: None,
+            },
+            config,
+        }
+    }
+
+    /// Accepts new streams, or only drives the connection while reading is
+    /// paused. Returns `Some` when the connection is over.
+    fn poll_connection(&mut self, cx: &mut Context<'_>, progress: &mut bool) -> Option<Ended> {
+        if !self.core.is_clear() {
+            return match self.h2.poll_closed(cx) {
+                Poll::Ready(Ok(())) => Some(Ended::Closed),
+                Poll::Ready(Err(e)) => Some(Ended::Error(e)),
+                Poll::Pending => None,
+            };
+        }
+        loop {
+            match self.h2.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    *progress = true;
+                    let stream = respond.stream_id().as_u32();
+                    let (parts, body) = req.into_parts();
+                    let head = RequestHead {
+                        method: parts.method.as_str().to_owned(),
+                        path: parts.uri.path().to_owned(),
+                        headers: headers::to_metadata(&parts.headers),
+                    };
+                    self.streams.insert(
+                        stream,
+                        Stream {
+                            respond: Some(respond),
+                            send: None,
+                            recv: Some(body),
+                            queue: VecDeque::new(),
+                            queued: 0,
+                            trailers: None,
+                            ended: false,
+                        },
+                    );
+                    self.core.push(ToCore::Open {
+                        conn: self.id,
+                        stream,
+                        head,
+                    });
+                    if !self.core.poll_flush(cx) {
+                        return None;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Some(Ended::Error(e)),
+                Poll::Ready(None) => return Some(Ended::Closed),
+                Poll::Pending => return None,
+            }
+        }
+    }
+
+    /// Applies the core's outputs for this connection.
+    fn drain_inbox(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
+        self.inbox.take(&mut self.taken, cx.waker());
+        if self.taken.is_empty() {
+            return;
+        }
+        *progress = true;
+        let mut taken = std::mem::take(&mut self.taken);
+        for item in taken.drain(..) {
+            self.apply(item);
+        }
+        self.taken = taken;
+    }
+
+    fn apply(&mut self, item: ToConn) {
+        let id = self.id;
+        let config = &self.config;
+        match item {
+            ToConn::Headers(sid) => {
+                let Some(s) = self.streams.get_mut(&sid) else {
+                    return;
+                };
+                let Some(mut respond) = s.respond.take() else {
+                    return;
+                };
+                match respond.send_response(headers::response_headers(), false) {
+                    Ok(send) => s.send = Some(send),
+                    Err(_) => self.reset(sid),
+                }
+            }
+            ToConn::Message(sid, frame) => {
+                let Some(s) = self.streams.get_mut(&sid) else {
+                    return;
+                };
+                if s.ended {
+                    return;
+                }
+                s.queued += frame.len();
+                s.queue.push_back(frame);
+                if s.queued > config.max_queued_bytes_per_call
+                    || s.queue.len() > config.max_queued_messages_per_call
+                {
+                    // Slow consumer: drop what it has not read and let the
+                    // core end the call; its trailers need no window.
+                    s.queue.clear();
+                    s.queued = 0;
+                    s.ended = true;
+                    self.core.push(ToCore::Stalled {
+                        call: call_id(id, sid),
+                    });
+                }
+            }
+            ToConn::Trailers(sid, status) => {
+                let Some(s) = self.streams.get_mut(&sid) else {
+                    return;
+                };
+                s.ended = true;
+                s.trailers = Some(status);
+            }
+            ToConn::TrailersOnly(sid, http_status, status) => {
+                let Some(mut s) = self.streams.remove(&sid) else {
+                    return;
+                };
+                if let Some(mut respond) = s.respond.take() {
+                    let resp = headers::trailers_only(http_status, &status);
+                    let _ = respond.send_response(resp, true);
+                } else if let Some(send) = &mut s.send {
+                    let _ = send.send_trailers(headers::trailers(&status));
+                }
+                // Dropping the request body now makes h2 reset the client's
+                // side with NO_ERROR if it is still sending (HC-3).
+            }
+        }
+    }
+
+    /// The client's side of a stream is gone: tell the core, drop the stream.
+    fn reset(&mut self, sid: u32) {
+        if let Some(s) = self.streams.remove(&sid) {
+            if !s.ended {
+                self.core.push(ToCore::Reset {
+                    call: call_id(self.id, sid),
+                });
+            }
+        }
+    }
+
+    /// Hands queued messages to h2 as its flow-control window allows, and
+    /// sends trailers behind them.
+    fn flush_sends(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
+        let mut broken = Vec::new();
+        let mut done = Vec::new();
+        for (&sid, s) in &mut self.streams {
+            let Some(send) = &mut s.send else { continue };
+            let mut failed = false;
+            while let Some(front) = s.queue.front_mut() {
+                let mut capacity = send.capacity();
+                if capacity == 0 {
+                    send.reserve_capacity(s.queued);
+                    capacity = send.capacity();
+                }
+                if capacity == 0 {
+                    match send.poll_capacity(cx) {
+                        Poll::Ready(Some(Ok(_))) => continue,
+                        Poll::Ready(Some(Err(_))) | Poll::Ready(None) => failed = true,
+                        Poll::Pending => {}
+                    }
+                    break;
+                }
+                let chunk = if capacity >= front.len() {
+                    s.queue.pop_front().unwrap_or_default()
+                } else {
+                    front.split_to(capacity)
+                };
+                s.queued -= chunk.len();
+                *progress = true;
+                if send.send_data(chunk, false).is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed {
+                broken.push(sid);
+            } else if s.queue.is_empty() {
+                if let Some(status) = s.trailers.take() {
+                    *progress = true;
+                    let _ = send.send_trailers(headers::trailers(&status));
+                    done.push(sid);
+                }
+            }
+        }
+        for sid in done {
+            // Dropping the stream after trailers: h2 resets the client's
+            // side with NO_ERROR if it is still sending (HC-3).
+            self.streams.remove(&sid);
+        }
+        for sid in broken {
+            self.reset(sid);
+        }
+    }
+
+    /// Reads request bodies and watches for client resets.
+    fn poll_streams(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
+        let mut gone = Vec::new();
+        let core = &mut self.core;
+        for (&sid, s) in &mut self.streams {
+            if !core.is_clear() {
+                break;
+            }
+            let call = call_id(self.id, sid);
+            let Some(recv) = &mut s.recv else {
+                if !s.ended && s.poll_reset(cx) {
+                    gone.push(sid);
+                }
+                continue;
+            };
+            loop {
+                match recv.poll_data(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        *progress = true;
+                        let _ = recv.flow_control().release_capacity(chunk.len());
+                        if !s.ended && !chunk.is_empty() {
+                            core.push(ToCore::Data { call, chunk });
+                            if !core.is_clear() {
+                                break;
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        *progress = true;
+                        gone.push(sid);
+                        break;
+                    }
+                    Poll::Ready(None) => {
+                        *progress = true;
+                        s.recv = None;
+                        if !s.ended {
+                            core.push(ToCore::End { call });
+                        }
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        for sid in gone {
+            self.reset(sid);
+        }
+    }
+}
+
+impl<T, I> Future for ConnDriver<T, I>
+where
+    T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+    I: Send + 'static,
+{
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        let this = self.get_mut();
+        for _ in 0..MAX_ROUNDS_PER_POLL {
+            let mut progress = false;
+            this.core.poll_flush(cx);
+            this.drain_inbox(cx, &mut progress);
+            this.flush_sends(cx, &mut progress);
+            if let Some(ended) = this.poll_connection(cx, &mut progress) {
+                return Poll::Ready(ended);
+            }
+            this.poll_streams(cx, &mut progress);
+            this.core.poll_flush(cx);
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Still busy: let other connections run, then come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

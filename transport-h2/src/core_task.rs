@@ -1,0 +1,204 @@
+//! The task that owns the sans-IO core: it applies events from every
+//! connection in arrival order, and routes the core's outputs to the
+//! connections' inboxes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
+
+use async_channel::Receiver;
+use async_io::Timer;
+use bytes::Bytes;
+use chat_sansio::server::{CallId, ConnId, Handler, Output, RequestHead, Server};
+use chat_sansio::Status;
+use futures_lite::future;
+
+use crate::clock::Clock;
+
+/// Most events applied to the core between two routings of its outputs, so
+/// deliveries start while a burst is still arriving.
+const MAX_EVENTS_PER_TURN: usize = 256;
+
+/// An event for the core, from a connection or from the application.
+pub(crate) enum ToCore<I> {
+    Connect {
+        conn: u32,
+        inbox: Arc<Inbox>,
+        peer: Option<String>,
+    },
+    Disconnect {
+        conn: u32,
+    },
+    Open {
+        conn: u32,
+        stream: u32,
+        head: RequestHead,
+    },
+    Data {
+        call: CallId,
+        chunk: Bytes,
+    },
+    End {
+        call: CallId,
+    },
+    Reset {
+        call: CallId,
+    },
+    Stalled {
+        call: CallId,
+    },
+    Input(I),
+}
+
+/// What the core asks one connection to write, by h2 stream id.
+#[derive(Debug)]
+pub(crate) enum ToConn {
+    Headers(u32),
+    Message(u32, Bytes),
+    Trailers(u32, Status),
+    TrailersOnly(u32, u16, Status),
+}
+
+/// The id the core knows a call by: the connection in the high half, the
+/// h2 stream id in the low half, so routing an output needs no table.
+pub(crate) fn call_id(conn: u32, stream: u32) -> CallId {
+    CallId(u64::from(conn) << 32 | u64::from(stream))
+}
+
+fn split_call(call: CallId) -> (u32, u32) {
+    ((call.0 >> 32) as u32, call.0 as u32)
+}
+
+/// A connection's inbox of core outputs, filled by the core task and
+/// emptied by the connection task. The lock is per connection: nothing on
+/// the delivery path is shared by all connections.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    inner: Mutex<InboxInner>,
+}
+
+#[derive(Default)]
+struct InboxInner {
+    items: Vec<ToConn>,
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    /// Adds an item; returns the connection's waker if the inbox was empty
+    /// (the caller wakes it once its whole batch is routed).
+    fn push(&self, item: ToConn) -> Option<Waker> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.items.push(item);
+        if inner.items.len() == 1 {
+            inner.waker.take()
+        } else {
+            None
+        }
+    }
+
+    /// Swaps the pending items into `buf` (which must be empty); if there
+    /// are none, registers `waker` for the next push.
+    pub(crate) fn take(&self, buf: &mut Vec<ToConn>, waker: &Waker) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.items.is_empty() {
+            if !inner.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                inner.waker = Some(waker.clone());
+            }
+        } else {
+            std::mem::swap(&mut inner.items, buf);
+        }
+    }
+}
+
+/// Runs the core until every sender of events is gone.
+pub(crate) async fn run<H: Handler>(
+    mut core: Server<H>,
+    rx: Receiver<ToCore<H::Input>>,
+    mut on_event: impl FnMut(H::Event),
+    clock: Clock,
+) {
+    let mut conns: HashMap<u32, Arc<Inbox>> = HashMap::new();
+    let mut wake: Vec<Waker> = Vec::new();
+    loop {
+        let first = match core.poll_timeout() {
+            Some(t) => {
+                let timer = async {
+                    Timer::at(clock.instant_at(t)).await;
+                    None
+                };
+                future::or(async { Some(rx.recv().await) }, timer).await
+            }
+            None => Some(rx.recv().await),
+        };
+        let now = clock.now();
+        match first {
+            Some(Ok(event)) => apply(&mut core, &mut conns, now, event),
+            Some(Err(_)) => break,
+            None => {}
+        }
+        for _ in 1..MAX_EVENTS_PER_TURN {
+            match rx.try_recv() {
+                Ok(event) => apply(&mut core, &mut conns, now, event),
+                Err(_) => break,
+            }
+        }
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        while let Some(output) = core.poll_output() {
+            let (call, item) = match output {
+                Output::Event(e) => {
+                    on_event(e);
+                    continue;
+                }
+                Output::Headers { call } => (call, ToConn::Headers(split_call(call).1)),
+                Output::Message { call, frame } => {
+                    (call, ToConn::Message(split_call(call).1, frame))
+                }
+                Output::Trailers { call, status } => {
+                    (call, ToConn::Trailers(split_call(call).1, status))
+                }
+                Output::TrailersOnly {
+                    call,
+                    http_status,
+                    status,
+                } => (
+                    call,
+                    ToConn::TrailersOnly(split_call(call).1, http_status, status),
+                ),
+            };
+            if let Some(inbox) = conns.get(&split_call(call).0) {
+                wake.extend(inbox.push(item));
+            }
+        }
+        for w in wake.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+fn apply<H: Handler>(
+    core: &mut Server<H>,
+    conns: &mut HashMap<u32, Arc<Inbox>>,
+    now: chat_sansio::Time,
+    event: ToCore<H::Input>,
+) {
+    match event {
+        ToCore::Connect { conn, inbox, peer } => {
+            conns.insert(conn, inbox);
+            core.handle_connect(now, ConnId(conn.into()), peer);
+        }
+        ToCore::Disconnect { conn } => {
+            conns.remove(&conn);
+            core.handle_disconnect(now, ConnId(conn.into()));
+        }
+        ToCore::Open { conn, stream, head } => {
+            core.handle_open(now, ConnId(conn.into()), call_id(conn, stream), head)
+        }
+        ToCore::Data { call, chunk } => core.handle_data(now, call, &chunk),
+        ToCore::End { call } => core.handle_end(now, call),
+        ToCore::Reset { call } => core.handle_reset(now, call),
+        ToCore::Stalled { call } => core.handle_stalled(now, call),
+        ToCore::Input(input) => core.handle_input(now, input),
+    }
+}

@@ -1,0 +1,34 @@
+//! A thin gRPC-over-HTTP/2 transport on the `h2` crate, driven by smol.
+//!
+//! It holds no application logic: the server maps h2 streams to calls of a
+//! sans-IO [`chat_sansio::server::Server`] and writes what the core asks
+//! for; the client opens calls for the CLI, tests and benchmarks.
+//!
+//! Data flow on the server:
+//!
+//! ```text
+//! socket ─► h2 Connection ─► ConnDriver (one task per connection)
+//!              ─► bounded queue ─► core task: Server<H>::handle_*  ─┐
+//!                                                                 poll_output
+//! socket ◄─ h2 SendStream ◄─ ConnDriver ◄─ per-connection inbox ◄────┘
+//! ```
+//!
+//! Connections are generic over any futures-io byte stream, so TLS, Unix
+//! sockets or in-memory pipes plug in through
+//! [`Server::serve_connection`] without touching the core.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+mod clock;
+mod config;
+mod conn;
+mod core_task;
+mod headers;
+mod server;
+
+pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};
+pub use clock::Clock;
+pub use config::ServerConfig;
+pub use server::{InputSender, Server};
