@@ -60,8 +60,8 @@ impl Room {
         &self.streams
     }
 
-    /// Marks `user` present through `conn`. Returns true if they were not
-    /// present before.
+    /// Marks `user` present through `conn`. Returns true if this
+    /// connection was not already holding their presence here.
     pub fn join(&mut self, user: &User, conn: ConnId) -> bool {
         let member = self
             .members
@@ -70,12 +70,12 @@ impl Room {
                 username: user.username.clone(),
                 conns: Vec::new(),
             });
-        let new = member.conns.is_empty();
         member.username.clone_from(&user.username);
-        if !member.conns.contains(&conn) {
-            member.conns.push(conn);
+        if member.conns.contains(&conn) {
+            return false;
         }
-        new
+        member.conns.push(conn);
+        true
     }
 
     /// Drops `user_id`'s presence through `conn`. Returns true if they are

@@ -1,0 +1,217 @@
+//! An in-memory harness: a core server on a simulated clock, with a record
+//! of everything it output, per call.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_sansio::chat::{Chat, ChatEvent};
+use chat_sansio::codec;
+use chat_sansio::metadata::Metadata;
+use chat_sansio::server::{CallId, ConnId, Handler, Output, RequestHead, Server};
+use chat_sansio::{Status, Time};
+
+/// What one call has received so far.
+#[derive(Debug, Default, Clone)]
+pub struct CallLog {
+    pub headers: usize,
+    pub messages: Vec<Bytes>,
+    /// The final status and whether it came as Trailers-Only.
+    pub end: Vec<(Status, bool, u16)>,
+    /// Outputs that arrived after the call's end (must stay empty).
+    pub after_end: usize,
+}
+
+pub struct Harness<H: Handler> {
+    pub server: Server<H>,
+    pub now: Time,
+    pub calls: HashMap<CallId, CallLog>,
+    pub events: Vec<H::Event>,
+    next_call: u64,
+}
+
+pub fn chat() -> Harness<Chat> {
+    Harness::new(Server::new(Chat::default()))
+}
+
+pub fn grpc_head(path: &str, extra: &[(&str, &str)]) -> RequestHead {
+    let mut headers = Metadata::new();
+    headers.push("content-type", "application/grpc");
+    headers.push("te", "trailers");
+    for (k, v) in extra {
+        headers.push(*k, v.to_string());
+    }
+    RequestHead {
+        method: "POST".into(),
+        path: path.into(),
+        headers,
+    }
+}
+
+impl<H: Handler> Harness<H> {
+    pub fn new(server: Server<H>) -> Self {
+        Harness {
+            server,
+            now: Time::from_micros(1_700_000_000_000_000),
+            calls: HashMap::new(),
+            events: Vec::new(),
+            next_call: 1,
+        }
+    }
+
+    pub fn drain(&mut self) {
+        while let Some(out) = self.server.poll_output() {
+            let (call, kind) = match out {
+                Output::Event(e) => {
+                    self.events.push(e);
+                    continue;
+                }
+                Output::Headers { call } => (call, 0),
+                Output::Message { call, ref frame } => {
+                    let log = self.calls.entry(call).or_default();
+                    if log.end.is_empty() {
+                        let mut dec = codec::Decoder::default();
+                        dec.push(frame);
+                        let m = dec.next_message().unwrap().unwrap();
+                        assert!(dec.next_message().unwrap().is_none());
+                        log.messages.push(m.payload);
+                    } else {
+                        log.after_end += 1;
+                    }
+                    continue;
+                }
+                Output::Trailers { call, status } => {
+                    self.end(call, status, false, 200);
+                    continue;
+                }
+                Output::TrailersOnly {
+                    call,
+                    http_status,
+                    status,
+                } => {
+                    self.end(call, status, true, http_status);
+                    continue;
+                }
+            };
+            let log = self.calls.entry(call).or_default();
+            if !log.end.is_empty() {
+                log.after_end += 1;
+            }
+            if kind == 0 {
+                log.headers += 1;
+            }
+        }
+    }
+
+    fn end(&mut self, call: CallId, status: Status, only: bool, http: u16) {
+        let log = self.calls.entry(call).or_default();
+        if !log.end.is_empty() {
+            log.after_end += 1;
+        }
+        log.end.push((status, only, http));
+    }
+
+    pub fn connect(&mut self, conn: u64) {
+        self.server
+            .handle_connect(self.now, ConnId(conn), Some(format!("10.0.0.{conn}:5000")));
+        self.drain();
+    }
+
+    pub fn disconnect(&mut self, conn: u64) {
+        self.server.handle_disconnect(self.now, ConnId(conn));
+        self.drain();
+    }
+
+    pub fn open_with(&mut self, conn: u64, head: RequestHead) -> CallId {
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        self.calls.insert(call, CallLog::default());
+        self.server.handle_open(self.now, ConnId(conn), call, head);
+        self.drain();
+        call
+    }
+
+    pub fn open(&mut self, conn: u64, path: &str) -> CallId {
+        self.open_with(conn, grpc_head(path, &[]))
+    }
+
+    pub fn send<M: prost::Message>(&mut self, call: CallId, msg: &M) {
+        let frame = codec::encode(msg).unwrap();
+        self.data(call, &frame);
+    }
+
+    pub fn data(&mut self, call: CallId, bytes: &[u8]) {
+        self.server.handle_data(self.now, call, bytes);
+        self.drain();
+    }
+
+    pub fn end_stream(&mut self, call: CallId) {
+        self.server.handle_end(self.now, call);
+        self.drain();
+    }
+
+    pub fn reset(&mut self, call: CallId) {
+        self.server.handle_reset(self.now, call);
+        self.drain();
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now = self.now + d;
+        if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.server.handle_timeout(self.now);
+        }
+        self.drain();
+    }
+
+    pub fn log(&self, call: CallId) -> &CallLog {
+        &self.calls[&call]
+    }
+
+    pub fn decoded<M: prost::Message + Default>(&self, call: CallId) -> Vec<M> {
+        self.log(call)
+            .messages
+            .iter()
+            .map(|b| M::decode(b.clone()).unwrap())
+            .collect()
+    }
+
+    /// The one final status of `call`, asserting there is exactly one.
+    pub fn status(&self, call: CallId) -> &Status {
+        let log = self.log(call);
+        assert_eq!(
+            log.end.len(),
+            1,
+            "call {call:?} must end exactly once: {log:?}"
+        );
+        &log.end[0].0
+    }
+}
+
+pub fn message_texts(h: &Harness<Chat>, call: CallId) -> Vec<String> {
+    h.decoded::<chat_proto::ChatMessage>(call)
+        .into_iter()
+        .map(|m| m.message)
+        .collect()
+}
+
+pub fn chat_message(user: &str, text: &str) -> chat_proto::ChatMessage {
+    chat_proto::ChatMessage {
+        user: Some(chat_proto::User {
+            user_id: user.into(),
+            username: format!("name-{user}"),
+        }),
+        message: text.into(),
+    }
+}
+
+pub fn received_events(h: &Harness<Chat>) -> Vec<String> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::Message { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
