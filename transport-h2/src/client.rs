@@ -7,7 +7,7 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -139,8 +139,16 @@ impl Channel {
             .send_request(req, false)
             .map_err(|e| status_from_h2(&e))?;
         let deadline = options.timeout.map(|t| Instant::now() + t);
+        let stream = Arc::new(Mutex::new(stream));
+        if let Some(deadline) = deadline {
+            // Cancel on the wire when the deadline passes, whether or not
+            // anyone is reading or sending (D-2). Holds only a weak
+            // reference, so a finished call is not kept alive.
+            let weak = Arc::downgrade(&stream);
+            smol::spawn(cancel_at(deadline, weak)).detach();
+        }
         Ok(Call {
-            sender: CallSender { stream },
+            sender: CallSender { stream, deadline },
             receiver: CallReceiver {
                 state: RecvState::Waiting(response),
                 reader: ResponseReader::new(DEFAULT_MAX_MESSAGE_SIZE),
@@ -166,12 +174,36 @@ impl Call {
     }
 }
 
+async fn cancel_at(deadline: Instant, stream: Weak<Mutex<SendStream<Bytes>>>) {
+    Timer::at(deadline).await;
+    if let Some(stream) = stream.upgrade() {
+        lock(&stream).send_reset(h2::Reason::CANCEL);
+    }
+}
+
+fn lock(stream: &Mutex<SendStream<Bytes>>) -> MutexGuard<'_, SendStream<Bytes>> {
+    stream.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn deadline_exceeded() -> Status {
+    Status::new(Code::DeadlineExceeded, "deadline exceeded")
+}
+
 /// The sending half of a call.
 pub struct CallSender {
-    stream: SendStream<Bytes>,
+    stream: Arc<Mutex<SendStream<Bytes>>>,
+    deadline: Option<Instant>,
 }
 
 impl CallSender {
+    fn check_deadline(&self) -> Result<(), Status> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            lock(&self.stream).send_reset(h2::Reason::CANCEL);
+            return Err(deadline_exceeded());
+        }
+        Ok(())
+    }
+
     /// Encodes and sends one message, waiting for flow-control window.
     pub async fn send<M: prost::Message>(&mut self, msg: &M) -> Result<(), Status> {
         let frame = codec::encode(msg).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
@@ -182,25 +214,35 @@ impl CallSender {
     /// else (tests use this to send malformed input).
     pub async fn send_frame(&mut self, mut frame: Bytes) -> Result<(), Status> {
         while !frame.is_empty() {
-            self.stream.reserve_capacity(frame.len());
+            self.check_deadline()?;
+            lock(&self.stream).reserve_capacity(frame.len());
             let capacity = poll_fn(|cx| {
-                let now = self.stream.capacity();
+                let mut stream = lock(&self.stream);
+                let now = stream.capacity();
                 if now > 0 {
                     return Poll::Ready(Ok(now));
                 }
-                match self.stream.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(_))) => Poll::Ready(Ok(self.stream.capacity())),
+                match stream.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => Poll::Ready(Ok(stream.capacity())),
                     Poll::Ready(Some(Err(e))) => Poll::Ready(Err(status_from_h2(&e))),
                     Poll::Ready(None) => Poll::Ready(Err(unavailable("stream closed"))),
                     Poll::Pending => Poll::Pending,
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                if self.check_deadline().is_err() {
+                    deadline_exceeded()
+                } else {
+                    e
+                }
+            })?;
             if capacity == 0 {
                 continue;
             }
+            self.check_deadline()?;
             let chunk = frame.split_to(capacity.min(frame.len()));
-            self.stream
+            lock(&self.stream)
                 .send_data(chunk, false)
                 .map_err(|e| status_from_h2(&e))?;
         }
@@ -210,14 +252,15 @@ impl CallSender {
     /// Half-closes: the server will get no more messages (an empty DATA
     /// frame with END_STREAM, HC-1).
     pub fn close(&mut self) -> Result<(), Status> {
-        self.stream
+        self.check_deadline()?;
+        lock(&self.stream)
             .send_data(Bytes::new(), true)
             .map_err(|e| status_from_h2(&e))
     }
 
     /// Cancels the call (RST_STREAM CANCEL, X-1).
     pub fn cancel(&mut self) {
-        self.stream.send_reset(h2::Reason::CANCEL);
+        lock(&self.stream).send_reset(h2::Reason::CANCEL);
     }
 }
 
@@ -279,9 +322,12 @@ impl CallReceiver {
                         timer,
                     )
                     .await;
-                    if !stepped {
-                        // Generated locally, never from trailers (D-2).
-                        self.end(Status::new(Code::DeadlineExceeded, "deadline exceeded"));
+                    if !stepped || (Instant::now() >= deadline && self.ended_by_reset()) {
+                        // Generated locally, never from trailers (D-2); a
+                        // CANCELLED after the deadline is reported as
+                        // DEADLINE_EXCEEDED too.
+                        self.status = None;
+                        self.end(deadline_exceeded());
                     }
                 }
                 None => self.step().await,
@@ -292,6 +338,12 @@ impl CallReceiver {
     /// The final status, once the call has ended.
     pub fn status(&self) -> Option<&Status> {
         self.status.as_ref()
+    }
+
+    fn ended_by_reset(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.code == Code::Cancelled && s.message.starts_with("stream reset"))
     }
 
     fn end(&mut self, status: Status) {
