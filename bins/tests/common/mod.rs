@@ -1,0 +1,218 @@
+//! Shared helpers of the integration tests: the real `chat-server` binary,
+//! started on a free port, with its output captured for assertions.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What the server prints once it accepts connections.
+const LISTENING: &str = "chat-server listening on ";
+
+/// Longest wait for the server to say it is listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `chat-server` child process. Dropping it kills the process and
+/// waits for it.
+pub struct ChatServer {
+    child: Child,
+    addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ChatServer {
+    /// Starts the server on `127.0.0.1:0` with its defaults.
+    pub fn start() -> ChatServer {
+        ChatServer::start_with(&[])
+    }
+
+    /// Starts the server on `127.0.0.1:0` with `extra` arguments, and
+    /// returns once it has printed the address it listens on.
+    pub fn start_with(extra: &[&str]) -> ChatServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the chat-server binary");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let out = child.stdout.take().expect("piped stdout");
+        let buf = Arc::clone(&stdout);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(out);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw).into_owned();
+                lock(&buf).push_str(&line);
+                // Nobody listens once the server has started; that is fine.
+                let _ = tx.send(line);
+            }
+        });
+        let err = child.stderr.take().expect("piped stderr");
+        let buf = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(err);
+            let mut chunk = [0u8; 4096];
+            loop {
+                match reader.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => lock(&buf).push_str(&String::from_utf8_lossy(&chunk[..n])),
+                }
+            }
+        });
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim_end().strip_prefix(LISTENING) {
+                        break rest
+                            .parse::<SocketAddr>()
+                            .unwrap_or_else(|e| panic!("bad listening address {rest:?}: {e}"));
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    // Let the reader threads catch the last output.
+                    thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "chat-server did not report its address ({e:?}); exit: {status:?}\n\
+                         --- stdout ---\n{}\n--- stderr ---\n{}",
+                        lock(&stdout),
+                        lock(&stderr)
+                    );
+                }
+            }
+        };
+        ChatServer {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything the server printed to stdout so far.
+    pub fn stdout(&self) -> String {
+        lock(&self.stdout).clone()
+    }
+
+    /// Everything the server printed to stderr (its logs) so far.
+    pub fn stderr(&self) -> String {
+        lock(&self.stderr).clone()
+    }
+
+    /// Stdout lines equal to `line` (without the newline).
+    pub fn count_lines(&self, line: &str) -> usize {
+        lock(&self.stdout).lines().filter(|l| *l == line).count()
+    }
+
+    /// Stdout lines starting with `prefix`.
+    pub fn count_lines_starting(&self, prefix: &str) -> usize {
+        lock(&self.stdout)
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
+
+    /// Waits until `pred` holds for the server's stdout, for at most
+    /// `timeout`; returns whether it did.
+    pub fn wait_for_stdout(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&lock(&self.stdout)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for the stdout line `line`; panics with the
+    /// output if it never comes.
+    pub fn expect_line(&self, line: &str, timeout: Duration) {
+        if !self.wait_for_stdout(timeout, |out| out.lines().any(|l| l == line)) {
+            panic!(
+                "chat-server never printed {line:?}\n{}",
+                self.output_report()
+            );
+        }
+    }
+
+    /// Panics if the server has exited or has logged a panic.
+    pub fn assert_healthy(&mut self) {
+        match self.child.try_wait() {
+            Ok(None) => {}
+            Ok(Some(status)) => panic!(
+                "chat-server exited unexpectedly: {status}\n{}",
+                self.output_report()
+            ),
+            Err(e) => panic!("cannot query chat-server: {e}"),
+        }
+        let err = self.stderr();
+        assert!(
+            !err.contains("panicked"),
+            "chat-server logged a panic\n{}",
+            self.output_report()
+        );
+    }
+
+    /// The server's output so far, for failure messages (the end of each
+    /// stream if it is long).
+    pub fn output_report(&self) -> String {
+        format!(
+            "--- chat-server stdout ---\n{}\n--- chat-server stderr ---\n{}",
+            tail(&self.stdout(), 8000),
+            tail(&self.stderr(), 8000)
+        )
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    // A panicking test thread must not hide the output from the others.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The last `max` bytes of `s` (at a char boundary), marked if cut.
+pub fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[... {start} bytes cut ...]\n{}", &s[start..])
+}
