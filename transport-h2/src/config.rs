@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub max_queued_bytes_per_call: usize,
     /// Most messages waiting for one call's window (same policy).
     pub max_queued_messages_per_call: usize,
+    /// When a slow client is cut off in the middle of a message, how long it
+    /// has to take the rest (then it gets its RESOURCE_EXHAUSTED trailers)
+    /// before the stream is reset with CANCEL instead.
+    pub stall_grace: Duration,
     /// Capacity of the queue of events from all connections to the core; a
     /// connection whose events cannot be queued stops reading, and HTTP/2
     /// flow control then slows its client.
@@ -48,6 +52,7 @@ impl Default for ServerConfig {
             max_send_buffer: 256 * 1024,
             max_queued_bytes_per_call: 1024 * 1024,
             max_queued_messages_per_call: 16 * 1024,
+            stall_grace: Duration::from_secs(5),
             core_queue: 4096,
             shutdown_grace: Duration::from_secs(5),
         }

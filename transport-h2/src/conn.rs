@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_channel::{Sender, TrySendError};
+use async_io::Timer;
 use bytes::Bytes;
-use chat_sansio::server::RequestHead;
+use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
+use chat_sansio::server::{stalled_status, RequestHead};
 use chat_sansio::Status;
 use h2::server::{Connection, SendResponse};
 use h2::{RecvStream, SendStream};
@@ -40,10 +42,21 @@ struct Stream {
     /// Framed messages waiting for the send window.
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// The first queued message has been partly handed to h2.
+    partial: bool,
+    /// The largest send capacity h2 has granted this stream: a message no
+    /// larger waits for that much window instead of being split, so a
+    /// slow client can almost always be cut off between whole messages.
+    max_capacity: usize,
+    /// After a stall that left a message half sent: how long its client
+    /// has to take the rest before the stream is reset.
+    grace: Option<Timer>,
     /// Status to send once the queue is empty.
     trailers: Option<Status>,
     /// The core has ended this call: ignore what the client still sends.
     ended: bool,
+    /// Ended here as a slow consumer; the core's own ending is ignored.
+    stalled: bool,
 }
 
 impl Stream {
@@ -173,6 +186,12 @@ where
             match self.h2.poll_accept(cx) {
                 Poll::Ready(Some(Ok((req, respond)))) => {
                     *progress = true;
+                    if self.streams.len() >= MAX_CALLS_PER_CONNECTION {
+                        // h2 frees a slot as soon as a client's RST_STREAM
+                        // arrives; tell the core of such resets before
+                        // this call, or it would count the freed slot.
+                        self.sweep_resets(cx);
+                    }
                     let stream = respond.stream_id().as_u32();
                     let (parts, body) = req.into_parts();
                     let head = RequestHead {
@@ -188,8 +207,12 @@ where
                             recv: Some(body),
                             queue: VecDeque::new(),
                             queued: 0,
+                            partial: false,
+                            max_capacity: 0,
+                            grace: None,
                             trailers: None,
                             ended: false,
+                            stalled: false,
                         },
                     );
                     self.core.push(ToCore::Open {
@@ -223,8 +246,6 @@ where
     }
 
     fn apply(&mut self, item: ToConn) {
-        let id = self.id;
-        let config = &self.config;
         match item {
             ToConn::Headers(sid) => {
                 let Some(s) = self.streams.get_mut(&sid) else {
@@ -242,22 +263,9 @@ where
                 let Some(s) = self.streams.get_mut(&sid) else {
                     return;
                 };
-                if s.ended {
-                    return;
-                }
-                s.queued += frame.len();
-                s.queue.push_back(frame);
-                if s.queued > config.max_queued_bytes_per_call
-                    || s.queue.len() > config.max_queued_messages_per_call
-                {
-                    // Slow consumer: drop what it has not read and let the
-                    // core end the call; its trailers need no window.
-                    s.queue.clear();
-                    s.queued = 0;
-                    s.ended = true;
-                    self.core.push(ToCore::Stalled {
-                        call: call_id(id, sid),
-                    });
+                if !s.ended {
+                    s.queued += frame.len();
+                    s.queue.push_back(frame);
                 }
             }
             ToConn::Trailers(sid, status) => {
@@ -265,7 +273,9 @@ where
                     return;
                 };
                 s.ended = true;
-                s.trailers = Some(status);
+                if !s.stalled {
+                    s.trailers = Some(status);
+                }
             }
             ToConn::TrailersOnly(sid, http_status, status) => {
                 let Some(mut s) = self.streams.remove(&sid) else {
@@ -294,21 +304,41 @@ where
         }
     }
 
+    /// Finds streams the client has reset and tells the core.
+    fn sweep_resets(&mut self, cx: &mut Context<'_>) {
+        let gone: Vec<u32> = self
+            .streams
+            .iter_mut()
+            .filter(|(_, s)| !s.ended)
+            .filter_map(|(&sid, s)| s.poll_reset(cx).then_some(sid))
+            .collect();
+        for sid in gone {
+            self.reset(sid);
+        }
+    }
+
     /// Hands queued messages to h2 as its flow-control window allows, and
     /// sends trailers behind them.
     fn flush_sends(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
         let mut broken = Vec::new();
         let mut done = Vec::new();
+        let config = &self.config;
+        let core = &mut self.core;
+        let id = self.id;
         for (&sid, s) in &mut self.streams {
             let Some(send) = &mut s.send else { continue };
             let mut failed = false;
             while let Some(front) = s.queue.front_mut() {
                 let mut capacity = send.capacity();
-                if capacity == 0 {
+                if capacity < front.len() {
                     send.reserve_capacity(s.queued);
                     capacity = send.capacity();
+                    s.max_capacity = s.max_capacity.max(capacity);
                 }
-                if capacity == 0 {
+                // Split a message only if it is larger than any window this
+                // client has given, or if it is already partly sent.
+                let whole_fits_later = !s.partial && front.len() <= s.max_capacity;
+                if capacity == 0 || (capacity < front.len() && whole_fits_later) {
                     match send.poll_capacity(cx) {
                         Poll::Ready(Some(Ok(_))) => continue,
                         Poll::Ready(Some(Err(_))) | Poll::Ready(None) => failed = true,
@@ -317,8 +347,10 @@ where
                     break;
                 }
                 let chunk = if capacity >= front.len() {
+                    s.partial = false;
                     s.queue.pop_front().unwrap_or_default()
                 } else {
+                    s.partial = true;
                     front.split_to(capacity)
                 };
                 s.queued -= chunk.len();
@@ -330,10 +362,26 @@ where
             }
             if failed {
                 broken.push(sid);
-            } else if s.queue.is_empty() {
+                continue;
+            }
+            if !s.stalled && over_limit(s, config) {
+                stall(s, config.stall_grace);
+                core.push(ToCore::Stalled {
+                    call: call_id(id, sid),
+                });
+            }
+            let Some(send) = &mut s.send else { continue };
+            if s.queue.is_empty() {
                 if let Some(status) = s.trailers.take() {
                     *progress = true;
                     let _ = send.send_trailers(headers::trailers(&status));
+                    done.push(sid);
+                }
+            } else if let Some(grace) = &mut s.grace {
+                if Pin::new(grace).poll(cx).is_ready() {
+                    // The client never took the rest of its last message:
+                    // the byte stream is incomplete, so reset.
+                    send.send_reset(h2::Reason::CANCEL);
                     done.push(sid);
                 }
             }
@@ -396,6 +444,32 @@ where
             self.reset(sid);
         }
     }
+}
+
+/// Whether more waits behind the message being sent than the slow-consumer
+/// policy allows. One message of any size may always be in flight.
+fn over_limit(s: &Stream, config: &ServerConfig) -> bool {
+    let front = s.queue.front().map_or(0, Bytes::len);
+    s.queued - front > config.max_queued_bytes_per_call
+        || s.queue.len().saturating_sub(1) > config.max_queued_messages_per_call
+}
+
+/// Ends a stream whose client is not reading: drops what it has not been
+/// sent, except the rest of a message already partly sent (so the client
+/// never sees a cut message), and ends with RESOURCE_EXHAUSTED after that,
+/// whatever the core had decided.
+fn stall(s: &mut Stream, grace: std::time::Duration) {
+    let keep = if s.partial { s.queue.pop_front() } else { None };
+    s.queue.clear();
+    s.queued = 0;
+    if let Some(rest) = keep {
+        s.queued = rest.len();
+        s.queue.push_back(rest);
+        s.grace = Some(Timer::after(grace));
+    }
+    s.stalled = true;
+    s.ended = true;
+    s.trailers = Some(stalled_status());
 }
 
 impl<T, I> Future for ConnDriver<T, I>

@@ -78,6 +78,15 @@ pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
     ("grpc-accept-encoding", "identity"),
 ];
 
+/// The status that ends a call whose client stopped reading (the
+/// slow-consumer policy): RESOURCE_EXHAUSTED.
+pub fn stalled_status() -> Status {
+    Status::new(
+        Code::ResourceExhausted,
+        "client is not reading its stream; too many messages pending",
+    )
+}
+
 /// Settings of a [`Server`].
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -301,11 +310,7 @@ impl<H: Handler> Server<H> {
     /// call and send the trailers at once.
     pub fn handle_stalled(&mut self, now: Time, call: CallId) {
         let now = self.tick(now);
-        let status = Status::new(
-            Code::ResourceExhausted,
-            "client is not reading its stream; too many messages pending",
-        );
-        self.fail(now, call, status);
+        self.fail(now, call, stalled_status());
     }
 
     /// An application input for the handler.
