@@ -1,4 +1,7 @@
-//! Shared start-up code of the chat binaries.
+//! Shared code of the chat binaries: config file, records, start-up.
+
+pub mod config;
+pub mod records;
 
 use std::io::Write;
 

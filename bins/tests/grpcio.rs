@@ -404,3 +404,56 @@ fn join_history_is_the_most_recent_messages() {
     assert!(all, "want 60 `{prefix}` lines\n{}", server.output_report());
     server.expect_line("User late joined the chat room room1.", LOG_WAIT);
 }
+
+/// Issue 3 through grpcio with only the .proto and metadata: guests and
+/// tokens, UNAUTHENTICATED, PERMISSION_DENIED for read and for post,
+/// NOT_FOUND rooms, spoofing, switching rooms with a following stream,
+/// presence notices, numbering and history on join; and the records.
+#[test]
+fn rooms_permissions_and_switching() {
+    let config = workspace().join("bins/chat.example.toml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let mut server = ChatServer::start_with(&["--config", config]);
+    script_passes(&mut server, "rooms_auth.py", &[]);
+    server.expect_line("Received message from eve: room1 #6", LOG_WAIT);
+    // The records, as the seed's login_history.txt and message_history.txt.
+    let logins = wait_for_file(
+        &server.data_dir.join("login_history.txt"),
+        "outcome: UNAUTHENTICATED",
+    );
+    for want in [
+        "userid: alice, room: staff, peer: 127.0.0.1:",
+        "userid: eve, room: staff, peer: 127.0.0.1:",
+        "outcome: PERMISSION_DENIED",
+        "outcome: ok",
+    ] {
+        assert!(
+            logins.contains(want),
+            "login_history.txt lacks {want:?}:\n{logins}"
+        );
+    }
+    let messages = wait_for_file(&server.data_dir.join("message_history.txt"), "room1 #6");
+    assert!(
+        messages.contains(
+            "userid: alice, userName: Alice, room: staff, seq: 1, message: \"hello staff\""
+        ),
+        "{messages}"
+    );
+    assert!(
+        !messages.contains("I am bob") && !messages.contains("may I?"),
+        "{messages}"
+    );
+}
+
+/// The file's text once it contains `needle` (records are written by a
+/// thread of their own, a moment after the event).
+fn wait_for_file(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + LOG_WAIT;
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -345,8 +345,10 @@ mod tests {
         #[test]
         fn protobuf_round_trips(user_id in ".{0,40}", text in ".{0,200}") {
             let msg = chat_proto::ChatMessage {
-                user: Some(chat_proto::User { user_id, username: "u".into() }),
+                user: Some(chat_proto::User { user_id, username: "u".into(), room_id: String::new() }),
                 message: text,
+                seq: 7,
+                ..Default::default()
             };
             let frame = encode(&msg).unwrap();
             let mut dec = Decoder::default();

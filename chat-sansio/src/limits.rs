@@ -35,3 +35,8 @@ pub const DEFAULT_HISTORY_CAPACITY: usize = 100;
 
 /// Default number of recent messages sent to a user who joins a room.
 pub const DEFAULT_HISTORY_ON_JOIN: usize = 50;
+
+/// Most rooms kept at once; idle rooms (no streams, nobody present, no
+/// history) are dropped to make space, and past that new rooms are refused
+/// with RESOURCE_EXHAUSTED.
+pub const MAX_ROOMS: usize = 4096;

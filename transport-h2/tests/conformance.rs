@@ -331,9 +331,20 @@ impl Messages {
         }
     }
 
+    /// The next chat message, with the fields the server sets on delivery
+    /// (room, number, time) cleared, so it compares equal to what was sent.
     async fn next_chat(&mut self) -> ChatMessage {
         match within(SHORT, "a chat message", self.next()).await {
-            Some(m) => ChatMessage::decode(m).expect("a ChatMessage"),
+            Some(m) => {
+                let m = ChatMessage::decode(m).expect("a ChatMessage");
+                assert!(m.seq > 0 && m.timestamp_us > 0 && !m.room_id.is_empty());
+                ChatMessage {
+                    room_id: String::new(),
+                    seq: 0,
+                    timestamp_us: 0,
+                    ..m
+                }
+            }
             None => {
                 let trailers = self.body.trailers().await;
                 panic!("the call ended instead of sending a message: {trailers:?}")
@@ -392,8 +403,10 @@ fn chat(user: &str, text: &str) -> ChatMessage {
         user: Some(User {
             user_id: user.into(),
             username: user.into(),
+            room_id: String::new(),
         }),
         message: text.into(),
+        ..Default::default()
     }
 }
 
@@ -483,9 +496,10 @@ fn response_headers_then_trailers_with_ok() {
         assert!(trailers.get(":status").is_none());
         let msgs = reply.messages();
         assert_eq!(msgs.len(), 1);
+        let echo = ChatMessage::decode(msgs[0].clone()).unwrap();
         assert_eq!(
-            ChatMessage::decode(msgs[0].clone()).unwrap(),
-            chat("ann", "hi")
+            (echo.user, echo.message),
+            (chat("ann", "hi").user, "hi".into())
         );
 
         // Zero messages, END_STREAM on the request HEADERS.

@@ -33,6 +33,7 @@ fn user(id: &str, name: &str) -> User {
     User {
         user_id: id.to_owned(),
         username: name.to_owned(),
+        room_id: String::new(),
     }
 }
 
@@ -40,6 +41,7 @@ fn chat_message(id: &str, text: &str) -> ChatMessage {
     ChatMessage {
         user: Some(user(id, id)),
         message: text.to_owned(),
+        ..Default::default()
     }
 }
 
@@ -107,12 +109,13 @@ async fn a_join_chat_room_replies_room_and_ends_ok_after_half_close() {
         assert_eq!(room.room_id, "room1");
         assert!(room.users.contains(&alice), "users: {:?}", room.users);
 
-        // A second user on the same stream gets a second reply with both.
+        // One chat session per connection: a second user joining on the
+        // same connection takes the first one's place.
         let bob = user("bob", "Bob");
         tx.send(bob.clone()).await.unwrap();
         let room = next(&mut rooms).await.expect("ok").expect("a ChatRoom");
         assert_eq!(room.room_id, "room1");
-        assert!(room.users.contains(&alice) && room.users.contains(&bob));
+        assert!(room.users.contains(&bob) && !room.users.contains(&alice));
 
         drop(tx); // half-close
         assert!(next(&mut rooms).await.expect("ends with OK").is_none());
@@ -205,7 +208,9 @@ async fn a_half_close_delivers_echo_then_ok() {
             .expect("JoinChat accepted")
             .into_inner();
         let echo = next(&mut stream).await.expect("ok").expect("the echo");
-        assert_eq!(echo, chat_message("carol", "hello and bye"));
+        let sent = chat_message("carol", "hello and bye");
+        assert_eq!((echo.user, echo.message), (sent.user, sent.message));
+        assert_eq!((echo.room_id.as_str(), echo.seq), ("room1", 1));
         assert!(next(&mut stream).await.expect("ends with OK").is_none());
     })
     .await

@@ -1,14 +1,16 @@
-//! The interactive chat client: join, print the room and its history, then
-//! send typed lines while printing messages from others as they arrive.
+//! The interactive chat client: join a room, print who is there and its
+//! history, then send typed lines while printing messages as they arrive.
+//! Commands: `/join ROOM`, `/who`, `/quit`, `/help`.
 
 use std::io::{BufRead, Write};
 
 use chat_bins::say;
-use chat_proto::{paths, ChatMessage, ChatRoom, User};
-use chat_sansio::Status;
+use chat_proto::{paths, ChatMessage, ChatRoom, Presence, User};
+use chat_sansio::{Code, Status};
 use clap::Parser;
 use futures_lite::{AsyncBufReadExt, StreamExt};
-use transport_h2::{CallOptions, Channel};
+use smol::Task;
+use transport_h2::{Call, CallOptions, CallSender, Channel};
 
 /// Chat from the terminal.
 #[derive(Parser, Debug)]
@@ -17,13 +19,23 @@ struct Args {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: String,
-    /// Your user id (asked for if not given).
+    /// Your user id (asked for if not given and you have no token).
     #[arg(long)]
     user_id: Option<String>,
-    /// Your user name (asked for if not given).
+    /// Your user name (asked for if not given and you have no token).
     #[arg(long)]
     username: Option<String>,
+    /// Your token, sent as `authorization: Bearer <token>`; without one you
+    /// are a guest.
+    #[arg(long, env = "CHAT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The room to join first.
+    #[arg(long, default_value = "room1")]
+    room: String,
 }
+
+const HELP: &str =
+    "commands: /join ROOM (switch rooms), /who (who is here), /quit; anything else is sent";
 
 fn ask(prompt: &str) -> String {
     print!("{prompt}");
@@ -33,67 +45,199 @@ fn ask(prompt: &str) -> String {
     line.trim().to_owned()
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let user = User {
-        user_id: args.user_id.unwrap_or_else(|| ask("Enter your user ID: ")),
-        username: args
-            .username
-            .unwrap_or_else(|| ask("Enter your username: ")),
-    };
-    let channel = Channel::connect(&args.addr).await?;
-
-    let mut join = channel
-        .call(paths::JOIN_CHAT_ROOM, CallOptions::default())
-        .await?;
-    join.sender.send(&user).await?;
-    let room: ChatRoom = join
-        .receiver
-        .message()
-        .await?
-        .ok_or_else(|| Status::new(chat_sansio::Code::Internal, "no ChatRoom in reply"))?;
-    join.sender.close()?;
-    while join.receiver.message::<ChatRoom>().await?.is_some() {}
-    say(format_args!("Joined chat room {}", room.room_id));
-    let names: Vec<_> = room.users.iter().map(|u| u.username.as_str()).collect();
-    say(format_args!("Present: {}", names.join(", ")));
-    for m in &room.history {
-        let name = m.user.as_ref().map_or("?", |u| u.username.as_str());
-        say(format_args!("{name}: {}", m.message));
+fn name(user: Option<&User>) -> &str {
+    match user {
+        Some(u) if !u.username.is_empty() => &u.username,
+        Some(u) => &u.user_id,
+        None => "?",
     }
+}
 
-    let (mut tx, mut rx) = channel
-        .call(paths::JOIN_CHAT, CallOptions::default())
-        .await?
-        .split();
-    let me = user.user_id.clone();
-    let printer = smol::spawn(async move {
-        loop {
-            match rx.message::<ChatMessage>().await {
-                Ok(Some(m)) => {
-                    let from = m.user.unwrap_or_default();
-                    if from.user_id != me {
-                        say(format_args!("{}: {}", from.username, m.message));
-                    }
-                }
-                Ok(None) => return Ok(()),
-                Err(status) => return Err(status),
+struct Session {
+    channel: Channel,
+    options: CallOptions,
+    user: User,
+    room: String,
+    rooms: Option<Call>,
+    chat: Option<(CallSender, Task<Status>)>,
+}
+
+impl Session {
+    /// Joins (or switches to) `room` and prints the room; on refusal the
+    /// previous room stays.
+    async fn join(&mut self, room: &str, show_history: bool) -> Result<ChatRoom, Status> {
+        if self.rooms.is_none() {
+            let call = self
+                .channel
+                .call(paths::JOIN_CHAT_ROOM, self.options.clone())
+                .await?;
+            self.rooms = Some(call);
+        }
+        let call = self.rooms.as_mut().expect("opened above");
+        let request = User {
+            room_id: room.to_owned(),
+            ..self.user.clone()
+        };
+        let reply = async {
+            call.sender.send(&request).await?;
+            call.receiver
+                .message::<ChatRoom>()
+                .await?
+                .ok_or_else(|| Status::new(Code::Internal, "the server sent no ChatRoom"))
+        };
+        let result = reply.await;
+        let room = match result {
+            Ok(room) => room,
+            Err(status) => {
+                // The call has ended; the next join opens a new one.
+                self.rooms = None;
+                return Err(status);
+            }
+        };
+        self.room.clone_from(&room.room_id);
+        if show_history {
+            say(format_args!("Joined chat room {}", room.room_id));
+            print_users(&room);
+            for m in &room.history {
+                say(format_args!("{}: {}", name(m.user.as_ref()), m.message));
             }
         }
-    });
+        Ok(room)
+    }
+
+    /// Opens the JoinChat stream (it follows this connection's room) and a
+    /// task printing what arrives on it.
+    async fn open_chat(&mut self) -> Result<(), Status> {
+        let (tx, mut rx) = self
+            .channel
+            .call(paths::JOIN_CHAT, self.options.clone())
+            .await?
+            .split();
+        let me = self.user.user_id.clone();
+        let printer = smol::spawn(async move {
+            loop {
+                match rx.message::<ChatMessage>().await {
+                    Ok(Some(m)) if m.presence != Presence::None as i32 => {
+                        say(format_args!("* {}", m.message));
+                    }
+                    Ok(Some(m)) => {
+                        let from = m.user.as_ref().map_or("", |u| u.user_id.as_str());
+                        if from != me || me.is_empty() {
+                            say(format_args!(
+                                "[{}] {}: {}",
+                                m.room_id,
+                                name(m.user.as_ref()),
+                                m.message
+                            ));
+                        }
+                    }
+                    Ok(None) => return Status::ok(),
+                    Err(status) => return status,
+                }
+            }
+        });
+        self.chat = Some((tx, printer));
+        Ok(())
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), Status> {
+        if self
+            .chat
+            .as_ref()
+            .is_none_or(|(_, printer)| printer.is_finished())
+        {
+            if let Some((_, printer)) = self.chat.take() {
+                let status = printer.await;
+                if !status.is_ok() {
+                    say(format_args!("(chat stream ended: {status})"));
+                }
+            }
+            self.open_chat().await?;
+        }
+        let (tx, _) = self.chat.as_mut().expect("opened above");
+        let msg = ChatMessage {
+            user: Some(self.user.clone()),
+            message: text,
+            ..Default::default()
+        };
+        tx.send(&msg).await
+    }
+}
+
+fn print_users(room: &ChatRoom) {
+    let names: Vec<&str> = room.users.iter().map(|u| name(Some(u))).collect();
+    say(format_args!(
+        "Present in {}: {}",
+        room.room_id,
+        names.join(", ")
+    ));
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let guest = args.token.is_none();
+    let user_id = match args.user_id {
+        Some(id) => id,
+        None if guest => ask("Enter your user ID: "),
+        None => String::new(),
+    };
+    let username = match args.username {
+        Some(n) => n,
+        None if guest => ask("Enter your username: "),
+        None => String::new(),
+    };
+    let mut options = CallOptions::default();
+    if let Some(token) = &args.token {
+        options = options.metadata("authorization", &format!("Bearer {token}"));
+    }
+    let channel = Channel::connect(&args.addr).await?;
+    let mut session = Session {
+        channel,
+        options,
+        user: User {
+            user_id,
+            username,
+            room_id: String::new(),
+        },
+        room: String::new(),
+        rooms: None,
+        chat: None,
+    };
+    session.join(&args.room, true).await?;
+    session.open_chat().await?;
+    say(format_args!("{HELP}"));
+
     let mut lines = smol::io::BufReader::new(smol::Unblock::new(std::io::stdin())).lines();
     while let Some(line) = lines.next().await {
-        let text = line?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let msg = ChatMessage {
-            user: Some(user.clone()),
-            message: text,
+        let line = line?;
+        let line = line.trim();
+        let result = match line.split_once(' ').unwrap_or((line, "")) {
+            ("", _) => Ok(()),
+            ("/quit", _) => break,
+            ("/help", _) => {
+                say(format_args!("{HELP}"));
+                Ok(())
+            }
+            ("/who", _) => {
+                let room = session.room.clone();
+                session.join(&room, false).await.map(|r| print_users(&r))
+            }
+            ("/join", room) if !room.trim().is_empty() => {
+                session.join(room.trim(), true).await.map(|_| ())
+            }
+            (cmd, _) if cmd.starts_with('/') => {
+                say(format_args!("unknown command; {HELP}"));
+                Ok(())
+            }
+            _ => session.send(line.to_owned()).await,
         };
-        tx.send(&msg).await?;
+        if let Err(status) = result {
+            say(format_args!("error: {status}"));
+        }
     }
-    tx.close()?;
-    printer.await?;
+    if let Some((mut tx, printer)) = session.chat.take() {
+        let _ = tx.close();
+        let _ = printer.await;
+    }
     Ok(())
 }
 

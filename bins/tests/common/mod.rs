@@ -15,6 +15,22 @@ use std::time::{Duration, Instant};
 /// What the server prints once it accepts connections.
 const LISTENING: &str = "chat-server listening on ";
 
+/// A new empty directory under the workspace's `target/test-data`.
+pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-data")
+        .join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot make a test data directory");
+    dir
+}
+
 /// Longest wait for the server to say it is listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -23,6 +39,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ChatServer {
     child: Child,
     addr: SocketAddr,
+    /// A fresh data directory (records), removed on drop.
+    pub data_dir: std::path::PathBuf,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -36,8 +54,11 @@ impl ChatServer {
     /// Starts the server on `127.0.0.1:0` with `extra` arguments, and
     /// returns once it has printed the address it listens on.
     pub fn start_with(extra: &[&str]) -> ChatServer {
+        let data_dir = fresh_dir("chat-data");
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .args(["--addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -105,6 +126,7 @@ impl ChatServer {
         ChatServer {
             child,
             addr,
+            data_dir,
             stdout,
             stderr,
         }
@@ -197,6 +219,7 @@ impl Drop for ChatServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -76,6 +76,18 @@ def texts(msgs):
     return [m.message for m in msgs]
 
 
+def as_sent(m):
+    """A delivered message without what the server adds on delivery (room,
+    number, time), to compare with what was sent. Checks they were added."""
+    check_server_fields(m)
+    return chat_pb2.ChatMessage(user=m.user, message=m.message)
+
+
+def check_server_fields(m):
+    if not (m.room_id and m.seq > 0 and m.timestamp_us > 0):
+        raise Failure(f"a delivered message lacks its room, number or time: {m!r}")
+
+
 def round_trip(st, u, text):
     """The seed 000 client's way of sending: one JoinChat call per message,
     half-closed at once. Returns the replies; checks the call ended OK."""
@@ -88,7 +100,7 @@ def round_trip(st, u, text):
 def expect_echo(st, u, text):
     """round_trip, and the only reply is the message itself."""
     replies = round_trip(st, u, text)
-    check_eq(replies, [message(u, text)], f"JoinChat({text!r}) echoes the message")
+    check_eq([as_sent(r) for r in replies], [message(u, text)], f"JoinChat({text!r}) echoes the message")
 
 
 def expect_error(call_thunk, code, what):
@@ -129,10 +141,10 @@ class Stream:
     """A long-lived JoinChat call (seed 001's threaded client): requests
     from a queue, responses collected by a reader thread."""
 
-    def __init__(self, st, name, timeout=None):
+    def __init__(self, st, name, timeout=None, metadata=None):
         self.name = name
         self.requests = Requests()
-        self.call = st.JoinChat(self.requests, timeout=timeout)
+        self.call = st.JoinChat(self.requests, timeout=timeout, metadata=metadata)
         self.received = []
         self.error = None
         self.done = False
@@ -161,6 +173,20 @@ class Stream:
 
     def send(self, u, text):
         self.requests.send(message(u, text))
+
+    def chat(self):
+        """The chat messages received so far (presence notices left out)."""
+        with self._cond:
+            return [m for m in self.received if m.presence == chat_pb2.PRESENCE_NONE]
+
+    def notices(self):
+        """The presence notices received so far, as (user id, joined)."""
+        with self._cond:
+            return [
+                (m.user.user_id, m.presence == chat_pb2.PRESENCE_JOINED)
+                for m in self.received
+                if m.presence != chat_pb2.PRESENCE_NONE
+            ]
 
     def wait_for(self, pred, what, timeout=WAIT):
         with self._cond:

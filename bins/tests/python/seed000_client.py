@@ -11,7 +11,7 @@ import time
 
 import grpc
 
-from chatutil import WAIT, channel, check, check_eq, run, stub, texts, user, message
+from chatutil import WAIT, as_sent, channel, check, check_eq, run, stub, texts, user, message
 
 MESSAGES = ["hello", "how are you?", "héllo wörld ✓", "bye"]
 
@@ -48,7 +48,7 @@ def main(addr):
             print(f"Server response: {resp.message}")
             replies.append(resp)
         check_eq(response.code(), grpc.StatusCode.OK, f"JoinChat({text!r}) ends OK")
-        check_eq(replies, [chat_message], f"JoinChat({text!r}) yields the echoed message")
+        check_eq([as_sent(r) for r in replies], [chat_message], f"JoinChat({text!r}) yields the echoed message")
 
     # A second seed client starts up: it sees the messages in history, in order.
     ch2 = channel(addr)
@@ -61,17 +61,21 @@ def main(addr):
     ids = sorted(u.user_id for u in room.users)
     check_eq(ids, ["u1", "u2"], "second join: both users present (u1's connection is open)")
 
-    # Presence lasts as long as the connection the user joined from.
+    # Presence lasts as long as the connection the user joined from. (One
+    # chat session per connection: carol joins on a channel of her own.)
     ch1.close()
+    ch3 = channel(addr)
+    st3 = stub(ch3)
     deadline = time.monotonic() + WAIT
     while True:
-        room = join(st2, user("u3", "carol"))
+        room = join(st3, user("u3", "carol"))
         ids = sorted(u.user_id for u in room.users)
         if "u1" not in ids or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     check_eq(ids, ["u2", "u3"], "after u1's channel closed, u1 is no longer present")
     ch2.close()
+    ch3.close()
 
 
 if __name__ == "__main__":

@@ -54,8 +54,8 @@ mod tests {
 
     fn msg(i: usize) -> ChatMessage {
         ChatMessage {
-            user: None,
             message: i.to_string(),
+            ..Default::default()
         }
     }
 

@@ -1,37 +1,49 @@
 //! The chat service (`ChatService` of `proto/chat.proto`) as a sans-IO
-//! [`Handler`].
+//! [`Handler`]: rooms, switching, history, presence, authentication and
+//! per-room permissions. The protocol as clients see it is described in the
+//! README ("The chat protocol").
 //!
-//! - `JoinChat(stream ChatMessage) returns (stream ChatMessage)`: every
-//!   message received on any open JoinChat stream is broadcast to every open
-//!   JoinChat stream of the room, the sender's included (seed 001), in one
-//!   order that all receivers see. A stream that has sent nothing still
-//!   receives. When the client half-closes, everything broadcast before the
-//!   half-close is delivered and the call ends with OK.
-//! - `JoinChatRoom(stream User) returns (stream ChatRoom)`: each `User`
-//!   received joins that user to the room and is answered with a `ChatRoom`
-//!   (room id, users present, recent history, oldest first). The call ends
-//!   with OK when the client half-closes.
+//! - `JoinChatRoom(stream User) returns (stream ChatRoom)`: each `User` joins
+//!   (or switches the caller's connection to) room `User.room_id` (empty:
+//!   `room1`) and is answered with a `ChatRoom`: room id, users present,
+//!   recent history oldest first.
+//! - `JoinChat(stream ChatMessage) returns (stream ChatMessage)`: a stream in
+//!   one room. It receives every message accepted in that room (the
+//!   sender's own included), in the room's order, numbered 1, 2, 3, ..., and
+//!   presence notices. Each message it sends is posted to that room. When
+//!   the client half-closes, everything accepted before is delivered and the
+//!   call ends with OK.
 //!
-//! A user is present in a room from their JoinChatRoom until the connection
-//! they joined from closes. (The seed's client half-closes JoinChatRoom at
-//! once and then sends each message on a new JoinChat call, so a stream's
-//! lifetime cannot be what presence means; the connection's can.)
+//! **A JoinChat stream's room**: the `chat-room` request metadata if given
+//! (the stream then stays there); otherwise the room its connection last
+//! joined through JoinChatRoom, following the connection when it switches;
+//! `room1` if it has joined none.
+//!
+//! **Presence** is per connection: a connection's last successful
+//! JoinChatRoom makes its user present in that room until the connection
+//! switches elsewhere or closes (the seed's client half-closes JoinChatRoom
+//! at once and sends each message on a new call, so a stream's lifetime
+//! cannot mean presence). One chat session per connection: a second user
+//! joining on the same connection replaces the first.
 
 mod history;
+mod identity;
+pub mod policy;
 mod room;
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, ChatRoom, User};
+use chat_proto::{ChatMessage, ChatRoom, Presence, User};
 use prost::Message as _;
 
 pub use history::History;
+use policy::{Identity, Policy};
 use room::Room;
 
 use crate::codec;
 use crate::limits::{
-    DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN, MAX_CHAT_TEXT_LEN, MAX_USER_FIELD_LEN,
+    DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN, MAX_CHAT_TEXT_LEN, MAX_ROOMS,
 };
 use crate::server::{CallId, CloseReason, ConnId, Handler, Outbox, Request};
 use crate::status::{Code, Status};
@@ -40,6 +52,9 @@ use crate::time::Time;
 /// The room every user is in unless they choose another (the seed's name).
 pub const DEFAULT_ROOM: &str = "room1";
 
+/// Request metadata that pins a JoinChat stream to a room.
+pub const ROOM_METADATA: &str = "chat-room";
+
 /// Settings of the chat service.
 #[derive(Clone, Debug)]
 pub struct ChatConfig {
@@ -47,6 +62,8 @@ pub struct ChatConfig {
     pub history_capacity: usize,
     /// Recent messages sent in `ChatRoom.history` to a user who joins.
     pub history_on_join: usize,
+    /// Users, tokens and room permissions.
+    pub policy: Policy,
 }
 
 impl Default for ChatConfig {
@@ -54,6 +71,7 @@ impl Default for ChatConfig {
         ChatConfig {
             history_capacity: DEFAULT_HISTORY_CAPACITY,
             history_on_join: DEFAULT_HISTORY_ON_JOIN,
+            policy: Policy::default(),
         }
     }
 }
@@ -65,7 +83,9 @@ pub enum ChatEvent {
     Message {
         /// The room.
         room: String,
-        /// The sender's user id.
+        /// Its number in the room.
+        seq: u64,
+        /// The sender of record.
         user_id: String,
         /// The sender's name.
         username: String,
@@ -74,39 +94,60 @@ pub enum ChatEvent {
         /// When the server accepted it.
         at: Time,
     },
-    /// A user joined a room.
-    Joined {
-        /// The room.
-        room: String,
-        /// The user's id.
+    /// Someone tried to log in: a JoinChatRoom request, or any call with
+    /// credentials that were refused.
+    Login {
+        /// The user id, as authenticated or claimed ("" if unknown).
         user_id: String,
-        /// The user's name.
-        username: String,
-        /// The peer address of their connection, if known.
+        /// The room asked for ("" if none).
+        room: String,
+        /// The peer address of the connection, if known.
         peer: Option<String>,
+        /// `Ok` if the user got in, else why not.
+        outcome: Result<(), Status>,
         /// When.
         at: Time,
     },
 }
 
+/// A JoinChat stream.
+#[derive(Debug)]
+struct StreamCall {
+    conn: ConnId,
+    who: Identity,
+    room: String,
+    /// Index in the room's stream list.
+    index: usize,
+    /// Placed by `chat-room` metadata: does not follow the connection.
+    pinned: bool,
+}
+
 /// What a chat call is.
 #[derive(Debug)]
 enum ChatCall {
-    /// A JoinChat stream in `room`, at `index` in the room's stream list.
-    Stream { room: String, index: usize },
-    /// A JoinChatRoom stream on `conn`.
-    Join { conn: ConnId },
+    Stream(StreamCall),
+    Join { conn: ConnId, who: Identity },
+}
+
+/// A connection's chat session: who joined, and where.
+#[derive(Debug)]
+struct Session {
+    user: User,
+    room: String,
 }
 
 /// The chat service state machine. Run it inside a
 /// [`Server`](crate::server::Server).
 #[derive(Debug)]
 pub struct Chat {
-    config: ChatConfig,
+    history_capacity: usize,
+    history_on_join: usize,
+    policy: Policy,
     rooms: HashMap<String, Room>,
     calls: HashMap<CallId, ChatCall>,
-    /// For each connection, the (room, user id) presences it holds.
-    presence: HashMap<ConnId, Vec<(String, String)>>,
+    sessions: HashMap<ConnId, Session>,
+    /// Each connection's JoinChat streams that follow its session.
+    following: HashMap<ConnId, Vec<CallId>>,
 }
 
 impl Default for Chat {
@@ -116,16 +157,17 @@ impl Default for Chat {
 }
 
 impl Chat {
-    /// A chat with `config`; the default room exists from the start.
+    /// A chat with `config`.
     pub fn new(config: ChatConfig) -> Chat {
-        let mut chat = Chat {
-            config,
+        Chat {
+            history_capacity: config.history_capacity,
+            history_on_join: config.history_on_join,
+            policy: config.policy,
             rooms: HashMap::new(),
             calls: HashMap::new(),
-            presence: HashMap::new(),
-        };
-        chat.room_mut(DEFAULT_ROOM);
-        chat
+            sessions: HashMap::new(),
+            following: HashMap::new(),
+        }
     }
 
     /// Users present in `room`, ordered by user id.
@@ -138,116 +180,244 @@ impl Chat {
         self.rooms.get(room).map_or(0, |r| r.streams().len())
     }
 
-    fn room_mut(&mut self, id: &str) -> &mut Room {
-        let capacity = self.config.history_capacity;
-        self.rooms
-            .entry(id.to_owned())
-            .or_insert_with(|| Room::new(id.to_owned(), capacity))
+    /// The room, created if the policy lets it exist and there is space.
+    fn room_mut(&mut self, id: &str) -> Result<&mut Room, Status> {
+        if !self.rooms.contains_key(id) {
+            if self.rooms.len() >= MAX_ROOMS {
+                self.rooms.retain(|_, r| !r.is_idle());
+                if self.rooms.len() >= MAX_ROOMS {
+                    return Err(Status::new(Code::ResourceExhausted, "too many rooms"));
+                }
+            }
+            let room = Room::new(id.to_owned(), self.history_capacity);
+            self.rooms.insert(id.to_owned(), room);
+        }
+        Ok(self.rooms.get_mut(id).expect("inserted above"))
+    }
+
+    /// Puts a stream into `room` if its caller may read it.
+    fn place(&mut self, call: CallId, mut stream: StreamCall) -> Result<(), Status> {
+        self.policy.check_read(&stream.who, &stream.room)?;
+        stream.index = self.room_mut(&stream.room)?.add_stream(call);
+        if !stream.pinned {
+            self.following.entry(stream.conn).or_default().push(call);
+        }
+        self.calls.insert(call, ChatCall::Stream(stream));
+        Ok(())
+    }
+
+    /// Takes a stream out of its room; the call's entry is returned.
+    fn unplace(&mut self, call: CallId) -> Option<StreamCall> {
+        let Some(ChatCall::Stream(stream)) = self.calls.remove(&call) else {
+            return None;
+        };
+        if let Some(room) = self.rooms.get_mut(&stream.room) {
+            if let Some(moved) = room.remove_stream(stream.index) {
+                if let Some(ChatCall::Stream(s)) = self.calls.get_mut(&moved) {
+                    s.index = stream.index;
+                }
+            }
+        }
+        if !stream.pinned {
+            if let Some(list) = self.following.get_mut(&stream.conn) {
+                list.retain(|c| *c != call);
+            }
+        }
+        Some(stream)
     }
 
     fn forget(&mut self, call: CallId) {
-        if let Some(ChatCall::Stream { room, index }) = self.calls.remove(&call) {
-            let Some(r) = self.rooms.get_mut(&room) else {
-                return;
-            };
-            if let Some(moved) = r.remove_stream(index) {
-                if let Some(ChatCall::Stream { index: i, .. }) = self.calls.get_mut(&moved) {
-                    *i = index;
-                }
+        if self.unplace(call).is_none() {
+            self.calls.remove(&call);
+        }
+    }
+
+    /// Sends a presence notice to everyone in `room`.
+    fn announce(
+        &mut self,
+        now: Time,
+        room: &str,
+        user: &User,
+        presence: Presence,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        let verb = if presence == Presence::Joined {
+            "joined"
+        } else {
+            "left"
+        };
+        let notice = ChatMessage {
+            user: Some(user.clone()),
+            message: format!("{} {verb} {room}", display(user)),
+            room_id: room.to_owned(),
+            seq: 0,
+            timestamp_us: micros(now),
+            presence: presence as i32,
+        };
+        if let Ok(frame) = codec::encode(&notice) {
+            for &stream in r.streams() {
+                out.send(stream, frame.clone());
             }
         }
     }
 
+    /// A message on a JoinChat stream.
     fn post(
         &mut self,
         now: Time,
         call: CallId,
-        room: &str,
-        msg: Bytes,
+        bytes: Bytes,
         out: &mut Outbox<'_, ChatEvent>,
-    ) {
-        let msg = match ChatMessage::decode(msg) {
-            Ok(m) => m,
-            Err(e) => {
-                out.finish(call, malformed("ChatMessage", &e));
-                return;
-            }
+    ) -> Result<(), Status> {
+        let msg = ChatMessage::decode(bytes).map_err(|e| malformed("ChatMessage", &e))?;
+        let Some(ChatCall::Stream(stream)) = self.calls.get(&call) else {
+            return Ok(());
         };
-        let user = msg.user.clone().unwrap_or_default();
-        if let Err(status) = check_user(&user).and(check_text(&msg.message)) {
-            out.finish(call, status);
-            return;
+        let claimed = msg.user.clone().unwrap_or_default();
+        let sender = identity::sender(&self.policy, &stream.who, &claimed)?;
+        if !msg.room_id.is_empty() && msg.room_id != stream.room {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!(
+                    "message for room {:?} on a stream in room {:?}",
+                    msg.room_id, stream.room
+                ),
+            ));
         }
-        let frame = match codec::encode(&msg) {
-            Ok(f) => f,
-            Err(e) => {
-                out.finish(call, Status::new(Code::Internal, e.to_string()));
-                return;
-            }
+        if msg.message.len() > MAX_CHAT_TEXT_LEN {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!("message text is limited to {MAX_CHAT_TEXT_LEN} bytes"),
+            ));
+        }
+        self.policy.check_post(&stream.who, &stream.room)?;
+        let room_id = stream.room.clone();
+        let room = self.room_mut(&room_id)?;
+        let delivered = ChatMessage {
+            user: Some(sender),
+            message: msg.message,
+            room_id,
+            seq: room.next_seq(),
+            timestamp_us: micros(now),
+            presence: Presence::None as i32,
         };
-        let r = self.room_mut(room);
-        for &stream in r.streams() {
-            out.send(stream, frame.clone());
+        let frame =
+            codec::encode(&delivered).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
+        for &s in room.streams() {
+            out.send(s, frame.clone());
         }
+        let user = delivered.user.clone().unwrap_or_default();
         out.event(ChatEvent::Message {
-            room: r.id().to_owned(),
+            room: delivered.room_id.clone(),
+            seq: delivered.seq,
             user_id: user.user_id,
             username: user.username,
-            text: msg.message.clone(),
+            text: delivered.message.clone(),
             at: now,
         });
-        r.record(msg);
+        room.history.push(delivered);
+        Ok(())
     }
 
+    /// A `User` on a JoinChatRoom stream: join or switch, then answer.
     fn join(
         &mut self,
         now: Time,
-        call: CallId,
         conn: ConnId,
-        msg: Bytes,
+        who: &Identity,
+        bytes: Bytes,
         out: &mut Outbox<'_, ChatEvent>,
-    ) {
-        let user = match User::decode(msg) {
+    ) -> Result<ChatRoom, Status> {
+        let claimed = User::decode(bytes).map_err(|e| malformed("User", &e))?;
+        let room_id = if claimed.room_id.is_empty() {
+            DEFAULT_ROOM.to_owned()
+        } else {
+            claimed.room_id.clone()
+        };
+        let peer = out.peer_of(conn).map(str::to_owned);
+        let record =
+            |user_id: &str, outcome: Result<(), Status>, out: &mut Outbox<'_, ChatEvent>| {
+                out.event(ChatEvent::Login {
+                    user_id: user_id.to_owned(),
+                    room: room_id.clone(),
+                    peer: peer.clone(),
+                    outcome,
+                    at: now,
+                });
+            };
+        let user = match identity::sender(&self.policy, who, &claimed)
+            .and_then(|u| self.policy.check_read(who, &room_id).map(|()| u))
+            .and_then(|u| self.room_mut(&room_id).map(|_| u))
+        {
             Ok(u) => u,
-            Err(e) => {
-                out.finish(call, malformed("User", &e));
-                return;
+            Err(status) => {
+                let id = match who {
+                    Identity::User(id) => id.as_str(),
+                    Identity::Guest => claimed.user_id.as_str(),
+                };
+                record(id, Err(status.clone()), out);
+                return Err(status);
             }
         };
-        if let Err(status) = check_user(&user) {
-            out.finish(call, status);
-            return;
+        record(&user.user_id, Ok(()), out);
+
+        // Leave the previous room, if this is a switch or another user.
+        let previous = self.sessions.insert(
+            conn,
+            Session {
+                user: user.clone(),
+                room: room_id.clone(),
+            },
+        );
+        if let Some(prev) = previous {
+            if prev.room != room_id || prev.user.user_id != user.user_id {
+                self.leave(now, conn, &prev, out);
+            }
         }
-        if user.user_id.is_empty() {
-            out.finish(
-                call,
-                Status::new(Code::InvalidArgument, "user_id must not be empty"),
-            );
-            return;
+        // Streams that follow this connection move with it.
+        for call in self.following.get(&conn).cloned().unwrap_or_default() {
+            let Some(mut stream) = self.unplace(call) else {
+                continue;
+            };
+            if stream.room == room_id {
+                let _ = self.place(call, stream);
+                continue;
+            }
+            stream.room.clone_from(&room_id);
+            if let Err(status) = self.place(call, stream) {
+                out.finish(call, status);
+            }
         }
-        let history_on_join = self.config.history_on_join;
-        let room = self.room_mut(DEFAULT_ROOM);
+        let room = self.room_mut(&room_id)?;
         if room.join(&user, conn) {
-            self.presence
-                .entry(conn)
-                .or_default()
-                .push((DEFAULT_ROOM.to_owned(), user.user_id.clone()));
+            self.announce(now, &room_id, &user, Presence::Joined, out);
         }
-        let room = &self.rooms[DEFAULT_ROOM];
-        let reply = ChatRoom {
+        let room = &self.rooms[&room_id];
+        let history_on_join = self.history_on_join;
+        Ok(ChatRoom {
             room_id: room.id().to_owned(),
             users: room.users(),
             history: room.history.last(history_on_join).cloned().collect(),
+        })
+    }
+
+    /// Drops a session's presence, announcing a departure.
+    fn leave(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        session: &Session,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(room) = self.rooms.get_mut(&session.room) else {
+            return;
         };
-        out.send_message(call, &reply);
-        let peer = out.peer_of(conn).map(str::to_owned);
-        out.event(ChatEvent::Joined {
-            room: DEFAULT_ROOM.to_owned(),
-            user_id: user.user_id,
-            username: user.username,
-            peer,
-            at: now,
-        });
+        if room.leave(&session.user.user_id, conn) {
+            self.announce(now, &session.room, &session.user, Presence::Left, out);
+        }
     }
 }
 
@@ -257,33 +427,73 @@ impl Handler for Chat {
 
     fn open(
         &mut self,
-        _now: Time,
+        now: Time,
         req: &Request<'_>,
-        _out: &mut Outbox<'_, ChatEvent>,
+        out: &mut Outbox<'_, ChatEvent>,
     ) -> Result<(), Status> {
-        let kind = match req.path {
-            chat_proto::paths::JOIN_CHAT => {
-                let index = self.room_mut(DEFAULT_ROOM).add_stream(req.call);
-                ChatCall::Stream {
-                    room: DEFAULT_ROOM.to_owned(),
-                    index,
-                }
+        let who = match self.policy.authenticate(req.metadata.get("authorization")) {
+            Ok(who) => who,
+            Err(e) => {
+                let status = e.to_status();
+                out.event(ChatEvent::Login {
+                    user_id: String::new(),
+                    room: String::new(),
+                    peer: req.peer.map(str::to_owned),
+                    outcome: Err(status.clone()),
+                    at: now,
+                });
+                return Err(status);
             }
-            chat_proto::paths::JOIN_CHAT_ROOM => ChatCall::Join { conn: req.conn },
-            other => return Err(unimplemented(other)),
         };
-        self.calls.insert(req.call, kind);
-        Ok(())
+        match req.path {
+            chat_proto::paths::JOIN_CHAT => {
+                let pinned = req
+                    .metadata
+                    .get_str(ROOM_METADATA)
+                    .filter(|r| !r.is_empty());
+                let room = match pinned {
+                    Some(r) => r.to_owned(),
+                    None => self
+                        .sessions
+                        .get(&req.conn)
+                        .map_or_else(|| DEFAULT_ROOM.to_owned(), |s| s.room.clone()),
+                };
+                let stream = StreamCall {
+                    conn: req.conn,
+                    who,
+                    room,
+                    index: 0,
+                    pinned: pinned.is_some(),
+                };
+                self.place(req.call, stream)
+            }
+            chat_proto::paths::JOIN_CHAT_ROOM => {
+                self.calls.insert(
+                    req.call,
+                    ChatCall::Join {
+                        conn: req.conn,
+                        who,
+                    },
+                );
+                Ok(())
+            }
+            other => Err(unimplemented(other)),
+        }
     }
 
     fn message(&mut self, now: Time, call: CallId, msg: Bytes, out: &mut Outbox<'_, ChatEvent>) {
-        match self.calls.get(&call) {
-            Some(ChatCall::Stream { room, .. }) => {
-                let room = room.clone();
-                self.post(now, call, &room, msg, out);
+        let result = match self.calls.get(&call) {
+            Some(ChatCall::Stream(_)) => self.post(now, call, msg, out),
+            Some(ChatCall::Join { conn, who }) => {
+                let (conn, who) = (*conn, who.clone());
+                self.join(now, conn, &who, msg, out).map(|reply| {
+                    out.send_message(call, &reply);
+                })
             }
-            Some(&ChatCall::Join { conn }) => self.join(now, call, conn, msg, out),
-            None => {}
+            None => Ok(()),
+        };
+        if let Err(status) = result {
+            out.finish(call, status);
         }
         if !out.is_open(call) {
             self.forget(call);
@@ -305,11 +515,10 @@ impl Handler for Chat {
         self.forget(call);
     }
 
-    fn disconnected(&mut self, _now: Time, conn: ConnId, _out: &mut Outbox<'_, ChatEvent>) {
-        for (room, user_id) in self.presence.remove(&conn).unwrap_or_default() {
-            if let Some(r) = self.rooms.get_mut(&room) {
-                r.leave(&user_id, conn);
-            }
+    fn disconnected(&mut self, now: Time, conn: ConnId, out: &mut Outbox<'_, ChatEvent>) {
+        self.following.remove(&conn);
+        if let Some(session) = self.sessions.remove(&conn) {
+            self.leave(now, conn, &session, out);
         }
     }
 }
@@ -325,22 +534,14 @@ pub fn malformed(what: &str, err: &prost::DecodeError) -> Status {
     Status::new(Code::Internal, format!("malformed {what}: {err}"))
 }
 
-fn check_user(user: &User) -> Result<(), Status> {
-    if user.user_id.len() > MAX_USER_FIELD_LEN || user.username.len() > MAX_USER_FIELD_LEN {
-        return Err(Status::new(
-            Code::InvalidArgument,
-            format!("user_id and username are limited to {MAX_USER_FIELD_LEN} bytes"),
-        ));
+fn display(user: &User) -> &str {
+    if user.username.is_empty() {
+        &user.user_id
+    } else {
+        &user.username
     }
-    Ok(())
 }
 
-fn check_text(text: &str) -> Result<(), Status> {
-    if text.len() > MAX_CHAT_TEXT_LEN {
-        return Err(Status::new(
-            Code::InvalidArgument,
-            format!("message text is limited to {MAX_CHAT_TEXT_LEN} bytes"),
-        ));
-    }
-    Ok(())
+fn micros(t: Time) -> i64 {
+    i64::try_from(t.as_micros()).unwrap_or(i64::MAX)
 }

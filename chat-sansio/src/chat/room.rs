@@ -1,8 +1,9 @@
-//! One chat room: its live streams, who is present, and its history.
+//! One chat room: its live streams, who is present, its history and its
+//! message numbering.
 
 use std::collections::BTreeMap;
 
-use chat_proto::{ChatMessage, User};
+use chat_proto::User;
 
 use crate::server::{CallId, ConnId};
 
@@ -19,11 +20,12 @@ struct Member {
 #[derive(Debug)]
 pub(crate) struct Room {
     id: String,
-    /// Open JoinChat streams in this room, in join order; each receives
-    /// every broadcast.
+    /// Open JoinChat streams in this room; each receives every broadcast.
     streams: Vec<CallId>,
     members: BTreeMap<String, Member>,
     pub history: History,
+    /// Sequence number of the last accepted message (0: none yet).
+    last_seq: u64,
 }
 
 impl Room {
@@ -33,6 +35,7 @@ impl Room {
             streams: Vec::new(),
             members: BTreeMap::new(),
             history: History::new(history_capacity),
+            last_seq: 0,
         }
     }
 
@@ -60,8 +63,8 @@ impl Room {
         &self.streams
     }
 
-    /// Marks `user` present through `conn`. Returns true if this
-    /// connection was not already holding their presence here.
+    /// Marks `user` present through `conn`. Returns true if they were not
+    /// present before at all (so their arrival is news).
     pub fn join(&mut self, user: &User, conn: ConnId) -> bool {
         let member = self
             .members
@@ -70,12 +73,12 @@ impl Room {
                 username: user.username.clone(),
                 conns: Vec::new(),
             });
+        let arrived = member.conns.is_empty();
         member.username.clone_from(&user.username);
-        if member.conns.contains(&conn) {
-            return false;
+        if !member.conns.contains(&conn) {
+            member.conns.push(conn);
         }
-        member.conns.push(conn);
-        true
+        arrived
     }
 
     /// Drops `user_id`'s presence through `conn`. Returns true if they are
@@ -100,12 +103,19 @@ impl Room {
             .map(|(id, m)| User {
                 user_id: id.clone(),
                 username: m.username.clone(),
+                room_id: String::new(),
             })
             .collect()
     }
 
-    /// The message kept in history and its broadcast.
-    pub fn record(&mut self, msg: ChatMessage) {
-        self.history.push(msg);
+    /// The next sequence number, taken.
+    pub fn next_seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
+    /// Whether nothing would be lost by forgetting the room.
+    pub fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.members.is_empty() && self.history.is_empty()
     }
 }

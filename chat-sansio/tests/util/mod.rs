@@ -189,10 +189,24 @@ impl<H: Handler> Harness<H> {
     }
 }
 
+/// Texts of the chat messages `call` received (presence notices left out).
 pub fn message_texts(h: &Harness<Chat>, call: CallId) -> Vec<String> {
     h.decoded::<chat_proto::ChatMessage>(call)
         .into_iter()
+        .filter(|m| m.presence == 0)
         .map(|m| m.message)
+        .collect()
+}
+
+/// The presence notices `call` received, as (user id, joined).
+pub fn notices(h: &Harness<Chat>, call: CallId) -> Vec<(String, bool)> {
+    h.decoded::<chat_proto::ChatMessage>(call)
+        .into_iter()
+        .filter(|m| m.presence != 0)
+        .map(|m| {
+            let joined = m.presence == chat_proto::Presence::Joined as i32;
+            (m.user.unwrap_or_default().user_id, joined)
+        })
         .collect()
 }
 
@@ -201,8 +215,10 @@ pub fn chat_message(user: &str, text: &str) -> chat_proto::ChatMessage {
         user: Some(chat_proto::User {
             user_id: user.into(),
             username: format!("name-{user}"),
+            room_id: String::new(),
         }),
         message: text.into(),
+        ..Default::default()
     }
 }
 

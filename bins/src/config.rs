@@ -1,0 +1,127 @@
+//! The server's config file (TOML): users with token hashes, and rooms with
+//! their permissions. See `bins/chat.example.toml` and the README.
+
+use std::path::Path;
+
+use chat_sansio::chat::policy::{GuestAccess, Policy, RoomRule, Users};
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default, rename = "user")]
+    users: Vec<UserEntry>,
+    #[serde(default, rename = "room")]
+    rooms: Vec<RoomEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// SHA-256 of the token, hex (`chat-server hash-token TOKEN`).
+    token_sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomEntry {
+    id: String,
+    /// User ids who may read; `"*"` for every authenticated user.
+    #[serde(default)]
+    readers: Vec<String>,
+    /// User ids who may post; `"*"` for every authenticated user.
+    #[serde(default)]
+    posters: Vec<String>,
+    /// `"none"`, `"read"` or `"post"`.
+    #[serde(default = "no_guests")]
+    guests: String,
+}
+
+fn no_guests() -> String {
+    "none".into()
+}
+
+/// Reads a config file into a policy. Errors name the file and the entry.
+pub fn load(path: &Path) -> Result<Policy, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses a config file's text into a policy.
+pub fn parse(text: &str) -> Result<Policy, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut policy = Policy::empty();
+    for u in &file.users {
+        policy
+            .add_user(&u.id, &u.name, &u.token_sha256)
+            .map_err(|e| e.to_string())?;
+    }
+    for r in &file.rooms {
+        let guests = match r.guests.as_str() {
+            "none" => GuestAccess::None,
+            "read" => GuestAccess::Read,
+            "post" => GuestAccess::Post,
+            other => {
+                return Err(format!(
+                    "room {:?}: guests must be \"none\", \"read\" or \"post\", not {other:?}",
+                    r.id
+                ))
+            }
+        };
+        let rule = RoomRule {
+            readers: Users::from_list(&r.readers),
+            posters: Users::from_list(&r.posters),
+            guests,
+        };
+        policy.add_room(&r.id, rule).map_err(|e| e.to_string())?;
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_sansio::chat::policy::{hash_token, Identity};
+    use chat_sansio::Code;
+
+    #[test]
+    fn the_example_file_parses_and_means_what_it_says() {
+        let text = include_str!("../chat.example.toml");
+        let p = parse(text).unwrap();
+        let alice = p.authenticate(Some(b"Bearer alice-secret-token")).unwrap();
+        assert_eq!(alice, Identity::User("alice".into()));
+        assert!(p.check_post(&Identity::Guest, "room1").is_ok());
+        assert!(p.check_post(&alice, "staff").is_ok());
+        let bob = p.authenticate(Some(b"Bearer bob-secret-token")).unwrap();
+        assert_eq!(
+            p.check_post(&bob, "staff").unwrap_err().code,
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            p.check_read(&Identity::Guest, "staff").unwrap_err().code,
+            Code::PermissionDenied
+        );
+        assert!(p.check_read(&Identity::Guest, "announcements").is_ok());
+        assert!(p.check_post(&Identity::Guest, "announcements").is_err());
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(parse("[[room]]\nid = \"x\"\nguests = \"maybe\"\n")
+            .unwrap_err()
+            .contains("guests"));
+        assert!(parse("[[user]]\nid = \"a\"\ntoken_sha256 = \"zz\"\n")
+            .unwrap_err()
+            .contains("64 hex"));
+        assert!(parse("[[usr]]\n").is_err());
+        let twice = format!(
+            "[[user]]\nid = \"a\"\ntoken_sha256 = \"{h}\"\n[[user]]\nid = \"a\"\ntoken_sha256 = \"{h}\"\n",
+            h = hash_token("t")
+        );
+        assert!(parse(&twice).unwrap_err().contains("twice"));
+    }
+}
