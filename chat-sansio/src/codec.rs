@@ -128,9 +128,10 @@ impl Decoder {
         }
     }
 
-    /// Bytes received but not yet returned as a message.
+    /// Bytes received but not yet returned as a message (a read prefix
+    /// included), as [`Decoder::finish`] reports them.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.body.map_or(0, |_| MESSAGE_HEADER_LEN)
     }
 
     /// The next whole message, `Ok(None)` if more bytes are needed.
@@ -186,7 +187,7 @@ impl Decoder {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let buffered = self.buf.len() + self.body.map_or(0, |_| MESSAGE_HEADER_LEN);
+        let buffered = self.buffered();
         if buffered == 0 {
             Ok(())
         } else {
