@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["chat.proto"];
+const PROTOS: &[&str] = &[
+    "chat.proto",
+    "bidi_chat.proto",
+    "number.proto",
+    "route_guide.proto",
+];
 
 fn main() {
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");

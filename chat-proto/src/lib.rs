@@ -1,15 +1,44 @@
-//! Protobuf message types of the chat service (`proto/chat.proto`), generated
-//! at build time by prost.
+//! Protobuf message types generated at build time by prost from `proto/`:
 //!
-//! The proto has no `package`, so the types live at the crate root and the
-//! service's paths are `/ChatService/JoinChat` and `/ChatService/JoinChatRoom`.
-//! With the `tonic` feature the crate also holds tonic client and server stubs
-//! (`chat_service_client`, `chat_service_server`), used only as test peers.
+//! - `chat.proto` and `bidi_chat.proto` have no `package`, so their types
+//!   live at the crate root (`ChatMessage`, `User`, `ChatRoom`,
+//!   `BidiChatMessage`); paths are `/ChatService/JoinChat`,
+//!   `/ChatService/JoinChatRoom` and `/Chat/chat`.
+//! - [`tutorial`]: seed 003's `NumberService`.
+//! - [`routeguide`]: the standard route_guide proto (seed 004).
+//!
+//! With the `tonic` feature the crate also holds tonic client and server
+//! stubs, used only as test peers and benchmark baselines.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, non_camel_case_types)]
 #![allow(clippy::all)]
 
 include!(concat!(env!("OUT_DIR"), "/_.rs"));
+
+/// Seed 003's `tutorial.NumberService`.
+pub mod tutorial {
+    include!(concat!(env!("OUT_DIR"), "/tutorial.rs"));
+
+    /// `AccumulateNumbers(stream NumberRequest) returns (stream NumberResponse)`.
+    pub const ACCUMULATE_NUMBERS: &str = "/tutorial.NumberService/AccumulateNumbers";
+}
+
+/// The standard `routeguide.RouteGuide` service.
+pub mod routeguide {
+    include!(concat!(env!("OUT_DIR"), "/routeguide.rs"));
+
+    /// Paths of `RouteGuide`.
+    pub mod paths {
+        /// Unary.
+        pub const GET_FEATURE: &str = "/routeguide.RouteGuide/GetFeature";
+        /// Server streaming.
+        pub const LIST_FEATURES: &str = "/routeguide.RouteGuide/ListFeatures";
+        /// Client streaming.
+        pub const RECORD_ROUTE: &str = "/routeguide.RouteGuide/RecordRoute";
+        /// Bidirectional streaming.
+        pub const ROUTE_CHAT: &str = "/routeguide.RouteGuide/RouteChat";
+    }
+}
 
 /// gRPC method paths of `ChatService`.
 pub mod paths {
@@ -17,4 +46,6 @@ pub mod paths {
     pub const JOIN_CHAT: &str = "/ChatService/JoinChat";
     /// `JoinChatRoom(stream User) returns (stream ChatRoom)`.
     pub const JOIN_CHAT_ROOM: &str = "/ChatService/JoinChatRoom";
+    /// Seed 002: `chat(stream BidiChatMessage) returns (stream StringValue)`.
+    pub const BIDI_CHAT: &str = "/Chat/chat";
 }

@@ -5,6 +5,7 @@
 //! - [`server`]: a server-side gRPC call state machine, [`server::Server`],
 //!   generic over a [`server::Handler`] (the application).
 //! - [`chat`]: the chat service as a handler, [`chat::Chat`].
+//! - [`services`]: the seeds' other streaming services as handlers.
 //! - [`client`]: the client side of a call's response, for drivers that make
 //!   calls.
 //!
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod limits;
 pub mod metadata;
 pub mod server;
+pub mod services;
 pub mod status;
 pub mod time;
 pub mod timeout;

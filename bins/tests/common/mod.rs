@@ -4,6 +4,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod python;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -12,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// What the server prints once it accepts connections.
-const LISTENING: &str = "chat-server listening on ";
+/// What every server binary prints once it accepts connections, followed by
+/// the address.
+const LISTENING: &str = " listening on ";
 
 /// A new empty directory under the workspace's `target/test-data`.
 pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
@@ -54,11 +57,25 @@ impl ChatServer {
     /// Starts the server on `127.0.0.1:0` with `extra` arguments, and
     /// returns once it has printed the address it listens on.
     pub fn start_with(extra: &[&str]) -> ChatServer {
+        ChatServer::start_binary(env!("CARGO_BIN_EXE_chat-server"), &[], true, extra)
+    }
+
+    /// Starts `binary` with `before` arguments (a subcommand), then
+    /// `--addr 127.0.0.1:0`, `--data-dir <fresh>` if `data_dir_flag`, and
+    /// `extra`; returns once it has printed the address it listens on.
+    pub fn start_binary(
+        binary: &str,
+        before: &[&str],
+        data_dir_flag: bool,
+        extra: &[&str],
+    ) -> ChatServer {
         let data_dir = fresh_dir("chat-data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--addr", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data_dir)
+        let mut command = Command::new(binary);
+        command.args(before).args(["--addr", "127.0.0.1:0"]);
+        if data_dir_flag {
+            command.arg("--data-dir").arg(&data_dir);
+        }
+        let mut child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -103,7 +120,7 @@ impl ChatServer {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.trim_end().strip_prefix(LISTENING) {
+                    if let Some((_, rest)) = line.trim_end().split_once(LISTENING) {
                         break rest
                             .parse::<SocketAddr>()
                             .unwrap_or_else(|e| panic!("bad listening address {rest:?}: {e}"));

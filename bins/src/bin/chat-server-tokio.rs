@@ -1,0 +1,354 @@
+//! The chat core embedded in a different runtime: tokio, with h2 used
+//! directly. No smol and no `transport-h2` here; this is what an application
+//! that already runs on tokio writes to host `chat_sansio::server::Server`.
+//! (`transport-h2` does the same job more thoroughly: bounded queues, slow
+//! consumers, window-aware sends.)
+//!
+//! The embedding contract, as it shows here:
+//! - one task owns the core; every event reaches it through one channel, in
+//!   order, with the current time (`core_loop`);
+//! - after each batch of events it drains `poll_output()` completely and
+//!   routes each output to the call's writer, in order;
+//! - it sleeps until `poll_timeout()` and then calls `handle_timeout`;
+//! - connections report opens, DATA, half-closes, resets and disconnects.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chat_bins::records::Recorder;
+use chat_bins::{config, say};
+use chat_sansio::chat::policy::Policy;
+use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
+use chat_sansio::metadata::Metadata;
+use chat_sansio::server::{CallId, ConnId, Output, RequestHead, Server, RESPONSE_HEADERS};
+use chat_sansio::{Status, Time};
+use clap::Parser;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Serve the chat on tokio (an example of embedding the core).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Users and room permissions (TOML), as for chat-server.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where login and message records are kept.
+    #[arg(long, default_value = "chat-data")]
+    data_dir: PathBuf,
+}
+
+/// What a call's writer task is told to do.
+enum Write {
+    Headers,
+    Message(Bytes),
+    End(Status, Option<u16>),
+}
+
+/// Everything the core task hears about.
+enum Event {
+    Connect(ConnId, String),
+    Disconnect(ConnId),
+    Open(ConnId, CallId, RequestHead, mpsc::UnboundedSender<Write>),
+    Data(CallId, Bytes),
+    End(CallId),
+    Reset(CallId),
+}
+
+/// The core's clock: monotonic, anchored to the wall clock once.
+struct Clock(Instant, u64);
+
+impl Clock {
+    fn new() -> Clock {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock(Instant::now(), unix.as_micros() as u64)
+    }
+    fn now(&self) -> Time {
+        Time::from_micros(self.1) + self.0.elapsed()
+    }
+    fn instant(&self, t: Time) -> Instant {
+        self.0 + t.saturating_since(Time::from_micros(self.1))
+    }
+}
+
+async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>, records: Recorder) {
+    let clock = Clock::new();
+    let mut writers: HashMap<CallId, mpsc::UnboundedSender<Write>> = HashMap::new();
+    loop {
+        let wake = core.poll_timeout().map(|t| clock.instant(t));
+        let event = tokio::select! {
+            e = events.recv() => match e { Some(e) => Some(e), None => return },
+            _ = sleep_until(wake) => None,
+        };
+        let now = clock.now();
+        match event {
+            Some(Event::Connect(conn, peer)) => core.handle_connect(now, conn, Some(peer)),
+            Some(Event::Disconnect(conn)) => core.handle_disconnect(now, conn),
+            Some(Event::Open(conn, call, head, writer)) => {
+                writers.insert(call, writer);
+                core.handle_open(now, conn, call, head);
+            }
+            Some(Event::Data(call, chunk)) => core.handle_data(now, call, &chunk),
+            Some(Event::End(call)) => core.handle_end(now, call),
+            Some(Event::Reset(call)) => {
+                writers.remove(&call);
+                core.handle_reset(now, call);
+            }
+            None => core.handle_timeout(now),
+        }
+        while let Some(output) = core.poll_output() {
+            let (call, write) = match output {
+                Output::Event(event) => {
+                    log(&event);
+                    records.record(&event);
+                    continue;
+                }
+                Output::Headers { call } => (call, Write::Headers),
+                Output::Message { call, frame } => (call, Write::Message(frame)),
+                Output::Trailers { call, status } => (call, Write::End(status, None)),
+                Output::TrailersOnly {
+                    call,
+                    http_status,
+                    status,
+                } => (call, Write::End(status, Some(http_status))),
+            };
+            let last = matches!(write, Write::End(..));
+            if let Some(w) = writers.get(&call) {
+                let _ = w.send(write);
+            }
+            if last {
+                writers.remove(&call);
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log(event: &ChatEvent) {
+    match event {
+        ChatEvent::Message { user_id, text, .. } => {
+            say(format_args!("Received message from {user_id}: {text}"))
+        }
+        ChatEvent::Login {
+            user_id,
+            room,
+            outcome: Ok(()),
+            ..
+        } => say(format_args!("User {user_id} joined the chat room {room}.")),
+        ChatEvent::Login {
+            user_id,
+            room,
+            outcome: Err(s),
+            ..
+        } => say(format_args!(
+            "Login refused: user {user_id:?}, room {room:?}: {s}"
+        )),
+    }
+}
+
+async fn serve_connection(
+    socket: TcpStream,
+    conn: ConnId,
+    peer: String,
+    events: mpsc::Sender<Event>,
+) {
+    let _ = socket.set_nodelay(true);
+    let mut h2 = match h2::server::Builder::new()
+        .max_concurrent_streams(100)
+        .max_header_list_size(8 * 1024)
+        .initial_window_size(1024 * 1024)
+        .initial_connection_window_size(2 * 1024 * 1024)
+        .handshake::<_, Bytes>(socket)
+        .await
+    {
+        Ok(h2) => h2,
+        Err(_) => return,
+    };
+    if events.send(Event::Connect(conn, peer)).await.is_err() {
+        return;
+    }
+    let mut next_stream = 0u32;
+    while let Some(Ok((request, respond))) = h2.accept().await {
+        next_stream += 1;
+        let call = CallId(conn.0 << 32 | u64::from(next_stream));
+        let (parts, body) = request.into_parts();
+        let mut headers = Metadata::new();
+        for (name, value) in &parts.headers {
+            headers.push(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
+        }
+        let head = RequestHead {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            headers,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        if events
+            .send(Event::Open(conn, call, head, tx))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        tokio::spawn(read_body(call, body, events.clone()));
+        tokio::spawn(write_call(respond, rx));
+    }
+    let _ = events.send(Event::Disconnect(conn)).await;
+}
+
+/// Feeds a request body to the core, releasing flow-control credit once the
+/// core's queue has taken each chunk.
+async fn read_body(call: CallId, mut body: RecvStream, events: mpsc::Sender<Event>) {
+    loop {
+        match body.data().await {
+            Some(Ok(chunk)) => {
+                let n = chunk.len();
+                if events.send(Event::Data(call, chunk)).await.is_err() {
+                    return;
+                }
+                let _ = body.flow_control().release_capacity(n);
+            }
+            Some(Err(_)) => {
+                let _ = events.send(Event::Reset(call)).await;
+                return;
+            }
+            None => {
+                let _ = events.send(Event::End(call)).await;
+                return;
+            }
+        }
+    }
+}
+
+fn status_headers(map: &mut HeaderMap, status: &Status) {
+    map.insert(
+        "grpc-status",
+        HeaderValue::from_static(status.code.as_header_value()),
+    );
+    if let Some(msg) = status
+        .encoded_message()
+        .and_then(|m| HeaderValue::from_str(&m).ok())
+    {
+        map.insert("grpc-message", msg);
+    }
+}
+
+/// Writes what the core says for one call, in order, within the window.
+async fn write_call(mut respond: SendResponse<Bytes>, mut writes: mpsc::UnboundedReceiver<Write>) {
+    let mut send: Option<SendStream<Bytes>> = None;
+    while let Some(write) = writes.recv().await {
+        match write {
+            Write::Headers => {
+                let mut resp = Response::new(());
+                for (k, v) in RESPONSE_HEADERS {
+                    resp.headers_mut().insert(*k, HeaderValue::from_static(v));
+                }
+                match respond.send_response(resp, false) {
+                    Ok(s) => send = Some(s),
+                    Err(_) => return,
+                }
+            }
+            Write::Message(mut frame) => {
+                let Some(s) = send.as_mut() else { return };
+                while !frame.is_empty() {
+                    s.reserve_capacity(frame.len());
+                    let Some(Ok(_)) = poll_fn(|cx| s.poll_capacity(cx)).await else {
+                        return;
+                    };
+                    let n = s.capacity().min(frame.len());
+                    if s.send_data(frame.split_to(n), false).is_err() {
+                        return;
+                    }
+                }
+            }
+            Write::End(status, http) => {
+                match (send.as_mut(), http) {
+                    (Some(s), _) => {
+                        let mut trailers = HeaderMap::new();
+                        status_headers(&mut trailers, &status);
+                        let _ = s.send_trailers(trailers);
+                    }
+                    (None, http) => {
+                        let mut resp = Response::new(());
+                        *resp.status_mut() =
+                            StatusCode::from_u16(http.unwrap_or(200)).unwrap_or(StatusCode::OK);
+                        for (k, v) in RESPONSE_HEADERS {
+                            resp.headers_mut().insert(*k, HeaderValue::from_static(v));
+                        }
+                        status_headers(resp.headers_mut(), &status);
+                        let _ = respond.send_response(resp, true);
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let policy = match &args.config {
+        Some(path) => config::load(path).unwrap_or_else(|e| {
+            eprintln!("chat-server-tokio: {e}");
+            std::process::exit(1)
+        }),
+        None => Policy::default(),
+    };
+    let records = Recorder::start(&args.data_dir).unwrap_or_else(|e| {
+        eprintln!(
+            "chat-server-tokio: data directory {}: {e}",
+            args.data_dir.display()
+        );
+        std::process::exit(1)
+    });
+    let core = Server::new(Chat::new(ChatConfig {
+        policy,
+        ..ChatConfig::default()
+    }));
+    let (events, rx) = mpsc::channel(4096);
+    tokio::spawn(core_loop(core, rx, records));
+    let listener = match TcpListener::bind(&args.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chat-server-tokio: {e}");
+            std::process::exit(1)
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    say(format_args!("chat-server-tokio listening on {local}"));
+    let mut next_conn = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                next_conn += 1;
+                tokio::spawn(serve_connection(
+                    socket,
+                    ConnId(next_conn),
+                    peer.to_string(),
+                    events.clone(),
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
