@@ -1,7 +1,7 @@
 //! Shared code of the chat binaries: config file, records, start-up.
 
 pub mod config;
-pub mod records;
+pub mod store;
 
 use std::io::Write;
 

@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::fs;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -132,43 +131,56 @@ fn rooms_permissions_and_switching() {
     let mut server = ChatServer::start_with(&["--config", config]);
     script_passes(&mut server, "rooms_auth.py", &[]);
     server.expect_line("Received message from eve: room1 #6", LOG_WAIT);
-    // The records, as the seed's login_history.txt and message_history.txt.
-    let logins = wait_for_file(
-        &server.data_dir.join("login_history.txt"),
-        "outcome: UNAUTHENTICATED",
+    // The records, as the seed's login_history.txt and message_history.txt,
+    // in the store (queried as the README shows).
+    let db = server.data_dir.join("chat.db");
+    let logins = wait_for_rows(
+        &db,
+        "SELECT user_id || ' ' || room || ' ' || peer || ' ' || outcome FROM logins ORDER BY id",
+        |rows| rows.iter().any(|r| r.contains("UNAUTHENTICATED")),
     );
     for want in [
-        "userid: alice, room: staff, peer: 127.0.0.1:",
-        "userid: eve, room: staff, peer: 127.0.0.1:",
-        "outcome: PERMISSION_DENIED",
-        "outcome: ok",
+        "alice staff 127.0.0.1:",
+        "eve staff 127.0.0.1:",
+        "PERMISSION_DENIED",
+        " ok",
     ] {
         assert!(
-            logins.contains(want),
-            "login_history.txt lacks {want:?}:\n{logins}"
+            logins.iter().any(|r| r.contains(want)),
+            "logins lack {want:?}: {logins:#?}"
         );
     }
-    let messages = wait_for_file(&server.data_dir.join("message_history.txt"), "room1 #6");
-    assert!(
-        messages.contains(
-            "userid: alice, userName: Alice, room: staff, seq: 1, message: \"hello staff\""
-        ),
-        "{messages}"
+    let messages = wait_for_rows(
+        &db,
+        "SELECT room || ' ' || seq || ' ' || user_id || ' ' || username || ' ' || text FROM messages ORDER BY room, seq",
+        |rows| rows.iter().any(|r| r.ends_with("room1 #6")),
     );
     assert!(
-        !messages.contains("I am bob") && !messages.contains("may I?"),
-        "{messages}"
+        messages.contains(&"staff 1 alice Alice hello staff".to_owned()),
+        "{messages:#?}"
+    );
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.contains("I am bob") || m.contains("may I?")),
+        "{messages:#?}"
     );
 }
 
-/// The file's text once it contains `needle` (records are written by a
-/// thread of their own, a moment after the event).
-fn wait_for_file(path: &Path, needle: &str) -> String {
+/// The rows of `sql` once `done` holds for them (the store is written by a
+/// thread of its own; the logins a moment after the event).
+fn wait_for_rows(db: &Path, sql: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
     let deadline = Instant::now() + LOG_WAIT;
     loop {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) || Instant::now() > deadline {
-            return text;
+        let rows: Vec<String> = rusqlite::Connection::open(db)
+            .and_then(|c| {
+                let mut stmt = c.prepare(sql)?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })
+            .unwrap_or_default();
+        if done(&rows) || Instant::now() > deadline {
+            return rows;
         }
         thread::sleep(Duration::from_millis(20));
     }

@@ -75,7 +75,7 @@ fn seed_004_route_guide() {
 }
 
 fn tokio_server(extra: &[&str]) -> ChatServer {
-    ChatServer::start_binary(env!("CARGO_BIN_EXE_chat-server-tokio"), &[], true, extra)
+    ChatServer::start_binary(env!("CARGO_BIN_EXE_chat-server-tokio"), &[], false, extra)
 }
 
 #[test]

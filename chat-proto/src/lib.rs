@@ -46,6 +46,9 @@ pub mod paths {
     pub const JOIN_CHAT: &str = "/ChatService/JoinChat";
     /// `JoinChatRoom(stream User) returns (stream ChatRoom)`.
     pub const JOIN_CHAT_ROOM: &str = "/ChatService/JoinChatRoom";
+    /// `History(HistoryRequest) returns (HistoryPage)`: a page of a room's
+    /// stored history.
+    pub const HISTORY: &str = "/ChatService/History";
     /// Seed 002: `chat(stream BidiChatMessage) returns (stream StringValue)`.
     pub const BIDI_CHAT: &str = "/Chat/chat";
 }

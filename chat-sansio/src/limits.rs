@@ -39,4 +39,9 @@ pub const DEFAULT_HISTORY_ON_JOIN: usize = 50;
 /// Most rooms kept at once; idle rooms (no streams, nobody present, no
 /// history) are dropped to make space, and past that new rooms are refused
 /// with RESOURCE_EXHAUSTED.
-pub const MAX_ROOMS: usize = 4096;
+pub const MAX_ROOMS: usize = 1024;
+
+/// Durable mode: most messages accepted but not yet durable. Past it, posts
+/// are refused with RESOURCE_EXHAUSTED until the store catches up, so a
+/// stalled disk cannot grow memory without bound.
+pub const MAX_PENDING_MESSAGES: usize = 100_000;

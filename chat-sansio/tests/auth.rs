@@ -265,3 +265,54 @@ fn delivered_messages_are_numbered_and_stamped_per_room() {
     );
     assert_eq!(h.status(a).code, Code::InvalidArgument);
 }
+
+fn history(
+    h: &mut Harness<Chat>,
+    conn: u64,
+    token: Option<&str>,
+    room: &str,
+    before: u64,
+    limit: u32,
+) -> CallId {
+    let call = open_as(h, conn, chat_proto::paths::HISTORY, token, None);
+    h.send(
+        call,
+        &chat_proto::HistoryRequest {
+            room_id: room.into(),
+            before_seq: before,
+            limit,
+        },
+    );
+    h.end_stream(call);
+    call
+}
+
+#[test]
+fn history_pages_back_and_needs_read_permission() {
+    let mut h = harness();
+    let a = open_as(&mut h, 1, JOIN_CHAT, Some("alice-token"), Some("staff"));
+    for i in 1..=12 {
+        h.send(a, &chat_message("alice", &format!("s{i}")));
+    }
+    let page = |h: &Harness<Chat>, call| -> (Vec<u64>, bool) {
+        let p: chat_proto::HistoryPage = h.decoded(call).remove(0);
+        (p.messages.iter().map(|m| m.seq).collect(), p.more)
+    };
+    let call = history(&mut h, 2, Some("bob-token"), "staff", 0, 5);
+    assert_eq!(page(&h, call), ((8..=12).collect(), true));
+    assert_eq!(h.status(call).code, Code::Ok);
+    let call = history(&mut h, 2, Some("bob-token"), "staff", 8, 100);
+    assert_eq!(page(&h, call), ((1..=7).collect(), false));
+    let call = history(&mut h, 3, None, "staff", 0, 5);
+    assert_eq!(h.status(call).code, Code::PermissionDenied);
+    // Exactly one request per call.
+    let call = open_as(
+        &mut h,
+        2,
+        chat_proto::paths::HISTORY,
+        Some("bob-token"),
+        None,
+    );
+    h.end_stream(call);
+    assert_eq!(h.status(call).code, Code::Internal);
+}

@@ -1,7 +1,9 @@
 //! A model of rooms, sessions, switching, permissions and presence, checked
 //! against the core under random sequences of joins, switches, stream opens,
 //! posts (some spoofed), half-closes, cancels and disconnects, under random
-//! room permissions.
+//! room permissions; in memory mode, and in durable mode with the test
+//! playing the store (acknowledging or failing pending writes at random
+//! moments).
 //!
 //! Checked after every step: presence in every room equals the users whose
 //! connection's session is there. At every JoinChatRoom: the users and the
@@ -17,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use chat_proto::paths::{JOIN_CHAT, JOIN_CHAT_ROOM};
 use chat_proto::{ChatMessage, ChatRoom, Presence, User};
 use chat_sansio::chat::policy::{hash_token, GuestAccess, Policy, RoomRule, Users};
-use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
+use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
 use chat_sansio::server::{CallId, Server};
 use chat_sansio::Code;
 use proptest::prelude::*;
@@ -115,6 +117,10 @@ enum Op {
     HalfClose(usize),
     Cancel(usize),
     Disconnect(u8),
+    /// Durable mode: the store makes everything pending durable.
+    Ack,
+    /// Durable mode: the store fails.
+    Fail,
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -130,6 +136,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::HalfClose),
         1 => any::<usize>().prop_map(Op::Cancel),
         1 => (0u8..3).prop_map(Op::Disconnect),
+        3 => Just(Op::Ack),
+        1 => prop::bool::weighted(0.2).prop_map(|fail| if fail { Op::Fail } else { Op::Ack }),
     ]
 }
 
@@ -162,7 +170,15 @@ enum Item {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Open,
+    /// Half-closed, waiting for the pending message with this id.
+    Closing(u64),
     Ended(Option<Code>),
+}
+
+impl State {
+    fn live(self) -> bool {
+        matches!(self, State::Open | State::Closing(_))
+    }
 }
 
 #[derive(Debug)]
@@ -177,6 +193,11 @@ struct ModelStream {
 }
 
 struct Model {
+    durable: bool,
+    /// Accepted, not yet durable: (id, room, text, poster stream index).
+    pending: Vec<(u64, String, String, usize)>,
+    next_id: u64,
+    epoch: u64,
     rules: HashMap<String, Rule>,
     streams: Vec<ModelStream>,
     /// conn -> (user, room) of its session.
@@ -199,8 +220,34 @@ impl Model {
 
     fn tell_room(&mut self, room: &str, item: Item) {
         for s in &mut self.streams {
-            if s.state == State::Open && s.room == room {
+            if s.state.live() && s.room == room {
                 s.expect.push(item.clone());
+            }
+        }
+    }
+
+    /// A message becomes visible: numbered after the room's delivered ones.
+    fn deliver(&mut self, room: &str, text: String) {
+        let list = self.accepted.get_mut(room).unwrap();
+        list.push(text.clone());
+        let seq = list.len() as u64;
+        self.tell_room(
+            room,
+            Item::Msg {
+                room: room.to_owned(),
+                seq,
+                text,
+            },
+        );
+    }
+
+    /// Ends the half-closed streams that waited for pending id `id`.
+    fn close_waiting(&mut self, id: u64) {
+        for s in &mut self.streams {
+            if let State::Closing(after) = s.state {
+                if after <= id {
+                    s.state = State::Ended(Some(Code::Ok));
+                }
             }
         }
     }
@@ -223,7 +270,7 @@ fn read(body: &bytes::Bytes) -> Item {
     }
 }
 
-fn server(rules: &[Rule; 3]) -> Harness<Chat> {
+fn server(rules: &[Rule; 3], durable: bool) -> Harness<Chat> {
     let mut policy = Policy::empty();
     for u in 0..3 {
         policy
@@ -241,6 +288,7 @@ fn server(rules: &[Rule; 3]) -> Harness<Chat> {
         policy,
         history_on_join: HISTORY_ON_JOIN,
         history_capacity: HISTORY_CAPACITY,
+        durable,
     });
     Harness::new(Server::new(chat))
 }
@@ -257,9 +305,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn rooms_model(rules in [rule(), rule(), rule()], ops in prop::collection::vec(op(), 1..70)) {
-        let mut h = server(&rules);
+    fn rooms_model(rules in [rule(), rule(), rule()], durable in any::<bool>(), ops in prop::collection::vec(op(), 1..70)) {
+        let mut h = server(&rules, durable);
         let mut m = Model {
+            durable,
+            pending: Vec::new(),
+            next_id: 1,
+            epoch: 0,
             rules: ROOMS.iter().map(|r| r.to_string()).zip(rules).collect(),
             streams: Vec::new(),
             sessions: HashMap::new(),
@@ -296,7 +348,7 @@ proptest! {
                     }
                     let rule = m.rule(&room);
                     for s in &mut m.streams {
-                        if s.conn == conn && !s.pinned && s.state == State::Open && s.room != room {
+                        if s.conn == conn && !s.pinned && s.state.live() && s.room != room {
                             if rule.can_read(s.who) {
                                 s.room.clone_from(&room);
                             } else {
@@ -343,6 +395,9 @@ proptest! {
                         let s = &m.streams[i];
                         (s.call, s.who, s.room.clone(), s.state)
                     };
+                    if matches!(state, State::Closing(_)) {
+                        continue; // a half-closed client sends nothing more
+                    }
                     let claimed = match (who, spoof) {
                         (Who::User(u), true) => format!("u{}", (u + 1) % 3),
                         (Who::Guest(_), true) => "u0".to_owned(),
@@ -362,29 +417,37 @@ proptest! {
                         m.streams[i].state = State::Ended(Some(Code::PermissionDenied));
                         continue;
                     }
-                    let list = m.accepted.get_mut(&room).unwrap();
-                    list.push(text.clone());
-                    let seq = list.len() as u64;
-                    m.tell_room(&room, Item::Msg { room: room.clone(), seq, text });
+                    if m.durable {
+                        m.pending.push((m.next_id, room, text, i));
+                        m.next_id += 1;
+                    } else {
+                        m.deliver(&room, text);
+                    }
                 }
                 Op::HalfClose(i) if !m.streams.is_empty() => {
                     let i = i % m.streams.len();
+                    if matches!(m.streams[i].state, State::Closing(_)) {
+                        continue;
+                    }
                     h.end_stream(m.streams[i].call);
                     if m.streams[i].state == State::Open {
-                        m.streams[i].state = State::Ended(Some(Code::Ok));
+                        m.streams[i].state = match m.pending.last() {
+                            Some((id, ..)) => State::Closing(*id),
+                            None => State::Ended(Some(Code::Ok)),
+                        };
                     }
                 }
                 Op::Cancel(i) if !m.streams.is_empty() => {
                     let i = i % m.streams.len();
                     h.reset(m.streams[i].call);
-                    if m.streams[i].state == State::Open {
+                    if m.streams[i].state.live() {
                         m.streams[i].state = State::Ended(None);
                     }
                 }
                 Op::Disconnect(conn) => {
                     h.disconnect(conn.into());
                     for s in &mut m.streams {
-                        if s.conn == conn && s.state == State::Open {
+                        if s.conn == conn && s.state.live() {
                             s.state = State::Ended(None);
                         }
                     }
@@ -396,8 +459,38 @@ proptest! {
                     }
                     h.connect(conn.into());
                 }
+                Op::Ack if m.durable => {
+                    let up_to = m.next_id - 1;
+                    h.server.handle_input(h.now, ChatInput::Durable { epoch: m.epoch, up_to });
+                    h.drain();
+                    for (id, room, text, _) in std::mem::take(&mut m.pending) {
+                        m.deliver(&room, text);
+                        m.close_waiting(id);
+                    }
+                }
+                Op::Fail if m.durable => {
+                    h.server.handle_input(h.now, ChatInput::StoreFailed { epoch: m.epoch, reason: "disk on fire".into() });
+                    h.drain();
+                    m.epoch += 1;
+                    for (_, _, _, poster) in std::mem::take(&mut m.pending) {
+                        if m.streams[poster].state.live() {
+                            m.streams[poster].state = State::Ended(Some(Code::Unavailable));
+                        }
+                    }
+                    m.close_waiting(u64::MAX);
+                }
                 _ => {}
             }
+            // The test plays the store: every Persist request of this epoch
+            // must be in order, for a message the model has pending.
+            let persisted: Vec<(u64, u64)> = h.events.iter().filter_map(|e| match e {
+                ChatEvent::Persist { epoch, id, .. } => Some((*epoch, *id)),
+                _ => None,
+            }).collect();
+            if let Some((id, ..)) = m.pending.last() {
+                prop_assert_eq!(persisted.last(), Some(&(m.epoch, *id)));
+            }
+            prop_assert!(persisted.windows(2).all(|w| w[0].1 < w[1].1));
             for room in ROOMS {
                 let got: BTreeSet<String> = h.server.handler().users_in(room).into_iter().map(|u| u.user_id).collect();
                 prop_assert_eq!(got, m.present(room), "presence in {} after step {}", room, n);
@@ -415,7 +508,7 @@ proptest! {
             }
             prop_assert_eq!(&got, &s.expect, "stream {:?} of {:?}", s.call, s.who);
             match s.state {
-                State::Open | State::Ended(None) => prop_assert!(log.end.is_empty()),
+                State::Open | State::Closing(_) | State::Ended(None) => prop_assert!(log.end.is_empty()),
                 State::Ended(Some(code)) => prop_assert_eq!(h.status(s.call).code, code),
             }
         }

@@ -508,6 +508,13 @@ impl ChatService for TonicChat {
     type JoinChatStream = Out<ChatMessage>;
     type JoinChatRoomStream = Out<ChatRoom>;
 
+    async fn history(
+        &self,
+        _request: Request<chat_proto::HistoryRequest>,
+    ) -> Result<Response<chat_proto::HistoryPage>, Status> {
+        Err(Status::unimplemented("this test server keeps no history"))
+    }
+
     async fn join_chat(
         &self,
         request: Request<Streaming<ChatMessage>>,

@@ -11,6 +11,9 @@
 //!   routes each output to the call's writer, in order;
 //! - it sleeps until `poll_timeout()` and then calls `handle_timeout`;
 //! - connections report opens, DATA, half-closes, resets and disconnects.
+//!
+//! It runs the chat in memory mode (no store), so history does not survive
+//! a restart here; `chat-server` shows the durable mode.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -18,7 +21,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chat_bins::records::Recorder;
 use chat_bins::{config, say};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
@@ -42,9 +44,6 @@ struct Args {
     /// Users and room permissions (TOML), as for chat-server.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where login and message records are kept.
-    #[arg(long, default_value = "chat-data")]
-    data_dir: PathBuf,
 }
 
 /// What a call's writer task is told to do.
@@ -82,7 +81,7 @@ impl Clock {
     }
 }
 
-async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>, records: Recorder) {
+async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
     let clock = Clock::new();
     let mut writers: HashMap<CallId, mpsc::UnboundedSender<Write>> = HashMap::new();
     loop {
@@ -111,7 +110,6 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>, re
             let (call, write) = match output {
                 Output::Event(event) => {
                     log(&event);
-                    records.record(&event);
                     continue;
                 }
                 Output::Headers { call } => (call, Write::Headers),
@@ -160,6 +158,8 @@ fn log(event: &ChatEvent) {
         } => say(format_args!(
             "Login refused: user {user_id:?}, room {room:?}: {s}"
         )),
+        // Memory mode (no store in this example): never emitted.
+        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
     }
 }
 
@@ -311,19 +311,12 @@ async fn main() {
         }),
         None => Policy::default(),
     };
-    let records = Recorder::start(&args.data_dir).unwrap_or_else(|e| {
-        eprintln!(
-            "chat-server-tokio: data directory {}: {e}",
-            args.data_dir.display()
-        );
-        std::process::exit(1)
-    });
     let core = Server::new(Chat::new(ChatConfig {
         policy,
         ..ChatConfig::default()
     }));
     let (events, rx) = mpsc::channel(4096);
-    tokio::spawn(core_loop(core, rx, records));
+    tokio::spawn(core_loop(core, rx));
     let listener = match TcpListener::bind(&args.addr).await {
         Ok(l) => l,
         Err(e) => {

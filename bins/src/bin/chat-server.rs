@@ -1,10 +1,12 @@
 //! The chat server: `ChatService` on gRPC over HTTP/2. With no flags it
 //! listens on 127.0.0.1:50051 with the built-in policy (every room open to
-//! everyone) and keeps its records in `./chat-data`.
+//! everyone) and keeps its history and login records durably in
+//! `./chat-data/chat.db`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use chat_bins::records::Recorder;
+use chat_bins::store::{start_writer, Retention, Store, Writer};
 use chat_bins::{config, init_logging, init_runtime, say};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
@@ -25,10 +27,24 @@ struct Args {
     /// Without it every room is open to everyone, guests included.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where login and message records are kept.
+    /// Where the database (chat.db: history and login records) is kept.
     #[arg(long, default_value = "chat-data")]
     data_dir: PathBuf,
-    /// Messages each room keeps in memory.
+    /// Keep nothing on disk: history lives in memory only and is lost on
+    /// restart, messages are delivered without waiting for a disk, and login
+    /// attempts are only printed.
+    #[arg(long)]
+    memory: bool,
+    /// Messages the store keeps per room (the newest).
+    #[arg(long, default_value_t = Retention::default().messages_per_room)]
+    retain_messages: u64,
+    /// Days the store keeps messages and login records (0: forever).
+    #[arg(long, default_value_t = 365)]
+    retain_days: u64,
+    /// Login records the store keeps (the newest).
+    #[arg(long, default_value_t = Retention::default().logins)]
+    retain_logins: u64,
+    /// Messages each room keeps in memory for joiners.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_CAPACITY)]
     history: usize,
     /// Recent messages sent to a user who joins a room.
@@ -48,7 +64,14 @@ enum Command {
     },
 }
 
-fn on_event(records: &Recorder, event: ChatEvent) {
+fn on_event(writer: Option<&Writer>, event: ChatEvent) {
+    let event = match writer {
+        Some(w) => match w.take(event) {
+            Some(e) => e,
+            None => return,
+        },
+        None => event,
+    };
     match &event {
         ChatEvent::Message { user_id, text, .. } => {
             say(format_args!("Received message from {user_id}: {text}"));
@@ -69,8 +92,8 @@ fn on_event(records: &Recorder, event: ChatEvent) {
             "Login refused: user {user_id:?}, room {room:?}, peer {}: {status}",
             peer.as_deref().unwrap_or("-")
         )),
+        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
     }
-    records.record(&event);
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -90,13 +113,33 @@ fn main() {
         Some(path) => config::load(path).unwrap_or_else(|e| fail(e)),
         None => Policy::default(),
     };
-    let records = Recorder::start(&args.data_dir)
-        .unwrap_or_else(|e| fail(format!("data directory {}: {e}", args.data_dir.display())));
-    let chat = Chat::new(ChatConfig {
+    let mut chat = Chat::new(ChatConfig {
         history_capacity: args.history,
         history_on_join: args.history_on_join,
         policy,
+        durable: !args.memory,
     });
+    let store = if args.memory {
+        None
+    } else {
+        let retention = Retention {
+            messages_per_room: args.retain_messages.max(1),
+            max_age: (args.retain_days > 0)
+                .then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
+            logins: args.retain_logins,
+        };
+        let store = Store::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        let rooms = store
+            .restore_into(&mut chat, args.history)
+            .unwrap_or_else(|e| fail(e));
+        say(format_args!(
+            "history: {} ({rooms} rooms)",
+            store.path().display()
+        ));
+        Some(store)
+    };
+    let (writer, requests) = Writer::new();
+    let writer = store.is_some().then_some(writer);
     let core = Core::with_config(
         CoreConfig {
             max_message_size: args.max_message_size,
@@ -106,8 +149,11 @@ fn main() {
     let result = smol::block_on(async {
         let listener = smol::net::TcpListener::bind(args.addr.as_str()).await?;
         let server = Server::start(core, ServerConfig::default(), move |e| {
-            on_event(&records, e)
+            on_event(writer.as_ref(), e)
         });
+        if let Some(store) = store {
+            start_writer(store, requests, server.inputs())?;
+        }
         say(format_args!(
             "chat-server listening on {}",
             listener.local_addr()?

@@ -149,6 +149,18 @@ impl ChatServer {
         }
     }
 
+    /// Kills the server with SIGKILL (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the server to exit by itself; its exit code and output.
+    pub fn wait_exit(&mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().ok().and_then(|s| s.code());
+        (status, self.output_report())
+    }
+
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -122,6 +122,19 @@ def main(addr):
     room = join(bob, chat_pb2.User(), "staff", BOB)
     check_eq(texts(room.history), ["hello staff", "second in staff"], "staff history for bob")
 
+    # Paging back through stored history with the History RPC.
+    page = late.History(chat_pb2.HistoryRequest(room_id="room1", limit=3), timeout=WAIT)
+    check_eq([m.seq for m in page.messages], [5, 6, 7], "History: the newest page, oldest first")
+    check(page.more, "History: older messages exist")
+    page = late.History(chat_pb2.HistoryRequest(room_id="room1", before_seq=5, limit=10), timeout=WAIT)
+    check_eq(texts(page.messages), [f"room1 #{i}" for i in range(4)], "History: the page before")
+    check(not page.more, "History: nothing older")
+    expect_error(
+        lambda: late.History(chat_pb2.HistoryRequest(room_id="staff"), timeout=WAIT),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "History of a room a guest may not read",
+    )
+
     for s in (watcher, a_stream, g_stream):
         s.finish()
     for ch in (guest_ch, alice_ch, bob_ch):

@@ -37,6 +37,21 @@ impl History {
         self.messages.iter().skip(skip)
     }
 
+    /// Up to `limit` messages numbered below `before` (0: no bound), oldest
+    /// first, and whether older ones are kept too.
+    pub fn page(&self, before: u64, limit: usize) -> (Vec<ChatMessage>, bool) {
+        let older: Vec<&ChatMessage> = self
+            .messages
+            .iter()
+            .filter(|m| before == 0 || m.seq < before)
+            .collect();
+        let skip = older.len().saturating_sub(limit);
+        (
+            older[skip..].iter().map(|m| (*m).clone()).collect(),
+            skip > 0,
+        )
+    }
+
     /// Number of messages kept.
     pub fn len(&self) -> usize {
         self.messages.len()

@@ -1,7 +1,7 @@
 //! The chat service (`ChatService` of `proto/chat.proto`) as a sans-IO
-//! [`Handler`]: rooms, switching, history, presence, authentication and
-//! per-room permissions. The protocol as clients see it is described in the
-//! README ("The chat protocol").
+//! [`Handler`]: rooms, switching, history, presence, authentication,
+//! per-room permissions and durable delivery. The protocol as clients see
+//! it is described in the README ("The chat protocol").
 //!
 //! - `JoinChatRoom(stream User) returns (stream ChatRoom)`: each `User` joins
 //!   (or switches the caller's connection to) room `User.room_id` (empty:
@@ -13,6 +13,8 @@
 //!   presence notices. Each message it sends is posted to that room. When
 //!   the client half-closes, everything accepted before is delivered and the
 //!   call ends with OK.
+//! - `History(HistoryRequest) returns (HistoryPage)`: pages back through a
+//!   room's history.
 //!
 //! **A JoinChat stream's room**: the `chat-room` request metadata if given
 //! (the stream then stays there); otherwise the room its connection last
@@ -25,26 +27,31 @@
 //! at once and sends each message on a new call, so a stream's lifetime
 //! cannot mean presence). One chat session per connection: a second user
 //! joining on the same connection replaces the first.
+//!
+//! **Durable mode** ([`ChatConfig::durable`]): accepted messages go out as
+//! [`ChatEvent::Persist`] and are delivered only when the driver answers
+//! [`ChatInput::Durable`]; see the `post` module.
 
 mod history;
 mod identity;
+mod pages;
 pub mod policy;
+mod post;
 mod room;
+mod streams;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, ChatRoom, Presence, User};
-use prost::Message as _;
+use chat_proto::{ChatMessage, HistoryPage, User};
 
 pub use history::History;
+pub use pages::{DEFAULT_PAGE, MAX_PAGE};
 use policy::{Identity, Policy};
+use post::Pending;
 use room::Room;
 
-use crate::codec;
-use crate::limits::{
-    DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN, MAX_CHAT_TEXT_LEN, MAX_ROOMS,
-};
+use crate::limits::{DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN};
 use crate::server::{CallId, CloseReason, ConnId, Handler, Outbox, Request};
 use crate::status::{Code, Status};
 use crate::time::Time;
@@ -58,12 +65,14 @@ pub const ROOM_METADATA: &str = "chat-room";
 /// Settings of the chat service.
 #[derive(Clone, Debug)]
 pub struct ChatConfig {
-    /// Messages each room keeps.
+    /// Messages each room keeps in memory.
     pub history_capacity: usize,
     /// Recent messages sent in `ChatRoom.history` to a user who joins.
     pub history_on_join: usize,
     /// Users, tokens and room permissions.
     pub policy: Policy,
+    /// Deliver a message only once the driver says it is durable.
+    pub durable: bool,
 }
 
 impl Default for ChatConfig {
@@ -72,14 +81,15 @@ impl Default for ChatConfig {
             history_capacity: DEFAULT_HISTORY_CAPACITY,
             history_on_join: DEFAULT_HISTORY_ON_JOIN,
             policy: Policy::default(),
+            durable: false,
         }
     }
 }
 
-/// What the chat tells its driver, for logs and records.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the chat tells its driver.
+#[derive(Clone, Debug, PartialEq)]
 pub enum ChatEvent {
-    /// A message was accepted and broadcast to its room.
+    /// A message was delivered to its room (for logs).
     Message {
         /// The room.
         room: String,
@@ -95,7 +105,7 @@ pub enum ChatEvent {
         at: Time,
     },
     /// Someone tried to log in: a JoinChatRoom request, or any call with
-    /// credentials that were refused.
+    /// credentials that were refused. Record it.
     Login {
         /// The user id, as authenticated or claimed ("" if unknown).
         user_id: String,
@@ -107,6 +117,57 @@ pub enum ChatEvent {
         outcome: Result<(), Status>,
         /// When.
         at: Time,
+    },
+    /// Durable mode: store `message` durably, then answer
+    /// [`ChatInput::Durable`] with `epoch` and an `up_to` of at least `id`.
+    /// Requests must be made durable in `id` order.
+    Persist {
+        /// The store epoch the request belongs to.
+        epoch: u64,
+        /// Increasing number of the request.
+        id: u64,
+        /// The message as it will be delivered (room, number, time set).
+        message: ChatMessage,
+    },
+    /// Durable mode: read a page of `room`'s stored history (up to `limit`
+    /// messages numbered below `before_seq`, 0 meaning the latest) and
+    /// answer [`ChatInput::HistoryPage`] for `call`.
+    ReadHistory {
+        /// The History call to answer.
+        call: CallId,
+        /// The room.
+        room: String,
+        /// Messages numbered below this; 0 for the latest.
+        before_seq: u64,
+        /// At most this many.
+        limit: u32,
+    },
+}
+
+/// What the driver tells the chat.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChatInput {
+    /// Every [`ChatEvent::Persist`] of `epoch` up to `up_to` is durable.
+    Durable {
+        /// The epoch of the requests.
+        epoch: u64,
+        /// The highest request id now durable.
+        up_to: u64,
+    },
+    /// Requests of `epoch` could not be stored; none of the pending ones
+    /// will be. Requests of later epochs must still be accepted.
+    StoreFailed {
+        /// The epoch of the failed requests.
+        epoch: u64,
+        /// Why, for the posters' statuses.
+        reason: String,
+    },
+    /// The answer to a [`ChatEvent::ReadHistory`].
+    HistoryPage {
+        /// The History call.
+        call: CallId,
+        /// The page, or why it could not be read.
+        page: Result<HistoryPage, String>,
     },
 }
 
@@ -127,6 +188,7 @@ struct StreamCall {
 enum ChatCall {
     Stream(StreamCall),
     Join { conn: ConnId, who: Identity },
+    History { who: Identity, asked: bool },
 }
 
 /// A connection's chat session: who joined, and where.
@@ -143,11 +205,18 @@ pub struct Chat {
     history_capacity: usize,
     history_on_join: usize,
     policy: Policy,
+    durable: bool,
     rooms: HashMap<String, Room>,
     calls: HashMap<CallId, ChatCall>,
     sessions: HashMap<ConnId, Session>,
     /// Each connection's JoinChat streams that follow its session.
     following: HashMap<ConnId, Vec<CallId>>,
+    /// Durable mode: accepted messages waiting to be durable, in order.
+    pending: VecDeque<Pending>,
+    next_pending: u64,
+    epoch: u64,
+    /// Half-closed streams waiting for pending messages up to an id.
+    closing: VecDeque<(u64, CallId)>,
 }
 
 impl Default for Chat {
@@ -163,11 +232,26 @@ impl Chat {
             history_capacity: config.history_capacity,
             history_on_join: config.history_on_join,
             policy: config.policy,
+            durable: config.durable,
             rooms: HashMap::new(),
             calls: HashMap::new(),
             sessions: HashMap::new(),
             following: HashMap::new(),
+            pending: VecDeque::new(),
+            next_pending: 1,
+            epoch: 0,
+            closing: VecDeque::new(),
         }
+    }
+
+    /// Restores a room as a store kept it, before serving: numbering goes on
+    /// after `last_seq`, and `recent` (oldest first) is its history.
+    pub fn restore(&mut self, room: &str, last_seq: u64, recent: Vec<ChatMessage>) {
+        let capacity = self.history_capacity;
+        self.rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Room::new(room.to_owned(), capacity))
+            .restore(last_seq, recent);
     }
 
     /// Users present in `room`, ordered by user id.
@@ -180,250 +264,15 @@ impl Chat {
         self.rooms.get(room).map_or(0, |r| r.streams().len())
     }
 
-    /// The room, created if the policy lets it exist and there is space.
-    fn room_mut(&mut self, id: &str) -> Result<&mut Room, Status> {
-        if !self.rooms.contains_key(id) {
-            if self.rooms.len() >= MAX_ROOMS {
-                self.rooms.retain(|_, r| !r.is_idle());
-                if self.rooms.len() >= MAX_ROOMS {
-                    return Err(Status::new(Code::ResourceExhausted, "too many rooms"));
-                }
-            }
-            let room = Room::new(id.to_owned(), self.history_capacity);
-            self.rooms.insert(id.to_owned(), room);
-        }
-        Ok(self.rooms.get_mut(id).expect("inserted above"))
-    }
-
-    /// Puts a stream into `room` if its caller may read it.
-    fn place(&mut self, call: CallId, mut stream: StreamCall) -> Result<(), Status> {
-        self.policy.check_read(&stream.who, &stream.room)?;
-        stream.index = self.room_mut(&stream.room)?.add_stream(call);
-        if !stream.pinned {
-            self.following.entry(stream.conn).or_default().push(call);
-        }
-        self.calls.insert(call, ChatCall::Stream(stream));
-        Ok(())
-    }
-
-    /// Takes a stream out of its room; the call's entry is returned.
-    fn unplace(&mut self, call: CallId) -> Option<StreamCall> {
-        let Some(ChatCall::Stream(stream)) = self.calls.remove(&call) else {
-            return None;
-        };
-        if let Some(room) = self.rooms.get_mut(&stream.room) {
-            if let Some(moved) = room.remove_stream(stream.index) {
-                if let Some(ChatCall::Stream(s)) = self.calls.get_mut(&moved) {
-                    s.index = stream.index;
-                }
-            }
-        }
-        if !stream.pinned {
-            if let Some(list) = self.following.get_mut(&stream.conn) {
-                list.retain(|c| *c != call);
-            }
-        }
-        Some(stream)
-    }
-
-    fn forget(&mut self, call: CallId) {
-        if self.unplace(call).is_none() {
-            self.calls.remove(&call);
-        }
-    }
-
-    /// Sends a presence notice to everyone in `room`.
-    fn announce(
-        &mut self,
-        now: Time,
-        room: &str,
-        user: &User,
-        presence: Presence,
-        out: &mut Outbox<'_, ChatEvent>,
-    ) {
-        let Some(r) = self.rooms.get(room) else {
-            return;
-        };
-        let verb = if presence == Presence::Joined {
-            "joined"
-        } else {
-            "left"
-        };
-        let notice = ChatMessage {
-            user: Some(user.clone()),
-            message: format!("{} {verb} {room}", display(user)),
-            room_id: room.to_owned(),
-            seq: 0,
-            timestamp_us: micros(now),
-            presence: presence as i32,
-        };
-        if let Ok(frame) = codec::encode(&notice) {
-            for &stream in r.streams() {
-                out.send(stream, frame.clone());
-            }
-        }
-    }
-
-    /// A message on a JoinChat stream.
-    fn post(
-        &mut self,
-        now: Time,
-        call: CallId,
-        bytes: Bytes,
-        out: &mut Outbox<'_, ChatEvent>,
-    ) -> Result<(), Status> {
-        let msg = ChatMessage::decode(bytes).map_err(|e| malformed("ChatMessage", &e))?;
-        let Some(ChatCall::Stream(stream)) = self.calls.get(&call) else {
-            return Ok(());
-        };
-        let claimed = msg.user.clone().unwrap_or_default();
-        let sender = identity::sender(&self.policy, &stream.who, &claimed)?;
-        if !msg.room_id.is_empty() && msg.room_id != stream.room {
-            return Err(Status::new(
-                Code::InvalidArgument,
-                format!(
-                    "message for room {:?} on a stream in room {:?}",
-                    msg.room_id, stream.room
-                ),
-            ));
-        }
-        if msg.message.len() > MAX_CHAT_TEXT_LEN {
-            return Err(Status::new(
-                Code::InvalidArgument,
-                format!("message text is limited to {MAX_CHAT_TEXT_LEN} bytes"),
-            ));
-        }
-        self.policy.check_post(&stream.who, &stream.room)?;
-        let room_id = stream.room.clone();
-        let room = self.room_mut(&room_id)?;
-        let delivered = ChatMessage {
-            user: Some(sender),
-            message: msg.message,
-            room_id,
-            seq: room.next_seq(),
-            timestamp_us: micros(now),
-            presence: Presence::None as i32,
-        };
-        let frame =
-            codec::encode(&delivered).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-        for &s in room.streams() {
-            out.send(s, frame.clone());
-        }
-        let user = delivered.user.clone().unwrap_or_default();
-        out.event(ChatEvent::Message {
-            room: delivered.room_id.clone(),
-            seq: delivered.seq,
-            user_id: user.user_id,
-            username: user.username,
-            text: delivered.message.clone(),
-            at: now,
-        });
-        room.history.push(delivered);
-        Ok(())
-    }
-
-    /// A `User` on a JoinChatRoom stream: join or switch, then answer.
-    fn join(
-        &mut self,
-        now: Time,
-        conn: ConnId,
-        who: &Identity,
-        bytes: Bytes,
-        out: &mut Outbox<'_, ChatEvent>,
-    ) -> Result<ChatRoom, Status> {
-        let claimed = User::decode(bytes).map_err(|e| malformed("User", &e))?;
-        let room_id = if claimed.room_id.is_empty() {
-            DEFAULT_ROOM.to_owned()
-        } else {
-            claimed.room_id.clone()
-        };
-        let peer = out.peer_of(conn).map(str::to_owned);
-        let record =
-            |user_id: &str, outcome: Result<(), Status>, out: &mut Outbox<'_, ChatEvent>| {
-                out.event(ChatEvent::Login {
-                    user_id: user_id.to_owned(),
-                    room: room_id.clone(),
-                    peer: peer.clone(),
-                    outcome,
-                    at: now,
-                });
-            };
-        let user = match identity::sender(&self.policy, who, &claimed)
-            .and_then(|u| self.policy.check_read(who, &room_id).map(|()| u))
-            .and_then(|u| self.room_mut(&room_id).map(|_| u))
-        {
-            Ok(u) => u,
-            Err(status) => {
-                let id = match who {
-                    Identity::User(id) => id.as_str(),
-                    Identity::Guest => claimed.user_id.as_str(),
-                };
-                record(id, Err(status.clone()), out);
-                return Err(status);
-            }
-        };
-        record(&user.user_id, Ok(()), out);
-
-        // Leave the previous room, if this is a switch or another user.
-        let previous = self.sessions.insert(
-            conn,
-            Session {
-                user: user.clone(),
-                room: room_id.clone(),
-            },
-        );
-        if let Some(prev) = previous {
-            if prev.room != room_id || prev.user.user_id != user.user_id {
-                self.leave(now, conn, &prev, out);
-            }
-        }
-        // Streams that follow this connection move with it.
-        for call in self.following.get(&conn).cloned().unwrap_or_default() {
-            let Some(mut stream) = self.unplace(call) else {
-                continue;
-            };
-            if stream.room == room_id {
-                let _ = self.place(call, stream);
-                continue;
-            }
-            stream.room.clone_from(&room_id);
-            if let Err(status) = self.place(call, stream) {
-                out.finish(call, status);
-            }
-        }
-        let room = self.room_mut(&room_id)?;
-        if room.join(&user, conn) {
-            self.announce(now, &room_id, &user, Presence::Joined, out);
-        }
-        let room = &self.rooms[&room_id];
-        let history_on_join = self.history_on_join;
-        Ok(ChatRoom {
-            room_id: room.id().to_owned(),
-            users: room.users(),
-            history: room.history.last(history_on_join).cloned().collect(),
-        })
-    }
-
-    /// Drops a session's presence, announcing a departure.
-    fn leave(
-        &mut self,
-        now: Time,
-        conn: ConnId,
-        session: &Session,
-        out: &mut Outbox<'_, ChatEvent>,
-    ) {
-        let Some(room) = self.rooms.get_mut(&session.room) else {
-            return;
-        };
-        if room.leave(&session.user.user_id, conn) {
-            self.announce(now, &session.room, &session.user, Presence::Left, out);
-        }
+    /// Messages accepted and not yet durable (durable mode).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 }
 
 impl Handler for Chat {
     type Event = ChatEvent;
-    type Input = std::convert::Infallible;
+    type Input = ChatInput;
 
     fn open(
         &mut self,
@@ -477,6 +326,11 @@ impl Handler for Chat {
                 );
                 Ok(())
             }
+            chat_proto::paths::HISTORY => {
+                self.calls
+                    .insert(req.call, ChatCall::History { who, asked: false });
+                Ok(())
+            }
             other => Err(unimplemented(other)),
         }
     }
@@ -490,6 +344,10 @@ impl Handler for Chat {
                     out.send_message(call, &reply);
                 })
             }
+            Some(ChatCall::History { who, .. }) => {
+                let who = who.clone();
+                self.history_request(call, &who, msg, out)
+            }
             None => Ok(()),
         };
         if let Err(status) = result {
@@ -501,8 +359,18 @@ impl Handler for Chat {
     }
 
     fn half_close(&mut self, _now: Time, call: CallId, out: &mut Outbox<'_, ChatEvent>) {
-        self.forget(call);
-        out.finish(call, Status::ok());
+        match self.calls.get(&call) {
+            Some(ChatCall::Stream(_)) => self.close_stream(call, out),
+            Some(ChatCall::History { asked: true, .. }) => {} // the store answers
+            Some(ChatCall::History { asked: false, .. }) => {
+                self.forget(call);
+                out.finish(call, Status::new(Code::Internal, "missing request message"));
+            }
+            _ => {
+                self.forget(call);
+                out.finish(call, Status::ok());
+            }
+        }
     }
 
     fn closed(
@@ -519,6 +387,18 @@ impl Handler for Chat {
         self.following.remove(&conn);
         if let Some(session) = self.sessions.remove(&conn) {
             self.leave(now, conn, &session, out);
+        }
+    }
+
+    fn input(&mut self, now: Time, input: ChatInput, out: &mut Outbox<'_, ChatEvent>) {
+        match input {
+            ChatInput::Durable { epoch, up_to } => self.durable(now, epoch, up_to, out),
+            ChatInput::StoreFailed { epoch, reason } => self.store_failed(epoch, &reason, out),
+            ChatInput::HistoryPage { call, page } => {
+                if out.is_open(call) {
+                    self.answer_page(call, page, out);
+                }
+            }
         }
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Room {
     pub history: History,
     /// Sequence number of the last accepted message (0: none yet).
     last_seq: u64,
+    /// Sequence number of the last delivered message.
+    delivered_seq: u64,
 }
 
 impl Room {
@@ -36,6 +38,17 @@ impl Room {
             members: BTreeMap::new(),
             history: History::new(history_capacity),
             last_seq: 0,
+            delivered_seq: 0,
+        }
+    }
+
+    /// Resumes numbering after `last_seq`, with `recent` (oldest first) as
+    /// history: a room as a store kept it.
+    pub fn restore(&mut self, last_seq: u64, recent: Vec<chat_proto::ChatMessage>) {
+        self.last_seq = last_seq;
+        self.delivered_seq = last_seq;
+        for m in recent {
+            self.history.push(m);
         }
     }
 
@@ -114,8 +127,19 @@ impl Room {
         self.last_seq
     }
 
-    /// Whether nothing would be lost by forgetting the room.
+    /// Notes that message `seq` has been delivered.
+    pub fn delivered(&mut self, seq: u64) {
+        self.delivered_seq = seq;
+    }
+
+    /// Forgets numbers given to messages that will never be delivered.
+    pub fn rewind(&mut self) {
+        self.last_seq = self.delivered_seq;
+    }
+
+    /// Whether nothing would be lost by forgetting the room: no streams,
+    /// nobody present, and no message ever (its numbering must go on).
     pub fn is_idle(&self) -> bool {
-        self.streams.is_empty() && self.members.is_empty() && self.history.is_empty()
+        self.streams.is_empty() && self.members.is_empty() && self.last_seq == 0
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Call {
     pub decoder: Decoder,
     pub headers_sent: bool,
     pub deadline: Option<Time>,
+    /// The client has half-closed; anything more from it is ignored.
+    pub half_closed: bool,
 }
 
 /// What the core knows of a connection.

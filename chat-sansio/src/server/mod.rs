@@ -219,6 +219,7 @@ impl<H: Handler> Server<H> {
                 decoder: crate::codec::Decoder::new(self.config.max_message_size),
                 headers_sent: false,
                 deadline,
+                half_closed: false,
             },
         );
         let peer = self.calls.conn(conn).and_then(|c| c.peer.clone());
@@ -258,6 +259,9 @@ impl<H: Handler> Server<H> {
         let Some(c) = self.calls.get_mut(call) else {
             return;
         };
+        if c.half_closed {
+            return; // HTTP/2 forbids DATA after END_STREAM; a driver bug.
+        }
         c.decoder.push(chunk);
         loop {
             let Some(c) = self.calls.get_mut(call) else {
@@ -287,6 +291,9 @@ impl<H: Handler> Server<H> {
         let Some(c) = self.calls.get_mut(call) else {
             return;
         };
+        if std::mem::replace(&mut c.half_closed, true) {
+            return;
+        }
         if let Err(e) = c.decoder.finish() {
             return self.fail(now, call, e.to_status());
         }

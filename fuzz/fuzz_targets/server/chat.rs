@@ -70,6 +70,9 @@ pub fn on_event(
     d: &mut Drained,
 ) {
     match event {
+        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {
+            panic!("memory mode never asks for storage: {event:?}")
+        }
         ChatEvent::Message {
             room,
             seq,

@@ -1,0 +1,39 @@
+//! `chat-bench`: a load generator speaking plain gRPC to any ChatService
+//! server (ours or the tonic baseline). Every number it reports is measured
+//! here, in this run; see the README ("Benchmarks") for commands and
+//! results.
+//!
+//! - `durable`: closed-loop publishers, each keeping messages in flight on
+//!   its own room, measuring delivered (so, with chat-server's default
+//!   store, durable) messages per second and the send-to-echo latency.
+
+mod durable;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmark a ChatService server.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Durable throughput: publishers with messages in flight.
+    Durable(durable::Args),
+}
+
+fn main() {
+    chat_bins::init_runtime();
+    let args = Args::parse();
+    let result = match args.mode {
+        Mode::Durable(a) => smol::block_on(durable::run(a)),
+    };
+    if let Err(e) = result {
+        eprintln!("chat-bench: {e}");
+        std::process::exit(1);
+    }
+}
