@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::io::Io;
 use async_io::Timer;
 use bytes::Bytes;
 use chat_sansio::client::{status_from_reset, ResponseReader};
@@ -23,7 +24,6 @@ use h2::{RecvStream, SendStream};
 use http::{Method, Request};
 use smol::net::TcpStream;
 use smol::Task;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::headers;
 
@@ -94,7 +94,7 @@ impl Channel {
             .initial_window_size(1024 * 1024)
             .initial_connection_window_size(2 * 1024 * 1024)
             .max_header_list_size(64 * 1024)
-            .handshake::<_, Bytes>(io.compat())
+            .handshake::<_, Bytes>(Io::new(io))
             .await
             .map_err(io::Error::other)?;
         let driver = smol::spawn(async move {

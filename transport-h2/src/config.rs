@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// Time a connection may take to finish its calls after a graceful
     /// shutdown starts.
     pub shutdown_grace: Duration,
+    /// Connections are woken to write what the core has for them at most
+    /// this often, so that one wake-up and one write carry several messages
+    /// (write coalescing). Zero wakes them at once.
+    pub flush_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -50,11 +54,12 @@ impl Default for ServerConfig {
             initial_stream_window: 1024 * 1024,
             initial_connection_window: 2 * 1024 * 1024,
             max_send_buffer: 256 * 1024,
-            max_queued_bytes_per_call: 1024 * 1024,
-            max_queued_messages_per_call: 16 * 1024,
+            max_queued_bytes_per_call: 256 * 1024,
+            max_queued_messages_per_call: 4096,
             stall_grace: Duration::from_secs(5),
             core_queue: 4096,
             shutdown_grace: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(2),
         }
     }
 }

@@ -12,19 +12,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::io::Io;
 use async_channel::{Sender, TrySendError};
 use async_io::Timer;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
 use chat_sansio::server::{stalled_status, RequestHead};
 use chat_sansio::Status;
 use h2::server::{Connection, SendResponse};
 use h2::{RecvStream, SendStream};
-use tokio_util::compat::Compat;
 
 use crate::config::ServerConfig;
 use crate::core_task::{call_id, Inbox, ToConn, ToCore};
 use crate::headers;
+
+/// Most bytes of queued messages copied together into one DATA frame (h2's
+/// default frame size).
+const MAX_COALESCE: usize = 16 * 1024;
 
 /// Most rounds of work per wake-up before yielding to other tasks.
 const MAX_ROUNDS_PER_POLL: usize = 16;
@@ -131,7 +135,7 @@ impl<T, I> Unpin for ConnDriver<T, I> {}
 /// Drives one connection until it closes.
 pub(crate) struct ConnDriver<T, I> {
     id: u32,
-    h2: Connection<Compat<T>, Bytes>,
+    h2: Connection<Io<T>, Bytes>,
     streams: HashMap<u32, Stream>,
     inbox: Arc<Inbox>,
     taken: Vec<ToConn>,
@@ -152,7 +156,7 @@ where
 {
     pub(crate) fn new(
         id: u32,
-        h2: Connection<Compat<T>, Bytes>,
+        h2: Connection<Io<T>, Bytes>,
         inbox: Arc<Inbox>,
         to_core: Sender<ToCore<I>>,
         config: Arc<ServerConfig>,
@@ -348,7 +352,7 @@ where
                 }
                 let chunk = if capacity >= front.len() {
                     s.partial = false;
-                    s.queue.pop_front().unwrap_or_default()
+                    coalesce(&mut s.queue, capacity)
                 } else {
                     s.partial = true;
                     front.split_to(capacity)
@@ -446,6 +450,35 @@ where
     }
 }
 
+/// Takes the first queued message, and as many whole messages after it as
+/// fit in `capacity` (up to [`MAX_COALESCE`] bytes), as one buffer: several
+/// gRPC messages in one DATA frame cost h2, the socket and the client one
+/// frame instead of several. A lone message goes as it is, without copying.
+fn coalesce(queue: &mut VecDeque<Bytes>, capacity: usize) -> Bytes {
+    let Some(first) = queue.pop_front() else {
+        return Bytes::new();
+    };
+    let limit = capacity.min(MAX_COALESCE);
+    let mut len = first.len();
+    let mut more = 0;
+    for next in queue.iter() {
+        if len + next.len() > limit {
+            break;
+        }
+        len += next.len();
+        more += 1;
+    }
+    if more == 0 {
+        return first;
+    }
+    let mut buf = BytesMut::with_capacity(len);
+    buf.extend_from_slice(&first);
+    for m in queue.drain(..more) {
+        buf.extend_from_slice(&m);
+    }
+    buf.freeze()
+}
+
 /// Whether more waits behind the message being sent than the slow-consumer
 /// policy allows. One message of any size may always be in flight.
 fn over_limit(s: &Stream, config: &ServerConfig) -> bool {
@@ -498,5 +531,36 @@ where
         // Still busy: let other connections run, then come back.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(sizes: &[usize]) -> VecDeque<Bytes> {
+        sizes
+            .iter()
+            .map(|&n| Bytes::from(vec![n as u8; n]))
+            .collect()
+    }
+
+    #[test]
+    fn coalescing_takes_whole_messages_that_fit() {
+        let mut q = queue(&[10, 20, 30, 40]);
+        let first = coalesce(&mut q, 65);
+        assert_eq!(first.len(), 60); // 10 + 20 + 30; 40 more would not fit
+        assert_eq!(&first[..10], &[10u8; 10]);
+        assert_eq!(&first[30..], &[30u8; 30]);
+        assert_eq!(q.len(), 1);
+        // A lone message is returned as it is (no copy), even if larger than
+        // the capacity: the caller only calls with room for the first.
+        let mut q = queue(&[40]);
+        let ptr = q[0].as_ptr();
+        assert_eq!(coalesce(&mut q, 40).as_ptr(), ptr);
+        // Never more than MAX_COALESCE bytes at once.
+        let mut q = queue(&[200; 200]);
+        let chunk = coalesce(&mut q, usize::MAX);
+        assert!(chunk.len() <= MAX_COALESCE && chunk.len() > MAX_COALESCE - 200);
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 use async_io::Timer;
@@ -111,19 +112,33 @@ impl Inbox {
 }
 
 /// Runs the core until every sender of events is gone.
+/// Runs the core until every sender of events is gone.
+///
+/// Outputs reach the connections' inboxes at once, but connections are
+/// woken at most once per `flush_interval`: a connection then takes all its
+/// messages in one wake-up and writes them in one syscall (write
+/// coalescing; see the README's benchmark section for what it buys).
 pub(crate) async fn run<H: Handler>(
     mut core: Server<H>,
     rx: Receiver<ToCore<H::Input>>,
     mut on_event: impl FnMut(H::Event),
     clock: Clock,
+    flush_interval: Duration,
 ) {
     let mut conns: HashMap<u32, Arc<Inbox>> = HashMap::new();
     let mut wake: Vec<Waker> = Vec::new();
+    let mut last_flush = Instant::now();
     loop {
-        let first = match core.poll_timeout() {
-            Some(t) => {
+        let core_due = core.poll_timeout().map(|t| clock.instant_at(t));
+        let flush_due = (!wake.is_empty()).then(|| last_flush + flush_interval);
+        let due = match (core_due, flush_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let first = match due {
+            Some(at) => {
                 let timer = async {
-                    Timer::at(clock.instant_at(t)).await;
+                    Timer::at(at).await;
                     None
                 };
                 future::or(async { Some(rx.recv().await) }, timer).await
@@ -171,8 +186,11 @@ pub(crate) async fn run<H: Handler>(
                 wake.extend(inbox.push(item));
             }
         }
-        for w in wake.drain(..) {
-            w.wake();
+        if !wake.is_empty() && last_flush.elapsed() >= flush_interval {
+            last_flush = Instant::now();
+            for w in wake.drain(..) {
+                w.wake();
+            }
         }
     }
 }

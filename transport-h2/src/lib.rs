@@ -26,6 +26,7 @@ mod config;
 mod conn;
 mod core_task;
 mod headers;
+mod io;
 mod server;
 
 pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use chat_sansio::server::{Handler, Server as Core};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
@@ -87,7 +86,8 @@ where
         on_event: impl FnMut(H::Event) + Send + 'static,
     ) -> Server<H> {
         let (tx, rx) = async_channel::bounded(config.core_queue.max(1));
-        smol::spawn(core_task::run(core, rx, on_event, Clock::new())).detach();
+        let flush = config.flush_interval;
+        smol::spawn(core_task::run(core, rx, on_event, Clock::new(), flush)).detach();
         Server {
             inner: Arc::new(Inner {
                 to_core: tx,
@@ -143,7 +143,7 @@ where
             .initial_window_size(config.initial_stream_window)
             .initial_connection_window_size(config.initial_connection_window)
             .max_send_buffer_size(config.max_send_buffer);
-        let handshake = builder.handshake::<_, Bytes>(io.compat());
+        let handshake = builder.handshake::<_, Bytes>(crate::io::Io::new(io));
         let timeout = async {
             Timer::after(HANDSHAKE_TIMEOUT).await;
             None

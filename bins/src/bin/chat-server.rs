@@ -50,6 +50,10 @@ struct Args {
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
+    /// Wake each connection to write at most this often, in microseconds,
+    /// so writes carry several messages (0: write at once).
+    #[arg(long, default_value_t = 2000)]
+    flush_us: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
@@ -148,9 +152,11 @@ fn main() {
     );
     let result = smol::block_on(async {
         let listener = smol::net::TcpListener::bind(args.addr.as_str()).await?;
-        let server = Server::start(core, ServerConfig::default(), move |e| {
-            on_event(writer.as_ref(), e)
-        });
+        let config = ServerConfig {
+            flush_interval: Duration::from_micros(args.flush_us),
+            ..ServerConfig::default()
+        };
+        let server = Server::start(core, config, move |e| on_event(writer.as_ref(), e));
         if let Some(store) = store {
             start_writer(store, requests, server.inputs())?;
         }
