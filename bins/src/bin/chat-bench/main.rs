@@ -6,8 +6,13 @@
 //! - `durable`: closed-loop publishers, each keeping messages in flight on
 //!   its own room, measuring delivered (so, with chat-server's default
 //!   store, durable) messages per second and the send-to-echo latency.
+//! - `fanout`: subscribers and publishers on a fixed schedule in one room:
+//!   deliveries per second, latency percentiles, loss, server CPU.
+//! - `idle`: idle clients, the server's memory per client.
 
 mod durable;
+mod fanout;
+mod idle;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +29,10 @@ struct Args {
 enum Mode {
     /// Durable throughput: publishers with messages in flight.
     Durable(durable::Args),
+    /// Fan-out to many subscribers at a fixed publishing rate.
+    Fanout(fanout::Args),
+    /// Memory per idle client.
+    Idle(idle::Args),
 }
 
 fn main() {
@@ -31,6 +40,8 @@ fn main() {
     let args = Args::parse();
     let result = match args.mode {
         Mode::Durable(a) => smol::block_on(durable::run(a)),
+        Mode::Fanout(a) => smol::block_on(fanout::run(a)),
+        Mode::Idle(a) => smol::block_on(idle::run(a)),
     };
     if let Err(e) = result {
         eprintln!("chat-bench: {e}");

@@ -1,0 +1,259 @@
+//! Fan-out: S subscribers and P publishers in one room, every client on its
+//! own connection. Publishers send on a fixed schedule (message i at
+//! start + i / rate, whatever the server does, so latency cannot hide
+//! behind back-pressure), each message carrying its send time. Reports
+//! deliveries per second, delivery latency percentiles and loss, and, given
+//! the server's pid, its CPU time per delivery.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use chat_proto::{paths, ChatMessage, User};
+use transport_h2::{CallOptions, CallReceiver, Channel};
+
+use crate::stats::{cpu_time, ms, Latency};
+
+/// Options of the fan-out benchmark.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Subscribers (each on its own connection).
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Publishers (each on its own connection).
+    #[arg(long, default_value_t = 2)]
+    pub publishers: usize,
+    /// Messages per second per publisher.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+    /// Bytes of text in each message.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// The server's pid, to report its CPU time per delivery.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// A label for the output line.
+    #[arg(long, default_value = "server")]
+    pub label: String,
+}
+
+/// Text of a message sent `at` after `start`: 20 digits of nanoseconds,
+/// padded to `size` bytes.
+fn text(at: Duration, size: usize) -> String {
+    let mut t = format!("{:020}", at.as_nanos());
+    t.extend(std::iter::repeat_n('x', size.saturating_sub(20)));
+    t
+}
+
+fn sent_at(m: &ChatMessage) -> Option<Duration> {
+    m.message.get(..20)?.parse().ok().map(Duration::from_nanos)
+}
+
+/// Reads a subscriber's stream until `until`, recording the latency of
+/// every message sent inside the measured window.
+async fn subscribe(
+    mut rx: CallReceiver,
+    start: Instant,
+    window: (Duration, Duration),
+    until: Instant,
+    seen: Arc<AtomicU64>,
+) -> Vec<u32> {
+    let mut lat = Vec::new();
+    // One timer for the whole run: a timer made per message would cost the
+    // reactor a registration and a removal per delivery.
+    let mut deadline = Timer::at(until);
+    loop {
+        let next =
+            futures_lite::future::or(async { Some(rx.message::<ChatMessage>().await) }, async {
+                (&mut deadline).await;
+                None
+            })
+            .await;
+        let Some(Ok(Some(m))) = next else { break };
+        seen.fetch_add(1, Ordering::Relaxed);
+        let now = start.elapsed();
+        if let Some(sent) = sent_at(&m) {
+            if sent >= window.0 && sent < window.1 {
+                lat.push(now.saturating_sub(sent).as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+    }
+    lat
+}
+
+pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let options = CallOptions::default().metadata("chat-room", "bench");
+    let start = Instant::now();
+    let seen = Arc::new(AtomicU64::new(0));
+    let mut receivers = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..args.subscribers {
+        let channel = Channel::connect(&args.addr).await?;
+        let (tx, rx) = channel
+            .call(paths::JOIN_CHAT, options.clone())
+            .await?
+            .split();
+        keep.push((channel, tx));
+        receivers.push(rx);
+    }
+    let mut publishers = Vec::new();
+    for _ in 0..args.publishers {
+        let channel = Channel::connect(&args.addr).await?;
+        let (tx, rx) = channel
+            .call(paths::JOIN_CHAT, options.clone())
+            .await?
+            .split();
+        publishers.push((channel, tx, rx));
+    }
+    // Every subscriber registered: each must receive a probe. A stream's
+    // headers can reach the server after a probe, so probes repeat until
+    // every subscriber has seen one.
+    let ready = Arc::new(AtomicU64::new(0));
+    let probe = ChatMessage {
+        user: Some(User {
+            user_id: "probe".into(),
+            username: "probe".into(),
+            room_id: String::new(),
+        }),
+        message: "probe".into(),
+        ..Default::default()
+    };
+    let mut waiting = Vec::new();
+    for mut rx in receivers {
+        let ready = ready.clone();
+        waiting.push(smol::spawn(async move {
+            while let Ok(Some(m)) = rx.message::<ChatMessage>().await {
+                if m.message == "probe" {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+            rx
+        }));
+    }
+    let probing = Instant::now();
+    while ready.load(Ordering::Relaxed) < args.subscribers as u64 {
+        if probing.elapsed() > Duration::from_secs(30) {
+            return Err("subscribers never received the probe message".into());
+        }
+        publishers[0].1.send(&probe).await?;
+        Timer::after(Duration::from_millis(100)).await;
+    }
+    let mut receivers = Vec::new();
+    for w in waiting {
+        receivers.push(w.await);
+    }
+    // Let the probes' tail drain before the schedule starts.
+    Timer::after(Duration::from_millis(200)).await;
+
+    let t0 = start.elapsed() + Duration::from_millis(200);
+    let window = (
+        t0 + Duration::from_secs(args.warmup),
+        t0 + Duration::from_secs(args.warmup + args.seconds),
+    );
+    let until = start + window.1 + Duration::from_secs(3);
+    let mut subs = Vec::new();
+    for rx in receivers {
+        subs.push(smol::spawn(subscribe(
+            rx,
+            start,
+            window,
+            until,
+            seen.clone(),
+        )));
+    }
+    let sent_in_window = Arc::new(AtomicU64::new(0));
+    let mut pubs = Vec::new();
+    for (p, (channel, mut tx, mut rx)) in publishers.into_iter().enumerate() {
+        // Publishers read their own stream too (it gets every message).
+        smol::spawn(async move { while let Ok(Some(_)) = rx.message::<ChatMessage>().await {} })
+            .detach();
+        let (size, rate, sent) = (args.size, args.rate, sent_in_window.clone());
+        let user = User {
+            user_id: format!("pub{p}"),
+            username: format!("publisher {p}"),
+            room_id: String::new(),
+        };
+        pubs.push(smol::spawn(async move {
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let offset = interval.mul_f64(p as f64 / 2.0);
+            for i in 0u64.. {
+                let at = t0 + offset + interval * i as u32;
+                if at >= window.1 {
+                    break;
+                }
+                Timer::at(start + at).await;
+                let msg = ChatMessage {
+                    user: Some(user.clone()),
+                    message: text(at, size),
+                    ..Default::default()
+                };
+                if tx.send(&msg).await.is_err() {
+                    break;
+                }
+                if at >= window.0 {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Keep the connection until the end: dropping it would drop
+            // messages still queued on it.
+            (channel, tx)
+        }));
+    }
+    Timer::at(start + window.0).await;
+    let cpu0 = args.server_pid.and_then(cpu_time);
+    let seen0 = seen.load(Ordering::Relaxed);
+    Timer::at(start + window.1).await;
+    let cpu1 = args.server_pid.and_then(cpu_time);
+    let seen1 = seen.load(Ordering::Relaxed);
+    let mut publishers = Vec::new();
+    for p in pubs {
+        publishers.push(p.await);
+    }
+    let mut samples = Vec::new();
+    for s in subs {
+        samples.extend(
+            s.await
+                .into_iter()
+                .map(|us| Duration::from_micros(u64::from(us))),
+        );
+    }
+    let lat = Latency::new(samples);
+    let expected = sent_in_window.load(Ordering::Relaxed) * args.subscribers as u64;
+    let lost = expected.saturating_sub(lat.len() as u64);
+    let deliveries = (seen1 - seen0) as f64 / args.seconds as f64;
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => format!(
+            "{:.2} us",
+            (b - a).as_secs_f64() * 1e6 / (seen1 - seen0).max(1) as f64
+        ),
+        _ => "n/a".into(),
+    };
+    println!(
+        "fanout {}: {} subs x {} pubs x {}/s, {} B: {:.0} deliveries/s; latency ms p50 {} p99 {} p99.9 {}; lost {} of {}; server cpu/delivery {}",
+        args.label,
+        args.subscribers,
+        args.publishers,
+        args.rate,
+        args.size,
+        deliveries,
+        ms(lat.pct(50.0)),
+        ms(lat.pct(99.0)),
+        ms(lat.pct(99.9)),
+        lost,
+        expected,
+        cpu
+    );
+    drop((keep, publishers));
+    Ok(())
+}
