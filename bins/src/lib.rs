@@ -5,6 +5,8 @@ pub mod store;
 
 use std::io::Write;
 
+use chat_sansio::chat::ChatEvent;
+
 /// Runs smol's executor on every core unless `SMOL_THREADS` says otherwise;
 /// smol defaults to a single thread.
 pub fn init_runtime() {
@@ -30,4 +32,32 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(line);
     let _ = out.write_all(b"\n");
     let _ = out.flush();
+}
+
+/// Prints a chat event as the seed's server does (`Received message from
+/// ...`, `User ... joined the chat room ...`), and refused logins. Storage
+/// requests print nothing.
+pub fn print_event(event: &ChatEvent) {
+    match event {
+        ChatEvent::Message { user_id, text, .. } => {
+            say(format_args!("Received message from {user_id}: {text}"));
+        }
+        ChatEvent::Login {
+            user_id,
+            room,
+            outcome: Ok(()),
+            ..
+        } => say(format_args!("User {user_id} joined the chat room {room}.")),
+        ChatEvent::Login {
+            user_id,
+            room,
+            outcome: Err(status),
+            peer,
+            ..
+        } => say(format_args!(
+            "Login refused: user {user_id:?}, room {room:?}, peer {}: {status}",
+            peer.as_deref().unwrap_or("-")
+        )),
+        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
+    }
 }

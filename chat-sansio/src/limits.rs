@@ -36,9 +36,10 @@ pub const DEFAULT_HISTORY_CAPACITY: usize = 100;
 /// Default number of recent messages sent to a user who joins a room.
 pub const DEFAULT_HISTORY_ON_JOIN: usize = 50;
 
-/// Most rooms kept at once; idle rooms (no streams, nobody present, no
-/// history) are dropped to make space, and past that new rooms are refused
-/// with RESOURCE_EXHAUSTED.
+/// Most rooms kept at once; rooms that never had a message, with no streams
+/// and nobody present, are dropped to make space, and past that new rooms
+/// are refused with RESOURCE_EXHAUSTED. (A room that had messages is kept:
+/// its numbering must go on.)
 pub const MAX_ROOMS: usize = 1024;
 
 /// Durable mode: most messages accepted but not yet durable. Past it, posts

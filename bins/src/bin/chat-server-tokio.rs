@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chat_bins::{config, say};
+use chat_bins::{config, print_event, say};
 use chat_sansio::chat::policy::Policy;
-use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
+use chat_sansio::chat::{Chat, ChatConfig};
 use chat_sansio::metadata::Metadata;
 use chat_sansio::server::{CallId, ConnId, Output, RequestHead, Server, RESPONSE_HEADERS};
 use chat_sansio::{Status, Time};
@@ -109,7 +109,7 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
         while let Some(output) = core.poll_output() {
             let (call, write) = match output {
                 Output::Event(event) => {
-                    log(&event);
+                    print_event(&event);
                     continue;
                 }
                 Output::Headers { call } => (call, Write::Headers),
@@ -136,30 +136,6 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-fn log(event: &ChatEvent) {
-    match event {
-        ChatEvent::Message { user_id, text, .. } => {
-            say(format_args!("Received message from {user_id}: {text}"))
-        }
-        ChatEvent::Login {
-            user_id,
-            room,
-            outcome: Ok(()),
-            ..
-        } => say(format_args!("User {user_id} joined the chat room {room}.")),
-        ChatEvent::Login {
-            user_id,
-            room,
-            outcome: Err(s),
-            ..
-        } => say(format_args!(
-            "Login refused: user {user_id:?}, room {room:?}: {s}"
-        )),
-        // Memory mode (no store in this example): never emitted.
-        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
     }
 }
 

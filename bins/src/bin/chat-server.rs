@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_bins::store::{start_writer, Retention, Store, Writer};
-use chat_bins::{config, init_logging, init_runtime, say};
+use chat_bins::{config, init_logging, init_runtime, print_event, say};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
@@ -76,28 +76,7 @@ fn on_event(writer: Option<&Writer>, event: ChatEvent) {
         },
         None => event,
     };
-    match &event {
-        ChatEvent::Message { user_id, text, .. } => {
-            say(format_args!("Received message from {user_id}: {text}"));
-        }
-        ChatEvent::Login {
-            user_id,
-            room,
-            outcome: Ok(()),
-            ..
-        } => say(format_args!("User {user_id} joined the chat room {room}.")),
-        ChatEvent::Login {
-            user_id,
-            room,
-            outcome: Err(status),
-            peer,
-            ..
-        } => say(format_args!(
-            "Login refused: user {user_id:?}, room {room:?}, peer {}: {status}",
-            peer.as_deref().unwrap_or("-")
-        )),
-        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
-    }
+    print_event(&event);
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {

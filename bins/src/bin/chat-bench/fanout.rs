@@ -119,15 +119,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // headers can reach the server after a probe, so probes repeat until
     // every subscriber has seen one.
     let ready = Arc::new(AtomicU64::new(0));
-    let probe = ChatMessage {
-        user: Some(User {
-            user_id: "probe".into(),
-            username: "probe".into(),
-            room_id: String::new(),
-        }),
-        message: "probe".into(),
-        ..Default::default()
-    };
+    let probe = crate::stats::probe();
     let mut waiting = Vec::new();
     for mut rx in receivers {
         let ready = ready.clone();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_io::Timer;
-use chat_proto::{paths, ChatMessage, User};
+use chat_proto::{paths, ChatMessage};
 use transport_h2::{CallOptions, Channel};
 
 use crate::stats::rss;
@@ -43,15 +43,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Every stream registered: one message reaches the last client.
     let (_, last) = clients.last_mut().ok_or("no clients")?;
-    let probe = ChatMessage {
-        user: Some(User {
-            user_id: "probe".into(),
-            username: "probe".into(),
-            room_id: String::new(),
-        }),
-        message: "probe".into(),
-        ..Default::default()
-    };
+    let probe = crate::stats::probe();
     last.sender.send(&probe).await?;
     let _ = last.receiver.message::<ChatMessage>().await?;
     Timer::after(Duration::from_secs(1)).await;

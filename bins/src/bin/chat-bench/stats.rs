@@ -1,4 +1,5 @@
-//! Latency percentiles and /proc readings of the server under test.
+//! Latency percentiles, /proc readings of the server under test, and the
+//! probe message that tells when streams are registered.
 
 use std::time::Duration;
 
@@ -51,4 +52,17 @@ pub fn rss(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The message sent to learn that every stream is registered.
+pub fn probe() -> chat_proto::ChatMessage {
+    chat_proto::ChatMessage {
+        user: Some(chat_proto::User {
+            user_id: "probe".into(),
+            username: "probe".into(),
+            room_id: String::new(),
+        }),
+        message: "probe".into(),
+        ..Default::default()
+    }
 }
