@@ -5,15 +5,92 @@
 //! deliveries per second, delivery latency percentiles and loss, and, given
 //! the server's pid, its CPU time per delivery.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use chat_proto::{paths, ChatMessage, User};
+use prost::Message as _;
 use transport_h2::{CallOptions, CallReceiver, Channel};
 
+use crate::lean;
 use crate::stats::{cpu_time, ms, Latency};
+
+/// What the subscribers' readers share with the schedule.
+struct Shared {
+    start: Instant,
+    /// Subscribers that have seen a probe.
+    ready: AtomicU64,
+    /// Timestamped messages received.
+    seen: AtomicU64,
+    /// The measured window, in nanoseconds after `start`; 0 until known.
+    window: [AtomicU64; 2],
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Counts a subscriber's first probe; records the latency of a
+    /// timestamped message sent inside the window.
+    fn record(&self, m: &ChatMessage, probed: &mut bool, lat: &mut Vec<u32>) {
+        if m.message == "probe" {
+            if !*probed {
+                *probed = true;
+                self.ready.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let Some(sent) = sent_at(m) else { return };
+        let now = self.start.elapsed();
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        let (w0, w1) = (
+            self.window[0].load(Ordering::Relaxed),
+            self.window[1].load(Ordering::Relaxed),
+        );
+        let sent_ns = sent.as_nanos() as u64;
+        if w1 != 0 && sent_ns >= w0 && sent_ns < w1 {
+            lat.push(now.saturating_sub(sent).as_micros().min(u32::MAX as u128) as u32);
+        }
+    }
+}
+
+/// The lean subscribers, read by one thread until told to stop.
+fn read_lean(mut subs: Vec<lean::Subscriber>, shared: Arc<Shared>) -> Vec<u32> {
+    let mut probed = vec![false; subs.len()];
+    let mut lat = Vec::new();
+    let result = lean::read_all(&mut subs, &shared.stop, |i, bytes| {
+        if let Ok(m) = ChatMessage::decode(bytes) {
+            shared.record(&m, &mut probed[i], &mut lat);
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("chat-bench: subscriber reader: {e}");
+    }
+    if let Some(gone) = subs.iter().position(lean::Subscriber::ended) {
+        eprintln!("chat-bench: subscriber {gone} was ended by the server");
+    }
+    lat
+}
+
+/// One subscriber on the full client, read until told to stop.
+async fn read_h2(
+    mut rx: CallReceiver,
+    stop: smol::channel::Receiver<()>,
+    shared: Arc<Shared>,
+) -> Vec<u32> {
+    let (mut probed, mut lat) = (false, Vec::new());
+    loop {
+        let next =
+            futures_lite::future::or(async { rx.message::<ChatMessage>().await.ok()? }, async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
+        let Some(m) = next else { break };
+        shared.record(&m, &mut probed, &mut lat);
+    }
+    lat
+}
 
 /// Options of the fan-out benchmark.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,6 +122,10 @@ pub struct Args {
     /// A label for the output line.
     #[arg(long, default_value = "server")]
     pub label: String,
+    /// Read subscribers with the full HTTP/2 client (transport-h2) instead of
+    /// the lean reader; costs the bench about twice the CPU.
+    #[arg(long)]
+    pub h2_subscribers: bool,
 }
 
 /// Text of a message sent `at` after `start`: 20 digits of nanoseconds,
@@ -59,53 +140,42 @@ fn sent_at(m: &ChatMessage) -> Option<Duration> {
     m.message.get(..20)?.parse().ok().map(Duration::from_nanos)
 }
 
-/// Reads a subscriber's stream until `until`, recording the latency of
-/// every message sent inside the measured window.
-async fn subscribe(
-    mut rx: CallReceiver,
-    start: Instant,
-    window: (Duration, Duration),
-    until: Instant,
-    seen: Arc<AtomicU64>,
-) -> Vec<u32> {
-    let mut lat = Vec::new();
-    // One timer for the whole run: a timer made per message would cost the
-    // reactor a registration and a removal per delivery.
-    let mut deadline = Timer::at(until);
-    loop {
-        let next =
-            futures_lite::future::or(async { Some(rx.message::<ChatMessage>().await) }, async {
-                (&mut deadline).await;
-                None
-            })
-            .await;
-        let Some(Ok(Some(m))) = next else { break };
-        seen.fetch_add(1, Ordering::Relaxed);
-        let now = start.elapsed();
-        if let Some(sent) = sent_at(&m) {
-            if sent >= window.0 && sent < window.1 {
-                lat.push(now.saturating_sub(sent).as_micros().min(u32::MAX as u128) as u32);
-            }
-        }
-    }
-    lat
-}
-
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let options = CallOptions::default().metadata("chat-room", "bench");
-    let start = Instant::now();
-    let seen = Arc::new(AtomicU64::new(0));
-    let mut receivers = Vec::new();
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        ready: AtomicU64::new(0),
+        seen: AtomicU64::new(0),
+        window: [AtomicU64::new(0), AtomicU64::new(0)],
+        stop: AtomicBool::new(false),
+    });
+    let start = shared.start;
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut keep = Vec::new();
-    for _ in 0..args.subscribers {
-        let channel = Channel::connect(&args.addr).await?;
-        let (tx, rx) = channel
-            .call(paths::JOIN_CHAT, options.clone())
-            .await?
-            .split();
-        keep.push((channel, tx));
-        receivers.push(rx);
-    }
+    let readers: Vec<smol::Task<Vec<u32>>> = if args.h2_subscribers {
+        let mut readers = Vec::new();
+        for _ in 0..args.subscribers {
+            let channel = Channel::connect(&args.addr).await?;
+            let (tx, rx) = channel
+                .call(paths::JOIN_CHAT, options.clone())
+                .await?
+                .split();
+            keep.push((channel, tx));
+            readers.push(smol::spawn(read_h2(rx, stop_rx.clone(), shared.clone())));
+        }
+        readers
+    } else {
+        let mut subs = Vec::new();
+        for i in 0..args.subscribers {
+            let sub =
+                lean::Subscriber::connect(&args.addr, paths::JOIN_CHAT, &[("chat-room", "bench")])
+                    .map_err(|e| format!("subscriber {i}: {e}"))?;
+            subs.push(sub);
+        }
+        let shared = shared.clone();
+        let thread = std::thread::spawn(move || read_lean(subs, shared));
+        vec![smol::unblock(move || thread.join().unwrap_or_default())]
+    };
     let mut publishers = Vec::new();
     for _ in 0..args.publishers {
         let channel = Channel::connect(&args.addr).await?;
@@ -118,32 +188,14 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Every subscriber registered: each must receive a probe. A stream's
     // headers can reach the server after a probe, so probes repeat until
     // every subscriber has seen one.
-    let ready = Arc::new(AtomicU64::new(0));
     let probe = crate::stats::probe();
-    let mut waiting = Vec::new();
-    for mut rx in receivers {
-        let ready = ready.clone();
-        waiting.push(smol::spawn(async move {
-            while let Ok(Some(m)) = rx.message::<ChatMessage>().await {
-                if m.message == "probe" {
-                    ready.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-            }
-            rx
-        }));
-    }
     let probing = Instant::now();
-    while ready.load(Ordering::Relaxed) < args.subscribers as u64 {
+    while shared.ready.load(Ordering::Relaxed) < args.subscribers as u64 {
         if probing.elapsed() > Duration::from_secs(30) {
             return Err("subscribers never received the probe message".into());
         }
         publishers[0].1.send(&probe).await?;
         Timer::after(Duration::from_millis(100)).await;
-    }
-    let mut receivers = Vec::new();
-    for w in waiting {
-        receivers.push(w.await);
     }
     // Let the probes' tail drain before the schedule starts.
     Timer::after(Duration::from_millis(200)).await;
@@ -153,17 +205,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         t0 + Duration::from_secs(args.warmup),
         t0 + Duration::from_secs(args.warmup + args.seconds),
     );
+    shared.window[0].store(window.0.as_nanos() as u64, Ordering::Relaxed);
+    shared.window[1].store(window.1.as_nanos() as u64, Ordering::Relaxed);
     let until = start + window.1 + Duration::from_secs(3);
-    let mut subs = Vec::new();
-    for rx in receivers {
-        subs.push(smol::spawn(subscribe(
-            rx,
-            start,
-            window,
-            until,
-            seen.clone(),
-        )));
-    }
     let sent_in_window = Arc::new(AtomicU64::new(0));
     let mut pubs = Vec::new();
     for (p, (channel, mut tx, mut rx)) in publishers.into_iter().enumerate() {
@@ -204,16 +248,19 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     Timer::at(start + window.0).await;
     let cpu0 = args.server_pid.and_then(cpu_time);
-    let seen0 = seen.load(Ordering::Relaxed);
+    let seen0 = shared.seen.load(Ordering::Relaxed);
     Timer::at(start + window.1).await;
     let cpu1 = args.server_pid.and_then(cpu_time);
-    let seen1 = seen.load(Ordering::Relaxed);
+    let seen1 = shared.seen.load(Ordering::Relaxed);
     let mut publishers = Vec::new();
     for p in pubs {
         publishers.push(p.await);
     }
+    Timer::at(until).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    drop((stop_tx, stop_rx));
     let mut samples = Vec::new();
-    for s in subs {
+    for s in readers {
         samples.extend(
             s.await
                 .into_iter()

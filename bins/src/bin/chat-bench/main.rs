@@ -13,6 +13,7 @@
 mod durable;
 mod fanout;
 mod idle;
+mod lean;
 mod stats;
 
 use clap::{Parser, Subcommand};
