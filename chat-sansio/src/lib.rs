@@ -20,6 +20,7 @@
 pub mod chat;
 pub mod client;
 pub mod codec;
+pub mod idmap;
 pub mod limits;
 pub mod metadata;
 pub mod server;

@@ -6,7 +6,8 @@
 //! reading while writes are pending, and stops reading only while its
 //! events cannot be queued for the core.
 
-use std::collections::{HashMap, VecDeque};
+use chat_sansio::idmap::IdMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -136,7 +137,7 @@ impl<T, I> Unpin for ConnDriver<T, I> {}
 pub(crate) struct ConnDriver<T, I> {
     id: u32,
     h2: Connection<Io<T>, Bytes>,
-    streams: HashMap<u32, Stream>,
+    streams: IdMap<u32, Stream>,
     inbox: Arc<Inbox>,
     taken: Vec<ToConn>,
     core: CoreQueue<I>,
@@ -164,7 +165,7 @@ where
         ConnDriver {
             id,
             h2,
-            streams: HashMap::new(),
+            streams: IdMap::default(),
             inbox,
             taken: Vec::new(),
             core: CoreQueue {

@@ -40,6 +40,7 @@ mod post;
 mod room;
 mod streams;
 
+use crate::idmap::IdMap;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
@@ -207,10 +208,10 @@ pub struct Chat {
     policy: Policy,
     durable: bool,
     rooms: HashMap<String, Room>,
-    calls: HashMap<CallId, ChatCall>,
-    sessions: HashMap<ConnId, Session>,
+    calls: IdMap<CallId, ChatCall>,
+    sessions: IdMap<ConnId, Session>,
     /// Each connection's JoinChat streams that follow its session.
-    following: HashMap<ConnId, Vec<CallId>>,
+    following: IdMap<ConnId, Vec<CallId>>,
     /// Durable mode: accepted messages waiting to be durable, in order.
     pending: VecDeque<Pending>,
     next_pending: u64,
@@ -234,9 +235,9 @@ impl Chat {
             policy: config.policy,
             durable: config.durable,
             rooms: HashMap::new(),
-            calls: HashMap::new(),
-            sessions: HashMap::new(),
-            following: HashMap::new(),
+            calls: IdMap::default(),
+            sessions: IdMap::default(),
+            following: IdMap::default(),
             pending: VecDeque::new(),
             next_pending: 1,
             epoch: 0,

@@ -1,8 +1,9 @@
 //! The table of open calls: per-call protocol state, the per-connection
 //! index, and the deadline queue.
 
+use crate::idmap::IdMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use crate::codec::Decoder;
 use crate::time::Time;
@@ -30,8 +31,8 @@ pub(crate) struct Conn {
 /// Open calls, indexed by id and by connection, with their deadlines.
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    map: HashMap<CallId, Call>,
-    conns: HashMap<ConnId, Conn>,
+    map: IdMap<CallId, Call>,
+    conns: IdMap<ConnId, Conn>,
     /// Min-heap of deadlines; entries of calls that have ended are skipped
     /// lazily.
     deadlines: BinaryHeap<Reverse<(Time, CallId)>>,
