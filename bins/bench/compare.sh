@@ -4,13 +4,18 @@
 # and 400 msgs/s per publisher, then memory per idle client on fresh
 # servers, then how many clients ours holds. Prints each run and the ratios.
 #
-#   bash bins/bench/compare.sh            # ROUNDS=2 SECONDS_PER_RUN=10 IDLE=2000 SCALE=19900
+#   bash bins/bench/compare.sh   # ROUNDS=2 SECONDS_PER_RUN=10 IDLE=2000 SCALE=19900 OURS_FLAGS=
+#
+# OURS_FLAGS adds chat-server flags (e.g. --flush-us 10000). Ports are below
+# the ephemeral range, so the load generator's own connections cannot take
+# them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-2}
 SECS=${SECONDS_PER_RUN:-10}
 IDLE=${IDLE:-2000}
 SCALE=${SCALE:-19900}
+OURS_FLAGS=${OURS_FLAGS:-}
 cargo build --release -q -p chat-bins -p tonic-baseline
 bench=target/release/chat-bench
 out=$(mktemp -d)
@@ -20,7 +25,8 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
 # start NAME PORT: starts a fresh server, sets $pid.
 start() {
   case $1 in
-    ours) target/release/chat-server --addr "127.0.0.1:$2" --memory >"$out/$1.log" 2>&1 & ;;
+    # shellcheck disable=SC2086
+    ours) target/release/chat-server --addr "127.0.0.1:$2" --memory $OURS_FLAGS >"$out/$1.log" 2>&1 & ;;
     tonic) target/release/tonic-chat-server --addr "127.0.0.1:$2" >"$out/$1.log" 2>&1 & ;;
   esac
   pid=$!
@@ -31,19 +37,19 @@ start() {
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 # (ours: --memory, as the baseline keeps nothing on disk either)
-start ours 50061; ours=$pid
-start tonic 50062; tonic=$pid
+start ours 21061; ours=$pid
+start tonic 21062; tonic=$pid
 for rate in 200 400; do
   for round in $(seq "$ROUNDS"); do
-    "$bench" fanout --addr 127.0.0.1:50061 --rate "$rate" --seconds "$SECS" --server-pid "$ours" --label ours | tee -a "$out/fanout-$rate"
-    "$bench" fanout --addr 127.0.0.1:50062 --rate "$rate" --seconds "$SECS" --server-pid "$tonic" --label tonic | tee -a "$out/fanout-$rate"
+    "$bench" fanout --addr 127.0.0.1:21061 --rate "$rate" --seconds "$SECS" --server-pid "$ours" --label ours | tee -a "$out/fanout-$rate"
+    "$bench" fanout --addr 127.0.0.1:21062 --rate "$rate" --seconds "$SECS" --server-pid "$tonic" --label tonic | tee -a "$out/fanout-$rate"
   done
 done
 stop "$ours"; stop "$tonic"
 
-start ours 50063; "$bench" idle --addr 127.0.0.1:50063 --clients "$IDLE" --server-pid "$pid" --label ours | tee -a "$out/idle"; stop "$pid"
-start tonic 50064; "$bench" idle --addr 127.0.0.1:50064 --clients "$IDLE" --server-pid "$pid" --label tonic | tee -a "$out/idle"; stop "$pid"
-start ours 50065; "$bench" idle --addr 127.0.0.1:50065 --clients "$SCALE" --server-pid "$pid" --label ours-scale | tee -a "$out/scale"; stop "$pid"
+start ours 21063; "$bench" idle --addr 127.0.0.1:21063 --clients "$IDLE" --server-pid "$pid" --label ours | tee -a "$out/idle"; stop "$pid"
+start tonic 21064; "$bench" idle --addr 127.0.0.1:21064 --clients "$IDLE" --server-pid "$pid" --label tonic | tee -a "$out/idle"; stop "$pid"
+start ours 21065; "$bench" idle --addr 127.0.0.1:21065 --clients "$SCALE" --server-pid "$pid" --label ours-scale | tee -a "$out/scale"; stop "$pid"
 
 echo
 echo "== medians over $ROUNDS rounds (ours / tonic)"

@@ -2,7 +2,7 @@
 //! connection in arrival order, and routes the core's outputs to the
 //! connections' inboxes.
 
-use std::collections::HashMap;
+use chat_sansio::idmap::IdMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use chat_sansio::Status;
 use futures_lite::future;
 
 use crate::clock::Clock;
+use crate::flush::Schedule;
 
 /// Most events applied to the core between two routings of its outputs, so
 /// deliveries start while a burst is still arriving.
@@ -111,13 +112,20 @@ impl Inbox {
     }
 }
 
-/// Runs the core until every sender of events is gone.
+/// A connection as the core task sees it.
+struct Conn {
+    inbox: Arc<Inbox>,
+    /// When it was last woken to write.
+    woken: Option<Instant>,
+}
+
 /// Runs the core until every sender of events is gone.
 ///
-/// Outputs reach the connections' inboxes at once, but connections are
-/// woken at most once per `flush_interval`: a connection then takes all its
-/// messages in one wake-up and writes them in one syscall (write
-/// coalescing; see the README's benchmark section for what it buys).
+/// Outputs reach the connections' inboxes at once, but a connection is
+/// woken at most once per `flush_interval`, on a shared tick
+/// (see [`crate::flush`]): it then takes all its messages in one wake-up
+/// and writes them in one syscall (write coalescing; the README's benchmark
+/// section has what it buys).
 pub(crate) async fn run<H: Handler>(
     mut core: Server<H>,
     rx: Receiver<ToCore<H::Input>>,
@@ -125,12 +133,12 @@ pub(crate) async fn run<H: Handler>(
     clock: Clock,
     flush_interval: Duration,
 ) {
-    let mut conns: HashMap<u32, Arc<Inbox>> = HashMap::new();
-    let mut wake: Vec<Waker> = Vec::new();
-    let mut last_flush = Instant::now();
+    let mut conns: IdMap<u32, Conn> = IdMap::default();
+    let mut schedule: Schedule<(u32, Waker)> = Schedule::new(flush_interval, Instant::now());
+    let mut wake: Vec<(u32, Waker)> = Vec::new();
     loop {
         let core_due = core.poll_timeout().map(|t| clock.instant_at(t));
-        let flush_due = (!wake.is_empty()).then(|| last_flush + flush_interval);
+        let flush_due = schedule.due();
         let due = match (core_due, flush_due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -182,28 +190,42 @@ pub(crate) async fn run<H: Handler>(
                     ToConn::TrailersOnly(split_call(call).1, http_status, status),
                 ),
             };
-            if let Some(inbox) = conns.get(&split_call(call).0) {
-                wake.extend(inbox.push(item));
+            let id = split_call(call).0;
+            if let Some(conn) = conns.get_mut(&id) {
+                if let Some(waker) = conn.inbox.push(item) {
+                    let at = Instant::now();
+                    if conn.woken.is_some_and(|last| schedule.must_wait(last, at)) {
+                        schedule.defer((id, waker), at);
+                    } else {
+                        conn.woken = Some(at);
+                        wake.push((id, waker));
+                    }
+                }
             }
         }
-        if !wake.is_empty() && last_flush.elapsed() >= flush_interval {
-            last_flush = Instant::now();
-            for w in wake.drain(..) {
-                w.wake();
+        let at = Instant::now();
+        let woken_now = wake.len();
+        schedule.take_due(at, &mut wake);
+        for (i, (id, waker)) in wake.drain(..).enumerate() {
+            if i >= woken_now {
+                if let Some(conn) = conns.get_mut(&id) {
+                    conn.woken = Some(at);
+                }
             }
+            waker.wake();
         }
     }
 }
 
 fn apply<H: Handler>(
     core: &mut Server<H>,
-    conns: &mut HashMap<u32, Arc<Inbox>>,
+    conns: &mut IdMap<u32, Conn>,
     now: chat_sansio::Time,
     event: ToCore<H::Input>,
 ) {
     match event {
         ToCore::Connect { conn, inbox, peer } => {
-            conns.insert(conn, inbox);
+            conns.insert(conn, Conn { inbox, woken: None });
             core.handle_connect(now, ConnId(conn.into()), peer);
         }
         ToCore::Disconnect { conn } => {

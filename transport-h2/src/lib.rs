@@ -25,6 +25,7 @@ mod clock;
 mod config;
 mod conn;
 mod core_task;
+mod flush;
 mod headers;
 mod io;
 mod server;

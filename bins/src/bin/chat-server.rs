@@ -50,9 +50,11 @@ struct Args {
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
-    /// Wake each connection to write at most this often, in microseconds,
-    /// so writes carry several messages (0: write at once).
-    #[arg(long, default_value_t = 2000)]
+    /// A connection woken to write less than this long ago (microseconds)
+    /// waits for the next tick of this interval, so a busy connection's
+    /// writes carry several messages; a quiet one writes at once (0: always
+    /// at once). See the README's benchmarks for the trade-off.
+    #[arg(long, default_value_t = 20_000)]
     flush_us: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
