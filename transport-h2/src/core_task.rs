@@ -117,6 +117,8 @@ struct Conn {
     inbox: Arc<Inbox>,
     /// When it was last woken to write.
     woken: Option<Instant>,
+    /// When its client last sent something (a call, a message, a half-close).
+    heard: Option<Instant>,
 }
 
 /// Runs the core until every sender of events is gone.
@@ -194,7 +196,8 @@ pub(crate) async fn run<H: Handler>(
             if let Some(conn) = conns.get_mut(&id) {
                 if let Some(waker) = conn.inbox.push(item) {
                     let at = Instant::now();
-                    if conn.woken.is_some_and(|last| schedule.must_wait(last, at)) {
+                    let recent = |t: Option<Instant>| t.is_some_and(|t| schedule.must_wait(t, at));
+                    if recent(conn.woken) && !recent(conn.heard) {
                         schedule.defer((id, waker), at);
                     } else {
                         conn.woken = Some(at);
@@ -217,6 +220,18 @@ pub(crate) async fn run<H: Handler>(
     }
 }
 
+/// A client that has sent something within the flush interval is likely
+/// waiting for answers (an echo, a reply, a status): its connection's
+/// outputs go out at once instead of waiting for the flush tick. Write
+/// coalescing is for connections that only receive, such as a busy room's
+/// readers, and a closed-loop client is not slowed to one answer per
+/// interval.
+fn answer_at_once(conns: &mut IdMap<u32, Conn>, conn: u32) {
+    if let Some(c) = conns.get_mut(&conn) {
+        c.heard = Some(Instant::now());
+    }
+}
+
 fn apply<H: Handler>(
     core: &mut Server<H>,
     conns: &mut IdMap<u32, Conn>,
@@ -225,7 +240,14 @@ fn apply<H: Handler>(
 ) {
     match event {
         ToCore::Connect { conn, inbox, peer } => {
-            conns.insert(conn, Conn { inbox, woken: None });
+            conns.insert(
+                conn,
+                Conn {
+                    inbox,
+                    woken: None,
+                    heard: None,
+                },
+            );
             core.handle_connect(now, ConnId(conn.into()), peer);
         }
         ToCore::Disconnect { conn } => {
@@ -233,10 +255,17 @@ fn apply<H: Handler>(
             core.handle_disconnect(now, ConnId(conn.into()));
         }
         ToCore::Open { conn, stream, head } => {
+            answer_at_once(conns, conn);
             core.handle_open(now, ConnId(conn.into()), call_id(conn, stream), head)
         }
-        ToCore::Data { call, chunk } => core.handle_data(now, call, &chunk),
-        ToCore::End { call } => core.handle_end(now, call),
+        ToCore::Data { call, chunk } => {
+            answer_at_once(conns, split_call(call).0);
+            core.handle_data(now, call, &chunk)
+        }
+        ToCore::End { call } => {
+            answer_at_once(conns, split_call(call).0);
+            core.handle_end(now, call)
+        }
         ToCore::Reset { call } => core.handle_reset(now, call),
         ToCore::Stalled { call } => core.handle_stalled(now, call),
         ToCore::Input(input) => core.handle_input(now, input),

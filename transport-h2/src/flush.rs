@@ -4,7 +4,10 @@
 //! `writev` (about 5 µs of kernel time on loopback, whatever its size), so
 //! a busy connection should write several messages at once. A connection
 //! is woken at once if it has not been woken in the last `interval`, so a
-//! quiet room gets no added latency; otherwise it waits for the next tick
+//! quiet room gets no added latency (the core task also wakes at once a
+//! connection whose client has sent something within the interval, as it
+//! is likely waiting for answers); otherwise it waits
+//! for the next tick
 //! of a clock that ticks every `interval`. So a busy connection writes at
 //! most about once per interval and no message waits longer than one
 //! interval. All busy connections share the ticks: a busy room's

@@ -1478,3 +1478,66 @@ fn oversized_request_headers_get_431() {
         }
     });
 }
+
+/// Write coalescing must not slow a closed-loop client: with a flush
+/// interval far longer than the test, a client whose connection was woken a
+/// moment ago still gets the answer to what it has just sent at once. The
+/// answers are released by the test (durable mode: the echo waits for the
+/// store's acknowledgement), so the connection's task is parked, with its
+/// wake-up left to the core task, when each one is routed.
+#[test]
+fn write_coalescing_never_holds_a_closed_loop_answer() {
+    use chat_sansio::chat::{ChatConfig, ChatEvent, ChatInput};
+    let config = ServerConfig {
+        flush_interval: Duration::from_secs(60),
+        ..ServerConfig::default()
+    };
+    let handler = Chat::new(ChatConfig {
+        durable: true,
+        ..ChatConfig::default()
+    });
+    let (persist_tx, persist_rx) = smol::channel::unbounded();
+    let server = Server::start(
+        chat_sansio::server::Server::new(handler),
+        config,
+        move |ev| {
+            if let ChatEvent::Persist { epoch, id, .. } = ev {
+                let _ = persist_tx.try_send((epoch, id));
+            }
+        },
+    );
+    let inputs = server.inputs();
+    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::spawn(move || {
+        let _ = smol::block_on(server.serve(listener));
+    });
+    run(20, async {
+        let c = Client::connect(addr).await;
+        let (resp, mut stream) = c.call(JOIN_CHAT).await;
+        // Sends one message and releases its echo once the connection's
+        // task has long been parked.
+        let post = |stream: &mut SendStream<Bytes>, text: String| {
+            stream.send_data(frame(&chat("u", &text)), false).unwrap();
+            let (persist_rx, inputs) = (persist_rx.clone(), inputs.clone());
+            async move {
+                let (epoch, id) = within(SHORT, "a persist request", persist_rx.recv())
+                    .await
+                    .unwrap();
+                Timer::after(Duration::from_millis(100)).await;
+                assert!(inputs.send(ChatInput::Durable { epoch, up_to: id }).await);
+                text
+            }
+        };
+        let first = post(&mut stream, "first".into()).await;
+        let mut msgs = Messages::open(resp).await;
+        assert_eq!(msgs.next_chat().await.message, first);
+        // The connection was woken just now: without its client's send
+        // counting, these would wait for the tick, 60 s away (next_chat
+        // allows 3 s).
+        for i in 0..3 {
+            let text = post(&mut stream, format!("message {i}")).await;
+            assert_eq!(msgs.next_chat().await.message, text);
+        }
+    });
+}
