@@ -156,14 +156,17 @@ pub(crate) async fn run<H: Handler>(
             None => Some(rx.recv().await),
         };
         let now = clock.now();
+        // One reading of the monotonic clock per turn, for the write
+        // schedule: nothing on the per-recipient path reads a clock.
+        let at = Instant::now();
         match first {
-            Some(Ok(event)) => apply(&mut core, &mut conns, now, event),
+            Some(Ok(event)) => apply(&mut core, &mut conns, now, at, event),
             Some(Err(_)) => break,
             None => {}
         }
         for _ in 1..MAX_EVENTS_PER_TURN {
             match rx.try_recv() {
-                Ok(event) => apply(&mut core, &mut conns, now, event),
+                Ok(event) => apply(&mut core, &mut conns, now, at, event),
                 Err(_) => break,
             }
         }
@@ -195,25 +198,19 @@ pub(crate) async fn run<H: Handler>(
             let id = split_call(call).0;
             if let Some(conn) = conns.get_mut(&id) {
                 if let Some(waker) = conn.inbox.push(item) {
-                    let at = Instant::now();
                     let recent = |t: Option<Instant>| t.is_some_and(|t| schedule.must_wait(t, at));
                     if recent(conn.woken) && !recent(conn.heard) {
                         schedule.defer((id, waker), at);
                     } else {
-                        conn.woken = Some(at);
                         wake.push((id, waker));
                     }
                 }
             }
         }
-        let at = Instant::now();
-        let woken_now = wake.len();
         schedule.take_due(at, &mut wake);
-        for (i, (id, waker)) in wake.drain(..).enumerate() {
-            if i >= woken_now {
-                if let Some(conn) = conns.get_mut(&id) {
-                    conn.woken = Some(at);
-                }
+        for (id, waker) in wake.drain(..) {
+            if let Some(conn) = conns.get_mut(&id) {
+                conn.woken = Some(at);
             }
             waker.wake();
         }
@@ -226,9 +223,9 @@ pub(crate) async fn run<H: Handler>(
 /// coalescing is for connections that only receive, such as a busy room's
 /// readers, and a closed-loop client is not slowed to one answer per
 /// interval.
-fn answer_at_once(conns: &mut IdMap<u32, Conn>, conn: u32) {
+fn answer_at_once(conns: &mut IdMap<u32, Conn>, conn: u32, at: Instant) {
     if let Some(c) = conns.get_mut(&conn) {
-        c.heard = Some(Instant::now());
+        c.heard = Some(at);
     }
 }
 
@@ -236,6 +233,7 @@ fn apply<H: Handler>(
     core: &mut Server<H>,
     conns: &mut IdMap<u32, Conn>,
     now: chat_sansio::Time,
+    at: Instant,
     event: ToCore<H::Input>,
 ) {
     match event {
@@ -255,15 +253,15 @@ fn apply<H: Handler>(
             core.handle_disconnect(now, ConnId(conn.into()));
         }
         ToCore::Open { conn, stream, head } => {
-            answer_at_once(conns, conn);
+            answer_at_once(conns, conn, at);
             core.handle_open(now, ConnId(conn.into()), call_id(conn, stream), head)
         }
         ToCore::Data { call, chunk } => {
-            answer_at_once(conns, split_call(call).0);
+            answer_at_once(conns, split_call(call).0, at);
             core.handle_data(now, call, &chunk)
         }
         ToCore::End { call } => {
-            answer_at_once(conns, split_call(call).0);
+            answer_at_once(conns, split_call(call).0, at);
             core.handle_end(now, call)
         }
         ToCore::Reset { call } => core.handle_reset(now, call),

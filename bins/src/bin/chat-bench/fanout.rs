@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use chat_proto::{paths, ChatMessage, User};
 use prost::Message as _;
-use transport_h2::{CallOptions, CallReceiver, Channel};
+use transport_h2::{CallOptions, CallReceiver, CallSender, Channel};
 
 use crate::lean;
 use crate::stats::{cpu_time, ms, Latency};
@@ -52,6 +52,19 @@ impl Shared {
             lat.push(now.saturating_sub(sent).as_micros().min(u32::MAX as u128) as u32);
         }
     }
+}
+
+/// Opens a JoinChat call on a connection of its own, with the full client.
+async fn open_call(
+    addr: &str,
+    options: &CallOptions,
+) -> Result<(Channel, CallSender, CallReceiver), Box<dyn std::error::Error>> {
+    let channel = Channel::connect(addr).await?;
+    let (tx, rx) = channel
+        .call(paths::JOIN_CHAT, options.clone())
+        .await?
+        .split();
+    Ok((channel, tx, rx))
 }
 
 /// The lean subscribers, read by one thread until told to stop.
@@ -155,11 +168,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let readers: Vec<smol::Task<Vec<u32>>> = if args.h2_subscribers {
         let mut readers = Vec::new();
         for _ in 0..args.subscribers {
-            let channel = Channel::connect(&args.addr).await?;
-            let (tx, rx) = channel
-                .call(paths::JOIN_CHAT, options.clone())
-                .await?
-                .split();
+            let (channel, tx, rx) = open_call(&args.addr, &options).await?;
             keep.push((channel, tx));
             readers.push(smol::spawn(read_h2(rx, stop_rx.clone(), shared.clone())));
         }
@@ -178,12 +187,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut publishers = Vec::new();
     for _ in 0..args.publishers {
-        let channel = Channel::connect(&args.addr).await?;
-        let (tx, rx) = channel
-            .call(paths::JOIN_CHAT, options.clone())
-            .await?
-            .split();
-        publishers.push((channel, tx, rx));
+        publishers.push(open_call(&args.addr, &options).await?);
     }
     // Every subscriber registered: each must receive a probe. A stream's
     // headers can reach the server after a probe, so probes repeat until
