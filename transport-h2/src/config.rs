@@ -44,11 +44,28 @@ pub struct ServerConfig {
     /// next tick of this interval before it is woken again, so that one
     /// wake-up and one write carry several messages (write coalescing); a
     /// connection not woken for a whole interval is woken at once. Zero
-    /// wakes every connection at once. 20 ms meets issue 6's CPU target at
-    /// 400k and 800k deliveries/s (README, "Benchmarks"); a message waits at
-    /// most one interval for it.
+    /// wakes every connection at once. Busy connections' writes are spread
+    /// evenly over the interval ([`crate::flush`]); a message waits at most
+    /// one interval for it. README, "Benchmarks", has the trade-off.
     pub flush_interval: Duration,
+    /// Threads (shards) that run the connections, the first of them also
+    /// the core; 0 means one per available core.
+    pub threads: usize,
 }
+
+impl ServerConfig {
+    /// The number of shards `threads` asks for.
+    pub(crate) fn shard_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, MAX_THREADS)
+    }
+}
+
+/// Most shards a server runs.
+const MAX_THREADS: usize = 256;
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
@@ -64,6 +81,7 @@ impl Default for ServerConfig {
             core_queue: 4096,
             shutdown_grace: Duration::from_secs(5),
             flush_interval: Duration::from_millis(20),
+            threads: 0,
         }
     }
 }

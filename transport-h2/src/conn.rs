@@ -1,17 +1,20 @@
 //! One HTTP/2 connection: h2 streams mapped to core calls.
 //!
-//! A single task per connection polls everything: the h2 connection (which
-//! reads and writes the socket), new streams, each stream's request body,
-//! the inbox of core outputs, and each stream's send window. It keeps
-//! reading while writes are pending, and stops reading only while its
-//! events cannot be queued for the core.
+//! A single task per connection, on its shard's thread, polls everything:
+//! the h2 connection (which reads and writes the socket), new streams, each
+//! stream's request body, the slot where the shard leaves core outputs, and
+//! each stream's send window. It keeps reading while writes are pending,
+//! and stops reading only while its events cannot be queued for the core.
 
 use chat_sansio::idmap::IdMap;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use crate::io::Io;
 use async_channel::{Sender, TrySendError};
@@ -24,15 +27,17 @@ use h2::server::{Connection, SendResponse};
 use h2::{RecvStream, SendStream};
 
 use crate::config::ServerConfig;
-use crate::core_task::{call_id, Inbox, ToConn, ToCore};
+use crate::core_task::{call_id, ToConn, ToCore};
 use crate::headers;
+use crate::shard::{Shared, Slot};
+use crate::wake::PollWaker;
 
 /// Most bytes of queued messages copied together into one DATA frame (h2's
 /// default frame size).
 const MAX_COALESCE: usize = 16 * 1024;
 
 /// Most rounds of work per wake-up before yielding to other tasks.
-const MAX_ROUNDS_PER_POLL: usize = 16;
+const MAX_ROUNDS_PER_POLL: usize = 8;
 
 type BoxedSend = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -82,6 +87,8 @@ struct CoreQueue<I> {
     tx: Sender<ToCore<I>>,
     backlog: VecDeque<ToCore<I>>,
     blocked: Option<BoxedSend>,
+    /// An event from the client was queued since the shard last heard.
+    heard: bool,
 }
 
 impl<I: Send + 'static> CoreQueue<I> {
@@ -91,6 +98,7 @@ impl<I: Send + 'static> CoreQueue<I> {
     }
 
     fn push(&mut self, event: ToCore<I>) {
+        self.heard = true;
         if self.is_clear() {
             match self.tx.try_send(event) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
@@ -138,10 +146,14 @@ pub(crate) struct ConnDriver<T, I> {
     id: u32,
     h2: Connection<Io<T>, Bytes>,
     streams: IdMap<u32, Stream>,
-    inbox: Arc<Inbox>,
+    slot: Rc<RefCell<Slot>>,
+    shared: Rc<Shared>,
     taken: Vec<ToConn>,
     core: CoreQueue<I>,
     config: Arc<ServerConfig>,
+    waker: Arc<PollWaker>,
+    /// `waker` as a `Waker`, handed to h2.
+    h2_waker: Waker,
 }
 
 /// How a connection ended.
@@ -158,22 +170,28 @@ where
     pub(crate) fn new(
         id: u32,
         h2: Connection<Io<T>, Bytes>,
-        inbox: Arc<Inbox>,
+        slot: Rc<RefCell<Slot>>,
+        shared: Rc<Shared>,
         to_core: Sender<ToCore<I>>,
         config: Arc<ServerConfig>,
     ) -> Self {
+        let waker = Arc::new(PollWaker::default());
         ConnDriver {
             id,
             h2,
             streams: IdMap::default(),
-            inbox,
+            slot,
+            shared,
             taken: Vec::new(),
             core: CoreQueue {
                 tx: to_core,
                 backlog: VecDeque::new(),
                 blocked: None,
+                heard: false,
             },
             config,
+            h2_waker: Waker::from(waker.clone()),
+            waker,
         }
     }
 
@@ -236,11 +254,30 @@ where
         }
     }
 
-    /// Applies the core's outputs for this connection.
-    fn drain_inbox(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
-        self.inbox.take(&mut self.taken, cx.waker());
-        if self.taken.is_empty() {
-            return;
+    /// Applies the core's outputs the shard has left for this connection,
+    /// and what its streams' groups have multicast since they last took,
+    /// and leaves the task's waker for the next ones.
+    fn drain_inbox(&mut self, task: &Waker, progress: &mut bool) {
+        {
+            let mut slot = self.slot.borrow_mut();
+            let slot = &mut *slot;
+            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(task)) {
+                slot.waker = Some(task.clone());
+            }
+            slot.scheduled = false;
+            std::mem::swap(&mut slot.items, &mut self.taken);
+            if !slot.subs.is_empty() {
+                let mut groups = self.shared.groups.borrow_mut();
+                for sub in &mut slot.subs {
+                    if let Some(frames) = groups.take(sub) {
+                        self.taken.push(ToConn::Message(sub.sid, frames));
+                    }
+                }
+            }
+            if self.taken.is_empty() {
+                return;
+            }
+            slot.flushed = Some(Instant::now());
         }
         *progress = true;
         let mut taken = std::mem::take(&mut self.taken);
@@ -283,7 +320,7 @@ where
                 }
             }
             ToConn::TrailersOnly(sid, http_status, status) => {
-                let Some(mut s) = self.streams.remove(&sid) else {
+                let Some(mut s) = self.remove(sid) else {
                     return;
                 };
                 if let Some(mut respond) = s.respond.take() {
@@ -295,12 +332,29 @@ where
                 // Dropping the request body now makes h2 reset the client's
                 // side with NO_ERROR if it is still sending (HC-3).
             }
+            // The shard keeps the groups; these never reach a connection.
+            ToConn::Subscribe(..) | ToConn::Unsubscribe(_) => {}
         }
+    }
+
+    /// Drops a stream, and its place in a group if it has one.
+    fn remove(&mut self, sid: u32) -> Option<Stream> {
+        let stream = self.streams.remove(&sid)?;
+        let mut slot = self.slot.borrow_mut();
+        if let Some(i) = slot.subs.iter().position(|sub| sub.sid == sid) {
+            let sub = slot.subs.swap_remove(i);
+            let phase = slot.phase;
+            self.shared
+                .groups
+                .borrow_mut()
+                .leave(sub, self.id, phase, |_| {});
+        }
+        Some(stream)
     }
 
     /// The client's side of a stream is gone: tell the core, drop the stream.
     fn reset(&mut self, sid: u32) {
-        if let Some(s) = self.streams.remove(&sid) {
+        if let Some(s) = self.remove(sid) {
             if !s.ended {
                 self.core.push(ToCore::Reset {
                     call: call_id(self.id, sid),
@@ -394,7 +448,7 @@ where
         for sid in done {
             // Dropping the stream after trailers: h2 resets the client's
             // side with NO_ERROR if it is still sending (HC-3).
-            self.streams.remove(&sid);
+            self.remove(sid);
         }
         for sid in broken {
             self.reset(sid);
@@ -515,23 +569,50 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
         let this = self.get_mut();
+        let task = cx.waker();
+        this.waker.begin(task);
+        let h2_waker = this.h2_waker.clone();
+        let mut cx = Context::from_waker(&h2_waker);
+        let mut ended = None;
+        let mut again = false;
         for _ in 0..MAX_ROUNDS_PER_POLL {
             let mut progress = false;
-            this.core.poll_flush(cx);
-            this.drain_inbox(cx, &mut progress);
-            this.flush_sends(cx, &mut progress);
-            if let Some(ended) = this.poll_connection(cx, &mut progress) {
-                return Poll::Ready(ended);
+            this.core.poll_flush(&mut cx);
+            this.drain_inbox(task, &mut progress);
+            this.flush_sends(&mut cx, &mut progress);
+            // What h2 asked for so far (every `send_data` wakes its
+            // connection) is served by polling the connection now.
+            this.waker.take_woken();
+            ended = this.poll_connection(&mut cx, &mut progress);
+            if ended.is_some() {
+                break;
             }
-            this.poll_streams(cx, &mut progress);
-            this.core.poll_flush(cx);
-            if !progress {
-                return Poll::Pending;
+            this.poll_streams(&mut cx, &mut progress);
+            this.core.poll_flush(&mut cx);
+            // Another round only if something arrived or was asked for in
+            // this one: new streams, data, a wake-up from h2 or the socket.
+            again = progress && this.waker.take_woken();
+            if !again {
+                break;
             }
         }
-        // Still busy: let other connections run, then come back.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        if std::mem::take(&mut this.core.heard) {
+            let mut slot = this.slot.borrow_mut();
+            slot.heard = Some(Instant::now());
+            if !std::mem::replace(&mut slot.hot, true) {
+                this.shared.hot.borrow_mut().push(this.id);
+            }
+        }
+        let woken = this.waker.end();
+        if (again || woken) && ended.is_none() {
+            // Still busy, or woken at the very end: come back after the
+            // other tasks of the shard have run.
+            task.wake_by_ref();
+        }
+        match ended {
+            Some(ended) => Poll::Ready(ended),
+            None => Poll::Pending,
+        }
     }
 }
 

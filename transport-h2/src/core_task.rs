@@ -1,11 +1,8 @@
 //! The task that owns the sans-IO core: it applies events from every
 //! connection in arrival order, and routes the core's outputs to the
-//! connections' inboxes.
+//! connections' shards, one batch per shard per turn.
 
-use chat_sansio::idmap::IdMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use async_channel::Receiver;
 use async_io::Timer;
@@ -15,7 +12,7 @@ use chat_sansio::Status;
 use futures_lite::future;
 
 use crate::clock::Clock;
-use crate::flush::Schedule;
+use crate::shard::Mailbox;
 
 /// Most events applied to the core between two routings of its outputs, so
 /// deliveries start while a burst is still arriving.
@@ -25,7 +22,6 @@ const MAX_EVENTS_PER_TURN: usize = 256;
 pub(crate) enum ToCore<I> {
     Connect {
         conn: u32,
-        inbox: Arc<Inbox>,
         peer: Option<String>,
     },
     Disconnect {
@@ -59,6 +55,31 @@ pub(crate) enum ToConn {
     Message(u32, Bytes),
     Trailers(u32, Status),
     TrailersOnly(u32, u16, Status),
+    /// Handled by the shard ([`crate::groups`]), not the connection.
+    Subscribe(u32, u64),
+    Unsubscribe(u32),
+}
+
+impl ToConn {
+    /// The h2 stream it is for.
+    pub(crate) fn stream(&self) -> u32 {
+        match *self {
+            ToConn::Headers(sid)
+            | ToConn::Message(sid, _)
+            | ToConn::Trailers(sid, _)
+            | ToConn::TrailersOnly(sid, ..)
+            | ToConn::Subscribe(sid, _)
+            | ToConn::Unsubscribe(sid) => sid,
+        }
+    }
+}
+
+/// What the core hands a shard: something for one of its connections, or
+/// a multicast, which every shard gets once.
+#[derive(Debug)]
+pub(crate) enum ToShard {
+    Conn(u32, ToConn),
+    Multicast(u64, Bytes),
 }
 
 /// The id the core knows a call by: the connection in the high half, the
@@ -71,81 +92,21 @@ fn split_call(call: CallId) -> (u32, u32) {
     ((call.0 >> 32) as u32, call.0 as u32)
 }
 
-/// A connection's inbox of core outputs, filled by the core task and
-/// emptied by the connection task. The lock is per connection: nothing on
-/// the delivery path is shared by all connections.
-#[derive(Default)]
-pub(crate) struct Inbox {
-    inner: Mutex<InboxInner>,
-}
-
-#[derive(Default)]
-struct InboxInner {
-    items: Vec<ToConn>,
-    waker: Option<Waker>,
-}
-
-impl Inbox {
-    /// Adds an item; returns the connection's waker if the inbox was empty
-    /// (the caller wakes it once its whole batch is routed).
-    fn push(&self, item: ToConn) -> Option<Waker> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.items.push(item);
-        if inner.items.len() == 1 {
-            inner.waker.take()
-        } else {
-            None
-        }
-    }
-
-    /// Swaps the pending items into `buf` (which must be empty); if there
-    /// are none, registers `waker` for the next push.
-    pub(crate) fn take(&self, buf: &mut Vec<ToConn>, waker: &Waker) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.items.is_empty() {
-            if !inner.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                inner.waker = Some(waker.clone());
-            }
-        } else {
-            std::mem::swap(&mut inner.items, buf);
-        }
-    }
-}
-
-/// A connection as the core task sees it.
-struct Conn {
-    inbox: Arc<Inbox>,
-    /// When it was last woken to write.
-    woken: Option<Instant>,
-    /// When its client last sent something (a call, a message, a half-close).
-    heard: Option<Instant>,
-}
-
 /// Runs the core until every sender of events is gone.
 ///
-/// Outputs reach the connections' inboxes at once, but a connection is
-/// woken at most once per `flush_interval`, on a shared tick
-/// (see [`crate::flush`]): it then takes all its messages in one wake-up
-/// and writes them in one syscall (write coalescing; the README's benchmark
-/// section has what it buys).
+/// Outputs are routed to the shard of their connection (the connection id
+/// modulo the number of shards, see [`crate::shard`]) and handed over once
+/// per turn; the shard decides when each connection writes.
 pub(crate) async fn run<H: Handler>(
     mut core: Server<H>,
     rx: Receiver<ToCore<H::Input>>,
     mut on_event: impl FnMut(H::Event),
     clock: Clock,
-    flush_interval: Duration,
+    shards: Vec<Arc<Mailbox>>,
 ) {
-    let mut conns: IdMap<u32, Conn> = IdMap::default();
-    let mut schedule: Schedule<(u32, Waker)> = Schedule::new(flush_interval, Instant::now());
-    let mut wake: Vec<(u32, Waker)> = Vec::new();
+    let mut batches: Vec<Vec<ToShard>> = shards.iter().map(|_| Vec::new()).collect();
     loop {
-        let core_due = core.poll_timeout().map(|t| clock.instant_at(t));
-        let flush_due = schedule.due();
-        let due = match (core_due, flush_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let first = match due {
+        let first = match core.poll_timeout().map(|t| clock.instant_at(t)) {
             Some(at) => {
                 let timer = async {
                     Timer::at(at).await;
@@ -156,17 +117,14 @@ pub(crate) async fn run<H: Handler>(
             None => Some(rx.recv().await),
         };
         let now = clock.now();
-        // One reading of the monotonic clock per turn, for the write
-        // schedule: nothing on the per-recipient path reads a clock.
-        let at = Instant::now();
         match first {
-            Some(Ok(event)) => apply(&mut core, &mut conns, now, at, event),
+            Some(Ok(event)) => apply(&mut core, now, event),
             Some(Err(_)) => break,
             None => {}
         }
         for _ in 1..MAX_EVENTS_PER_TURN {
             match rx.try_recv() {
-                Ok(event) => apply(&mut core, &mut conns, now, at, event),
+                Ok(event) => apply(&mut core, now, event),
                 Err(_) => break,
             }
         }
@@ -179,6 +137,16 @@ pub(crate) async fn run<H: Handler>(
                     on_event(e);
                     continue;
                 }
+                Output::Multicast { group, frame } => {
+                    for batch in &mut batches {
+                        batch.push(ToShard::Multicast(group.0, frame.clone()));
+                    }
+                    continue;
+                }
+                Output::Subscribe { call, group } => {
+                    (call, ToConn::Subscribe(split_call(call).1, group.0))
+                }
+                Output::Unsubscribe { call } => (call, ToConn::Unsubscribe(split_call(call).1)),
                 Output::Headers { call } => (call, ToConn::Headers(split_call(call).1)),
                 Output::Message { call, frame } => {
                     (call, ToConn::Message(split_call(call).1, frame))
@@ -195,75 +163,29 @@ pub(crate) async fn run<H: Handler>(
                     ToConn::TrailersOnly(split_call(call).1, http_status, status),
                 ),
             };
-            let id = split_call(call).0;
-            if let Some(conn) = conns.get_mut(&id) {
-                if let Some(waker) = conn.inbox.push(item) {
-                    let recent = |t: Option<Instant>| t.is_some_and(|t| schedule.must_wait(t, at));
-                    if recent(conn.woken) && !recent(conn.heard) {
-                        schedule.defer((id, waker), at);
-                    } else {
-                        wake.push((id, waker));
-                    }
+            let conn = split_call(call).0;
+            let shard = conn as usize % batches.len();
+            batches[shard].push(ToShard::Conn(conn, item));
+        }
+        for (batch, mailbox) in batches.iter_mut().zip(&shards) {
+            if !batch.is_empty() {
+                if let Some(waker) = mailbox.deliver(batch) {
+                    waker.wake();
                 }
             }
         }
-        schedule.take_due(at, &mut wake);
-        for (id, waker) in wake.drain(..) {
-            if let Some(conn) = conns.get_mut(&id) {
-                conn.woken = Some(at);
-            }
-            waker.wake();
-        }
     }
 }
 
-/// A client that has sent something within the flush interval is likely
-/// waiting for answers (an echo, a reply, a status): its connection's
-/// outputs go out at once instead of waiting for the flush tick. Write
-/// coalescing is for connections that only receive, such as a busy room's
-/// readers, and a closed-loop client is not slowed to one answer per
-/// interval.
-fn answer_at_once(conns: &mut IdMap<u32, Conn>, conn: u32, at: Instant) {
-    if let Some(c) = conns.get_mut(&conn) {
-        c.heard = Some(at);
-    }
-}
-
-fn apply<H: Handler>(
-    core: &mut Server<H>,
-    conns: &mut IdMap<u32, Conn>,
-    now: chat_sansio::Time,
-    at: Instant,
-    event: ToCore<H::Input>,
-) {
+fn apply<H: Handler>(core: &mut Server<H>, now: chat_sansio::Time, event: ToCore<H::Input>) {
     match event {
-        ToCore::Connect { conn, inbox, peer } => {
-            conns.insert(
-                conn,
-                Conn {
-                    inbox,
-                    woken: None,
-                    heard: None,
-                },
-            );
-            core.handle_connect(now, ConnId(conn.into()), peer);
-        }
-        ToCore::Disconnect { conn } => {
-            conns.remove(&conn);
-            core.handle_disconnect(now, ConnId(conn.into()));
-        }
+        ToCore::Connect { conn, peer } => core.handle_connect(now, ConnId(conn.into()), peer),
+        ToCore::Disconnect { conn } => core.handle_disconnect(now, ConnId(conn.into())),
         ToCore::Open { conn, stream, head } => {
-            answer_at_once(conns, conn, at);
             core.handle_open(now, ConnId(conn.into()), call_id(conn, stream), head)
         }
-        ToCore::Data { call, chunk } => {
-            answer_at_once(conns, split_call(call).0, at);
-            core.handle_data(now, call, &chunk)
-        }
-        ToCore::End { call } => {
-            answer_at_once(conns, split_call(call).0, at);
-            core.handle_end(now, call)
-        }
+        ToCore::Data { call, chunk } => core.handle_data(now, call, &chunk),
+        ToCore::End { call } => core.handle_end(now, call),
         ToCore::Reset { call } => core.handle_reset(now, call),
         ToCore::Stalled { call } => core.handle_stalled(now, call),
         ToCore::Input(input) => core.handle_input(now, input),

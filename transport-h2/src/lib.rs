@@ -7,10 +7,11 @@
 //! Data flow on the server:
 //!
 //! ```text
-//! socket ─► h2 Connection ─► ConnDriver (one task per connection)
+//! socket ─► h2 Connection ─► ConnDriver (one task per connection, on its shard)
 //!              ─► bounded queue ─► core task: Server<H>::handle_*  ─┐
 //!                                                                 poll_output
-//! socket ◄─ h2 SendStream ◄─ ConnDriver ◄─ per-connection inbox ◄────┘
+//!                        one batch per shard per core turn ◄──────┘
+//! socket ◄─ h2 SendStream ◄─ ConnDriver ◄─ slot ◄─ shard scheduler (flush wheel)
 //! ```
 //!
 //! Connections are generic over any futures-io byte stream, so TLS, Unix
@@ -26,9 +27,12 @@ mod config;
 mod conn;
 mod core_task;
 mod flush;
+mod groups;
 mod headers;
 mod io;
 mod server;
+mod shard;
+mod wake;
 
 pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};
 pub use clock::Clock;

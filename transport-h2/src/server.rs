@@ -1,30 +1,28 @@
-//! The server: starts the core task, accepts connections, runs one task per
-//! connection.
+//! The server: starts the shards (the core task runs on the first),
+//! accepts connections and hands each to a shard.
 
 use std::io;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_channel::Sender;
 use async_io::Timer;
-use bytes::Bytes;
 use chat_sansio::server::{Handler, Server as Core};
-use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
-use crate::conn::{ConnDriver, Ended};
-use crate::core_task::{self, Inbox, ToCore};
-
-/// Time a new connection has to complete the HTTP/2 handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::core_task::{self, ToCore};
+use crate::shard::{self, NewConn, Shard};
 
 /// A gRPC server on HTTP/2 for one sans-IO core.
 ///
-/// Cloning gives another handle to the same server.
+/// Cloning gives another handle to the same server. The server runs on
+/// threads of its own ([`ServerConfig::threads`] shards); the core and
+/// every connection stay on their shard's thread for their whole life.
 pub struct Server<H: Handler> {
     inner: Arc<Inner<H::Input>>,
     _handler: PhantomData<fn() -> H>,
@@ -41,8 +39,8 @@ impl<H: Handler> Clone for Server<H> {
 
 struct Inner<I> {
     to_core: Sender<ToCore<I>>,
-    config: Arc<ServerConfig>,
-    next_conn: AtomicU32,
+    shards: Vec<Shard>,
+    next_shard: AtomicUsize,
 }
 
 /// Sends application inputs to the core from any thread.
@@ -77,22 +75,30 @@ where
     H::Event: Send + 'static,
     H::Input: Send + 'static,
 {
-    /// Starts the task that owns `core` on smol's executor. `on_event`
+    /// Starts the server's threads; `core` runs on the first. `on_event`
     /// receives the handler's events (log lines, records), in order, on
-    /// that task: keep it quick.
+    /// that thread: keep it quick.
     pub fn start(
         core: Core<H>,
         config: ServerConfig,
         on_event: impl FnMut(H::Event) + Send + 'static,
     ) -> Server<H> {
         let (tx, rx) = async_channel::bounded(config.core_queue.max(1));
-        let flush = config.flush_interval;
-        smol::spawn(core_task::run(core, rx, on_event, Clock::new(), flush)).detach();
+        let config = Arc::new(config);
+        let (mailboxes_tx, mailboxes_rx) = std::sync::mpsc::sync_channel(1);
+        let core_task = Box::pin(async move {
+            let Ok(mailboxes) = mailboxes_rx.recv() else {
+                return;
+            };
+            core_task::run(core, rx, on_event, Clock::new(), mailboxes).await;
+        });
+        let shards = shard::start(&config, &tx, core_task);
+        let _ = mailboxes_tx.send(shards.iter().map(|s| s.mailbox.clone()).collect());
         Server {
             inner: Arc::new(Inner {
                 to_core: tx,
-                config: Arc::new(config),
-                next_conn: AtomicU32::new(1),
+                shards,
+                next_shard: AtomicUsize::new(0),
             }),
             _handler: PhantomData,
         }
@@ -105,7 +111,8 @@ where
         }
     }
 
-    /// Accepts TCP connections on `listener` forever, one task each.
+    /// Accepts TCP connections on `listener` forever, handing each to a
+    /// shard.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -121,61 +128,29 @@ where
         }
     }
 
-    /// Serves one accepted TCP connection on its own task.
+    /// Serves one accepted TCP connection on one of the shards.
     pub fn spawn_tcp(&self, stream: TcpStream, peer: String) {
         // Small chat messages must not wait for Nagle (T-8).
         let _ = stream.set_nodelay(true);
-        let server = self.clone();
-        smol::spawn(async move { server.serve_connection(stream, Some(peer)).await }).detach();
+        self.serve_connection(stream, Some(peer));
     }
 
     /// Serves one connection of any byte stream (TCP, TLS, Unix socket,
-    /// in-memory pipe) until it closes. HTTP/2 with prior knowledge (h2c).
-    pub async fn serve_connection<T>(&self, io: T, peer: Option<String>)
+    /// in-memory pipe) on one of the shards, until it closes. HTTP/2 with
+    /// prior knowledge (h2c). Returns at once.
+    pub fn serve_connection<T>(&self, io: T, peer: Option<String>)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let config = &self.inner.config;
-        let mut builder = h2::server::Builder::new();
-        builder
-            .max_concurrent_streams(config.max_concurrent_streams)
-            .max_header_list_size(config.max_header_list_size)
-            .initial_window_size(config.initial_stream_window)
-            .initial_connection_window_size(config.initial_connection_window)
-            .max_send_buffer_size(config.max_send_buffer);
-        let handshake = builder.handshake::<_, Bytes>(crate::io::Io::new(io));
-        let timeout = async {
-            Timer::after(HANDSHAKE_TIMEOUT).await;
-            None
+        let shards = &self.inner.shards;
+        let i = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len();
+        let conn = NewConn {
+            io: Box::new(io),
+            peer,
         };
-        let h2 = match future::or(async { Some(handshake.await) }, timeout).await {
-            Some(Ok(h2)) => h2,
-            Some(Err(e)) => {
-                tracing::debug!(?peer, "HTTP/2 handshake failed: {e}");
-                return;
-            }
-            None => {
-                tracing::debug!(?peer, "HTTP/2 handshake timed out");
-                return;
-            }
-        };
-        let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let inbox = Arc::new(Inbox::default());
-        let to_core = self.inner.to_core.clone();
-        let connect = ToCore::Connect {
-            conn: id,
-            inbox: inbox.clone(),
-            peer: peer.clone(),
-        };
-        if to_core.send(connect).await.is_err() {
-            return;
+        if !shards[i].serve(conn) {
+            tracing::warn!("shard {i} is gone; connection dropped");
         }
-        let driver = ConnDriver::new(id, h2, inbox, to_core.clone(), config.clone());
-        match driver.await {
-            Ended::Closed => tracing::debug!(?peer, "connection closed"),
-            Ended::Error(e) => tracing::debug!(?peer, "connection ended: {e}"),
-        }
-        let _ = to_core.send(ToCore::Disconnect { conn: id }).await;
     }
 }
 

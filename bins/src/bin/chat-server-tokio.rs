@@ -8,7 +8,8 @@
 //! - one task owns the core; every event reaches it through one channel, in
 //!   order, with the current time (`core_loop`);
 //! - after each batch of events it drains `poll_output()` completely and
-//!   routes each output to the call's writer, in order;
+//!   routes each output to the call's writer, in order, multicasts turned
+//!   into one message per member by `Expand`;
 //! - it sleeps until `poll_timeout()` and then calls `handle_timeout`;
 //! - connections report opens, DATA, half-closes, resets and disconnects.
 //!
@@ -25,7 +26,7 @@ use chat_bins::{config, print_event, say};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig};
 use chat_sansio::metadata::Metadata;
-use chat_sansio::server::{CallId, ConnId, Output, RequestHead, Server, RESPONSE_HEADERS};
+use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server, RESPONSE_HEADERS};
 use chat_sansio::{Status, Time};
 use clap::Parser;
 use h2::server::SendResponse;
@@ -84,6 +85,8 @@ impl Clock {
 async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
     let clock = Clock::new();
     let mut writers: HashMap<CallId, mpsc::UnboundedSender<Write>> = HashMap::new();
+    let mut expand = Expand::default();
+    let mut expanded = std::collections::VecDeque::new();
     loop {
         let wake = core.poll_timeout().map(|t| clock.instant(t));
         let event = tokio::select! {
@@ -107,11 +110,18 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
             None => core.handle_timeout(now),
         }
         while let Some(output) = core.poll_output() {
+            expand.apply(output, &mut expanded);
+        }
+        while let Some(output) = expanded.pop_front() {
             let (call, write) = match output {
                 Output::Event(event) => {
                     print_event(&event);
                     continue;
                 }
+                // `Expand` has turned these into messages.
+                Output::Subscribe { .. }
+                | Output::Unsubscribe { .. }
+                | Output::Multicast { .. } => continue,
                 Output::Headers { call } => (call, Write::Headers),
                 Output::Message { call, frame } => (call, Write::Message(frame)),
                 Output::Trailers { call, status } => (call, Write::End(status, None)),

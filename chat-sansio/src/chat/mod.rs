@@ -53,7 +53,7 @@ use post::Pending;
 use room::Room;
 
 use crate::limits::{DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN};
-use crate::server::{CallId, CloseReason, ConnId, Handler, Outbox, Request};
+use crate::server::{CallId, CloseReason, ConnId, GroupId, Handler, Outbox, Request};
 use crate::status::{Code, Status};
 use crate::time::Time;
 
@@ -218,6 +218,8 @@ pub struct Chat {
     epoch: u64,
     /// Half-closed streams waiting for pending messages up to an id.
     closing: VecDeque<(u64, CallId)>,
+    /// The group of the next room created (rooms' groups are never reused).
+    next_group: u64,
 }
 
 impl Default for Chat {
@@ -242,17 +244,26 @@ impl Chat {
             next_pending: 1,
             epoch: 0,
             closing: VecDeque::new(),
+            next_group: 1,
         }
+    }
+
+    fn new_room(&mut self, id: &str) -> Room {
+        let group = GroupId(self.next_group);
+        self.next_group += 1;
+        Room::new(id.to_owned(), group, self.history_capacity)
     }
 
     /// Restores a room as a store kept it, before serving: numbering goes on
     /// after `last_seq`, and `recent` (oldest first) is its history.
     pub fn restore(&mut self, room: &str, last_seq: u64, recent: Vec<ChatMessage>) {
-        let capacity = self.history_capacity;
-        self.rooms
-            .entry(room.to_owned())
-            .or_insert_with(|| Room::new(room.to_owned(), capacity))
-            .restore(last_seq, recent);
+        if !self.rooms.contains_key(room) {
+            let r = self.new_room(room);
+            self.rooms.insert(room.to_owned(), r);
+        }
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.restore(last_seq, recent);
+        }
     }
 
     /// Users present in `room`, ordered by user id.
@@ -315,7 +326,7 @@ impl Handler for Chat {
                     index: 0,
                     pinned: pinned.is_some(),
                 };
-                self.place(req.call, stream)
+                self.place(req.call, stream, out)
             }
             chat_proto::paths::JOIN_CHAT_ROOM => {
                 self.calls.insert(

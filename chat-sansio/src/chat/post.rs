@@ -109,11 +109,7 @@ impl Chat {
             return;
         };
         match codec::encode(&message) {
-            Ok(frame) => {
-                for &s in room.streams() {
-                    out.send(s, frame.clone());
-                }
-            }
+            Ok(frame) => out.multicast(room.group(), frame),
             // Cannot happen for a checked message; the store has it anyway.
             Err(_) => return,
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chat_proto::User;
 
-use crate::server::{CallId, ConnId};
+use crate::server::{CallId, ConnId, GroupId};
 
 use super::history::History;
 
@@ -20,7 +20,10 @@ struct Member {
 #[derive(Debug)]
 pub(crate) struct Room {
     id: String,
-    /// Open JoinChat streams in this room; each receives every broadcast.
+    /// The multicast group of its streams.
+    group: GroupId,
+    /// Open JoinChat streams in this room, each subscribed to `group`, so
+    /// each receives every broadcast.
     streams: Vec<CallId>,
     members: BTreeMap<String, Member>,
     pub history: History,
@@ -31,9 +34,10 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    pub fn new(id: String, history_capacity: usize) -> Room {
+    pub fn new(id: String, group: GroupId, history_capacity: usize) -> Room {
         Room {
             id,
+            group,
             streams: Vec::new(),
             members: BTreeMap::new(),
             history: History::new(history_capacity),
@@ -54,6 +58,11 @@ impl Room {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The group every stream in the room is subscribed to.
+    pub fn group(&self) -> GroupId {
+        self.group
     }
 
     /// Adds a stream; returns its index for [`Room::remove_stream`].

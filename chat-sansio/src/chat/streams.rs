@@ -29,16 +29,24 @@ impl Chat {
                     return Err(Status::new(Code::ResourceExhausted, "too many rooms"));
                 }
             }
-            let room = Room::new(id.to_owned(), self.history_capacity);
+            let room = self.new_room(id);
             self.rooms.insert(id.to_owned(), room);
         }
         Ok(self.rooms.get_mut(id).expect("inserted above"))
     }
 
-    /// Puts a stream into `room` if its caller may read it.
-    pub(super) fn place(&mut self, call: CallId, mut stream: StreamCall) -> Result<(), Status> {
+    /// Puts a stream into `room` if its caller may read it, subscribing it
+    /// to the room's group.
+    pub(super) fn place(
+        &mut self,
+        call: CallId,
+        mut stream: StreamCall,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) -> Result<(), Status> {
         self.policy.check_read(&stream.who, &stream.room)?;
-        stream.index = self.room_mut(&stream.room)?.add_stream(call);
+        let room = self.room_mut(&stream.room)?;
+        stream.index = room.add_stream(call);
+        out.subscribe(call, room.group());
         if !stream.pinned {
             self.following.entry(stream.conn).or_default().push(call);
         }
@@ -46,7 +54,9 @@ impl Chat {
         Ok(())
     }
 
-    /// Takes a stream out of its room; the call's entry is returned.
+    /// Takes a stream out of its room; the call's entry is returned. Its
+    /// subscription is left to what follows: a `place` elsewhere moves it,
+    /// and ending the call ends it.
     pub(super) fn unplace(&mut self, call: CallId) -> Option<StreamCall> {
         let Some(ChatCall::Stream(stream)) = self.calls.remove(&call) else {
             return None;
@@ -98,9 +108,7 @@ impl Chat {
             presence: presence as i32,
         };
         if let Ok(frame) = codec::encode(&notice) {
-            for &stream in r.streams() {
-                out.send(stream, frame.clone());
-            }
+            out.multicast(r.group(), frame);
         }
     }
 
@@ -165,11 +173,11 @@ impl Chat {
                 continue;
             };
             if stream.room == room_id {
-                let _ = self.place(call, stream);
+                let _ = self.place(call, stream, out);
                 continue;
             }
             stream.room.clone_from(&room_id);
-            if let Err(status) = self.place(call, stream) {
+            if let Err(status) = self.place(call, stream, out) {
                 out.finish(call, status);
             }
         }

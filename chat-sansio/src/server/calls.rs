@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use crate::codec::Decoder;
 use crate::time::Time;
 
-use super::{CallId, ConnId};
+use super::{CallId, ConnId, GroupId};
 
 /// Protocol state of one open call.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub(crate) struct Call {
     pub deadline: Option<Time>,
     /// The client has half-closed; anything more from it is ignored.
     pub half_closed: bool,
+    /// The multicast group the call is subscribed to.
+    pub group: Option<GroupId>,
 }
 
 /// What the core knows of a connection.
@@ -64,16 +66,16 @@ impl Calls {
     }
 
     /// Forgets a connection and returns the calls it still had open.
-    pub fn disconnect(&mut self, conn: ConnId) -> Vec<CallId> {
+    pub fn disconnect(&mut self, conn: ConnId) -> Vec<(CallId, Call)> {
         let calls = self
             .conns
             .remove(&conn)
             .map(|c| c.calls)
             .unwrap_or_default();
-        for call in &calls {
-            self.map.remove(call);
-        }
         calls
+            .into_iter()
+            .filter_map(|id| Some((id, self.map.remove(&id)?)))
+            .collect()
     }
 
     /// Open calls on `conn`.

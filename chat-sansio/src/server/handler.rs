@@ -10,8 +10,8 @@ use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 use crate::time::Time;
 
-use super::calls::Calls;
-use super::{CallId, ConnId, Output};
+use super::calls::{Call, Calls};
+use super::{CallId, ConnId, GroupId, Output};
 
 /// A call the server has accepted at the protocol level, offered to the
 /// handler.
@@ -123,6 +123,16 @@ impl<E> Outbox<'_, E> {
     /// The same `Bytes` can go to many calls without copying. Returns false,
     /// sending nothing, if the call has ended.
     pub fn send(&mut self, call: CallId, frame: Bytes) -> bool {
+        if !self.answer(call) {
+            return false;
+        }
+        self.queue.push_back(Output::Message { call, frame });
+        true
+    }
+
+    /// Makes sure response headers went out before anything else on an open
+    /// call; false if it has ended.
+    fn answer(&mut self, call: CallId) -> bool {
         let Some(c) = self.calls.get_mut(call) else {
             return false;
         };
@@ -130,8 +140,42 @@ impl<E> Outbox<'_, E> {
             c.headers_sent = true;
             self.queue.push_back(Output::Headers { call });
         }
-        self.queue.push_back(Output::Message { call, frame });
         true
+    }
+
+    /// Subscribes `call` to `group`: every later [`multicast`] to the group
+    /// reaches it, in order with what is sent to it directly. A call is in
+    /// at most one group; subscribing it again moves it. Returns false if
+    /// the call has ended.
+    ///
+    /// [`multicast`]: Self::multicast
+    pub fn subscribe(&mut self, call: CallId, group: GroupId) -> bool {
+        if !self.answer(call) {
+            return false;
+        }
+        let Some(c) = self.calls.get_mut(call) else {
+            return false;
+        };
+        if c.group.replace(group) != Some(group) {
+            self.queue.push_back(Output::Subscribe { call, group });
+        }
+        true
+    }
+
+    /// Takes `call` out of its group, if it is in one.
+    pub fn unsubscribe(&mut self, call: CallId) {
+        if let Some(c) = self.calls.get_mut(call) {
+            if c.group.take().is_some() {
+                self.queue.push_back(Output::Unsubscribe { call });
+            }
+        }
+    }
+
+    /// Queues one framed message for every call subscribed to `group` at
+    /// this point: one output, whatever the number of members, so a driver
+    /// can share the work of a broadcast instead of doing it per call.
+    pub fn multicast(&mut self, group: GroupId, frame: Bytes) {
+        self.queue.push_back(Output::Multicast { group, frame });
     }
 
     /// Encodes and queues one message. A message too large to frame ends the
@@ -152,7 +196,7 @@ impl<E> Outbox<'_, E> {
         let Some(c) = self.calls.remove(call) else {
             return false;
         };
-        self.queue.push_back(end(call, c.headers_sent, 200, status));
+        end(self.queue, call, &c, 200, status);
         true
     }
 
@@ -162,15 +206,18 @@ impl<E> Outbox<'_, E> {
     }
 }
 
-/// The output that ends a call: trailers after response headers, or a
-/// Trailers-Only response if no headers went out.
+/// Queues what ends a call the table has just let go of: it leaves its
+/// group, then trailers after response headers, or a Trailers-Only response
+/// if no headers went out.
 pub(crate) fn end<E>(
+    queue: &mut VecDeque<Output<E>>,
     call: CallId,
-    headers_sent: bool,
+    c: &Call,
     http_status: u16,
     status: Status,
-) -> Output<E> {
-    if headers_sent {
+) {
+    leave(queue, call, c);
+    queue.push_back(if c.headers_sent {
         Output::Trailers { call, status }
     } else {
         Output::TrailersOnly {
@@ -178,5 +225,12 @@ pub(crate) fn end<E>(
             http_status,
             status,
         }
+    });
+}
+
+/// Queues the `Unsubscribe` of a call that has gone, if it was in a group.
+pub(crate) fn leave<E>(queue: &mut VecDeque<Output<E>>, call: CallId, c: &Call) {
+    if c.group.is_some() {
+        queue.push_back(Output::Unsubscribe { call });
     }
 }

@@ -6,6 +6,7 @@
 //! writes: response headers, framed messages, trailers.
 
 mod calls;
+mod expand;
 mod handler;
 mod request;
 
@@ -16,6 +17,7 @@ use crate::status::{Code, Status};
 use crate::time::Time;
 
 use calls::{Call, Calls};
+pub use expand::Expand;
 pub use handler::{CloseReason, Handler, Outbox, Request};
 use request::check;
 pub use request::{is_grpc_content_type, Rejection, RequestHead};
@@ -29,8 +31,18 @@ pub struct CallId(pub u64);
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
 
+/// A multicast group (a chat room's readers, say). Chosen by the handler.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupId(pub u64);
+
 /// What the driver must do next. Outputs for one call must be carried out in
 /// the order they are returned.
+///
+/// A [`Multicast`](Output::Multicast) is a [`Message`](Output::Message) for
+/// every call subscribed to its group at that point of the sequence: a
+/// call's messages, direct and multicast, reach it in the order of the
+/// outputs. A driver that keeps no groups of its own passes the outputs
+/// through [`Expand`], which turns each multicast into those messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output<E> {
     /// Send the response headers: `:status 200`, `content-type:
@@ -44,6 +56,27 @@ pub enum Output<E> {
         /// The call.
         call: CallId,
         /// A length-prefixed message, ready to write.
+        frame: bytes::Bytes,
+    },
+    /// Subscribe the call to a group (it leaves the one it was in, if any).
+    Subscribe {
+        /// The call.
+        call: CallId,
+        /// The group.
+        group: GroupId,
+    },
+    /// The call leaves its group. Every subscribed call that ends gets one,
+    /// before its `Trailers` or `TrailersOnly` (or alone, when the client
+    /// reset it or its connection closed).
+    Unsubscribe {
+        /// The call.
+        call: CallId,
+    },
+    /// Send one framed message to every call subscribed to `group` now.
+    Multicast {
+        /// The group.
+        group: GroupId,
+        /// A length-prefixed message, ready to write, the same for all.
         frame: bytes::Bytes,
     },
     /// End the call with a trailers block (`grpc-status`, `grpc-message`)
@@ -129,7 +162,8 @@ impl Default for ServerConfig {
 /// 2. **Drains** [`poll_output`](Self::poll_output) until it returns `None`
 ///    after feeding events (after each one, or after a batch: outputs queue
 ///    up inside, nothing is lost between), and carries the outputs out in
-///    order for each call.
+///    order for each call, a multicast counting as a message to each member
+///    of its group at that point (or through [`Expand`], which does that).
 /// 3. **Re-arms** its timer from [`poll_timeout`](Self::poll_timeout) after
 ///    draining.
 ///
@@ -185,8 +219,11 @@ impl<H: Handler> Server<H> {
     pub fn handle_disconnect(&mut self, now: Time, conn: ConnId) {
         let now = self.tick(now);
         let orphans = self.calls.disconnect(conn);
+        for (call, c) in &orphans {
+            handler::leave(&mut self.queue, *call, c);
+        }
         let (handler, mut out) = self.split();
-        for call in orphans {
+        for (call, _) in orphans {
             handler.closed(now, call, CloseReason::Cancelled, &mut out);
         }
         handler.disconnected(now, conn, &mut out);
@@ -220,6 +257,7 @@ impl<H: Handler> Server<H> {
                 headers_sent: false,
                 deadline,
                 half_closed: false,
+                group: None,
             },
         );
         let peer = self.calls.conn(conn).and_then(|c| c.peer.clone());
@@ -246,8 +284,7 @@ impl<H: Handler> Server<H> {
             }
             Err(status) => {
                 if let Some(c) = self.calls.remove(call) {
-                    self.queue
-                        .push_back(handler::end(call, c.headers_sent, 200, status));
+                    handler::end(&mut self.queue, call, &c, 200, status);
                 }
             }
         }
@@ -304,9 +341,10 @@ impl<H: Handler> Server<H> {
     /// The client reset `call` (RST_STREAM), or the stream broke.
     pub fn handle_reset(&mut self, now: Time, call: CallId) {
         let now = self.tick(now);
-        if self.calls.remove(call).is_none() {
+        let Some(c) = self.calls.remove(call) else {
             return;
-        }
+        };
+        handler::leave(&mut self.queue, call, &c);
         let (handler, mut out) = self.split();
         handler.closed(now, call, CloseReason::Cancelled, &mut out);
     }
@@ -335,8 +373,7 @@ impl<H: Handler> Server<H> {
                 continue;
             };
             let status = Status::new(Code::DeadlineExceeded, "deadline exceeded");
-            self.queue
-                .push_back(handler::end(call, c.headers_sent, 200, status));
+            handler::end(&mut self.queue, call, &c, 200, status);
             let (handler, mut out) = self.split();
             handler.closed(now, call, CloseReason::DeadlineExceeded, &mut out);
         }
@@ -387,8 +424,7 @@ impl<H: Handler> Server<H> {
         let Some(c) = self.calls.remove(call) else {
             return;
         };
-        self.queue
-            .push_back(handler::end(call, c.headers_sent, 200, status.clone()));
+        handler::end(&mut self.queue, call, &c, 200, status.clone());
         let (handler, mut out) = self.split();
         handler.closed(now, call, CloseReason::Failed(status), &mut out);
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chat_sansio::chat::{Chat, ChatEvent};
 use chat_sansio::codec;
 use chat_sansio::metadata::Metadata;
-use chat_sansio::server::{CallId, ConnId, Handler, Output, RequestHead, Server};
+use chat_sansio::server::{CallId, ConnId, Expand, Handler, Output, RequestHead, Server};
 use chat_sansio::{Status, Time};
 
 /// What one call has received so far.
@@ -20,6 +20,8 @@ pub struct CallLog {
     pub messages: Vec<Bytes>,
     /// The final status and whether it came as Trailers-Only.
     pub end: Vec<(Status, bool, u16)>,
+    /// The connection it was opened on.
+    pub conn: u64,
     /// Outputs that arrived after the call's end (must stay empty).
     pub after_end: usize,
 }
@@ -30,6 +32,9 @@ pub struct Harness<H: Handler> {
     pub calls: HashMap<CallId, CallLog>,
     pub events: Vec<H::Event>,
     next_call: u64,
+    /// Multicasts turned into per-call messages, as a driver would.
+    expand: Expand,
+    expanded: std::collections::VecDeque<Output<H::Event>>,
 }
 
 pub fn chat() -> Harness<Chat> {
@@ -58,15 +63,29 @@ impl<H: Handler> Harness<H> {
             calls: HashMap::new(),
             events: Vec::new(),
             next_call: 1,
+            expand: Expand::default(),
+            expanded: Default::default(),
         }
     }
 
     pub fn drain(&mut self) {
         while let Some(out) = self.server.poll_output() {
+            self.expand.apply(out, &mut self.expanded);
+            self.record_expanded();
+        }
+    }
+
+    fn record_expanded(&mut self) {
+        while let Some(out) = self.expanded.pop_front() {
             let (call, kind) = match out {
                 Output::Event(e) => {
                     self.events.push(e);
                     continue;
+                }
+                Output::Subscribe { .. }
+                | Output::Unsubscribe { .. }
+                | Output::Multicast { .. } => {
+                    unreachable!("Expand consumes group outputs")
                 }
                 Output::Headers { call } => (call, 0),
                 Output::Message { call, ref frame } => {
@@ -106,6 +125,11 @@ impl<H: Handler> Harness<H> {
     }
 
     fn end(&mut self, call: CallId, status: Status, only: bool, http: u16) {
+        assert_eq!(
+            self.expand.group_of(call),
+            None,
+            "{call:?} ended while still in a group"
+        );
         let log = self.calls.entry(call).or_default();
         if !log.end.is_empty() {
             log.after_end += 1;
@@ -122,12 +146,27 @@ impl<H: Handler> Harness<H> {
     pub fn disconnect(&mut self, conn: u64) {
         self.server.handle_disconnect(self.now, ConnId(conn));
         self.drain();
+        for (call, log) in &self.calls {
+            if log.conn == conn {
+                assert_eq!(
+                    self.expand.group_of(*call),
+                    None,
+                    "{call:?} left in a group"
+                );
+            }
+        }
     }
 
     pub fn open_with(&mut self, conn: u64, head: RequestHead) -> CallId {
         let call = CallId(self.next_call);
         self.next_call += 1;
-        self.calls.insert(call, CallLog::default());
+        self.calls.insert(
+            call,
+            CallLog {
+                conn,
+                ..CallLog::default()
+            },
+        );
         self.server.handle_open(self.now, ConnId(conn), call, head);
         self.drain();
         call
@@ -155,6 +194,11 @@ impl<H: Handler> Harness<H> {
     pub fn reset(&mut self, call: CallId) {
         self.server.handle_reset(self.now, call);
         self.drain();
+        assert_eq!(
+            self.expand.group_of(call),
+            None,
+            "reset {call:?} still in a group"
+        );
     }
 
     pub fn advance(&mut self, d: Duration) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat_proto::ChatMessage;
 use chat_sansio::chat::{Chat, ChatEvent, DEFAULT_ROOM, ROOM_METADATA};
 use chat_sansio::metadata::Metadata;
-use chat_sansio::server::{CallId, ConnId, Output, RequestHead, Server};
+use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server};
 use chat_sansio::timeout::parse_timeout;
 use chat_sansio::{Code, Time};
 
@@ -79,6 +79,8 @@ pub struct Model {
     /// Each connection's chat session: (user id, room).
     pub sessions: HashMap<ConnId, (String, String)>,
     pub rooms: BTreeMap<String, RoomModel>,
+    /// Multicasts turned into per-call messages, as a driver would.
+    pub expand: Expand,
 }
 
 impl Model {
@@ -336,8 +338,43 @@ pub struct Drained {
 pub fn drain(server: &mut Server<Chat>, model: &mut Model, target: Option<CallId>) -> Drained {
     let mut out: Vec<Output<ChatEvent>> = Vec::new();
     let mut d = Drained::default();
+    let mut expanded = std::collections::VecDeque::new();
     while let Some(o) = server.poll_output() {
         match &o {
+            Output::Subscribe { call, .. } => {
+                let c = model.call(*call);
+                assert!(c.live(), "Subscribe for {call:?} after it ended: {c:?}");
+                assert!(c.headers, "Subscribe for {call:?} before its Headers");
+            }
+            Output::Unsubscribe { call } => {
+                assert!(
+                    model.expand.group_of(*call).is_some(),
+                    "Unsubscribe for {call:?}, which is in no group"
+                );
+            }
+            _ => {}
+        }
+        model.expand.apply(o, &mut expanded);
+        while let Some(o) = expanded.pop_front() {
+            check_output(model, o, &mut out, target, &mut d);
+        }
+    }
+    d
+}
+
+/// Checks one output (after expansion) against the model.
+fn check_output(
+    model: &mut Model,
+    o: Output<ChatEvent>,
+    out: &mut Vec<Output<ChatEvent>>,
+    target: Option<CallId>,
+    d: &mut Drained,
+) {
+    {
+        match &o {
+            Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Multicast { .. } => {
+                unreachable!("expanded")
+            }
             Output::Headers { call } => {
                 let c = model.call_mut(*call);
                 assert!(c.live(), "Headers for {call:?} after it ended: {c:?}");
@@ -355,6 +392,7 @@ pub fn drain(server: &mut Server<Chat>, model: &mut Model, target: Option<CallId
                 chat::on_message(model, *call, &frame[5..]);
             }
             Output::Trailers { call, status } => {
+                assert_eq!(model.expand.group_of(*call), None, "{call:?} ends in a group");
                 let c = model.call_mut(*call);
                 assert!(c.live(), "Trailers for {call:?} after it ended: {c:?}");
                 assert!(c.headers, "Trailers for {call:?} without Headers");
@@ -378,12 +416,11 @@ pub fn drain(server: &mut Server<Chat>, model: &mut Model, target: Option<CallId
                 d.ended.insert(*call, status.code);
                 d.trailers_only.insert(*call, (*http_status, status.code));
             }
-            Output::Event(event) => chat::on_event(model, event, &out, target, &mut d),
+            Output::Event(event) => chat::on_event(model, event, out, target, d),
         }
         d.outputs += 1;
         out.push(o);
     }
-    d
 }
 
 /// Checks taken after every operation.

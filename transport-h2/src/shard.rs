@@ -1,0 +1,475 @@
+//! Shards: the threads that run connections.
+//!
+//! Each shard is one thread with its own executor, owning the connections
+//! handed to it for their whole life, so everything one connection does
+//! happens on one thread, with its state in that thread's cache. The core's
+//! outputs reach a shard in one batch per core turn (one lock and one
+//! wake-up per shard, not per message); the shard's scheduler task hands
+//! each connection its part, keeps the shard's multicast groups
+//! ([`crate::groups`]), and decides, by the flush wheel ([`crate::flush`]),
+//! when each connection's task is woken to write. The core task runs on
+//! shard 0.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_io::Timer;
+use bytes::Bytes;
+use chat_sansio::idmap::IdMap;
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use smol::LocalExecutor;
+
+use crate::config::ServerConfig;
+use crate::conn::{ConnDriver, Ended};
+use crate::core_task::{ToConn, ToCore, ToShard};
+use crate::flush::Wheel;
+use crate::groups::{Arrival, Groups, Sub};
+
+/// Time a new connection has to complete the HTTP/2 handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Any byte stream a connection can run on.
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// A connection handed to a shard.
+pub(crate) struct NewConn {
+    pub io: Box<dyn ByteStream>,
+    pub peer: Option<String>,
+}
+
+/// A queue from one thread to a task on another, taken whole.
+pub(crate) struct Inbox<T> {
+    inner: Mutex<(Vec<T>, Option<Waker>)>,
+}
+
+impl<T> Default for Inbox<T> {
+    fn default() -> Self {
+        Inbox {
+            inner: Mutex::new((Vec::new(), None)),
+        }
+    }
+}
+
+impl<T> Inbox<T> {
+    /// Moves `batch` in; returns the reader's waker if it was waiting.
+    pub(crate) fn deliver(&self, batch: &mut Vec<T>) -> Option<Waker> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.0.is_empty() {
+            std::mem::swap(&mut inner.0, batch);
+        } else {
+            inner.0.append(batch);
+        }
+        inner.1.take()
+    }
+
+    /// Swaps the pending items into `buf` (which must be empty); if there
+    /// are none, registers `waker` for the next delivery.
+    fn take(&self, buf: &mut Vec<T>, waker: &Waker) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.0.is_empty() {
+            if !inner.1.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                inner.1 = Some(waker.clone());
+            }
+        } else {
+            std::mem::swap(&mut inner.0, buf);
+        }
+    }
+}
+
+/// The core's outputs for one shard.
+pub(crate) type Mailbox = Inbox<ToShard>;
+
+/// A shard as the rest of the server sees it.
+pub(crate) struct Shard {
+    conns: Sender<NewConn>,
+    pub mailbox: Arc<Mailbox>,
+}
+
+impl Shard {
+    /// Hands a connection to the shard; false if the shard is gone.
+    pub(crate) fn serve(&self, conn: NewConn) -> bool {
+        self.conns.try_send(conn).is_ok()
+    }
+}
+
+/// Where a connection's outputs wait for its task, and what the shard's
+/// scheduler knows of it. Shared by the scheduler and the connection's
+/// task, which run on the same thread.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub items: Vec<ToConn>,
+    /// The task's waker, taken when it is woken.
+    pub waker: Option<Waker>,
+    /// When the task last took items to write.
+    pub flushed: Option<Instant>,
+    /// When the client last sent something (a call, a message, an end).
+    pub heard: Option<Instant>,
+    /// Items wait and the task has been woken, or is due on the wheel.
+    pub scheduled: bool,
+    /// The connection's phase on the wheel.
+    pub phase: usize,
+    /// Its streams' places in their multicast groups.
+    pub subs: Vec<Sub>,
+    /// In the shard's list of connections heard from lately.
+    pub hot: bool,
+}
+
+/// What a shard's scheduler and its connections' tasks share.
+pub(crate) struct Shared {
+    pub groups: RefCell<Groups>,
+    /// Connections whose clients sent something within the flush interval
+    /// (some may have gone quiet since; the scheduler prunes them).
+    pub hot: RefCell<Vec<u32>>,
+}
+
+/// What the wheel defers: one connection, or a group's members in one
+/// phase.
+enum Due {
+    Conn(u32),
+    Group(u64, usize),
+}
+
+/// A shard's own state, on its thread.
+struct Local<I> {
+    index: u32,
+    shards: u32,
+    config: Arc<ServerConfig>,
+    to_core: Sender<ToCore<I>>,
+    slots: RefCell<IdMap<u32, Rc<RefCell<Slot>>>>,
+    shared: Rc<Shared>,
+    accepted: Cell<u32>,
+    phases: usize,
+}
+
+/// Starts `config`'s number of shard threads; `core` runs on shard 0.
+pub(crate) fn start<I: Send + 'static>(
+    config: &Arc<ServerConfig>,
+    to_core: &Sender<ToCore<I>>,
+    core: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Vec<Shard> {
+    let n = config.shard_count();
+    let mut core = Some(core);
+    (0..n)
+        .map(|index| {
+            let (tx, rx) = async_channel::unbounded();
+            let mailbox = Arc::new(Mailbox::default());
+            let (config, to_core) = (config.clone(), to_core.clone());
+            let boot = core.take();
+            let mb = mailbox.clone();
+            std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    let phases = Wheel::<()>::new(config.flush_interval, Instant::now()).phases();
+                    let local = Local {
+                        index: index as u32,
+                        shards: n as u32,
+                        phases,
+                        config,
+                        to_core,
+                        slots: RefCell::default(),
+                        shared: Rc::new(Shared {
+                            groups: RefCell::new(Groups::new(phases)),
+                            hot: RefCell::default(),
+                        }),
+                        accepted: Cell::new(0),
+                    };
+                    run(local, rx, mb, boot)
+                })
+                .expect("cannot start a shard thread");
+            Shard { conns: tx, mailbox }
+        })
+        .collect()
+}
+
+/// A shard thread: runs its connections until the server is dropped and
+/// the last of them has ended.
+fn run<I: Send + 'static>(
+    local: Local<I>,
+    new_conns: Receiver<NewConn>,
+    mailbox: Arc<Mailbox>,
+    boot: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) {
+    let ex = Rc::new(LocalExecutor::new());
+    let local = Rc::new(local);
+    if let Some(core) = boot {
+        ex.spawn(core).detach();
+    }
+    ex.spawn(schedule(local.clone(), mailbox)).detach();
+    let main = {
+        let ex = ex.clone();
+        async move {
+            while let Ok(conn) = new_conns.recv().await {
+                ex.spawn(connection(local.clone(), conn)).detach();
+            }
+            while !local.slots.borrow().is_empty() {
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    async_io::block_on(ex.run(main));
+}
+
+/// The shard's scheduler: hands each connection the core's outputs for it,
+/// keeps the groups, and wakes connections' tasks now or at their phase.
+async fn schedule<I>(local: Rc<Local<I>>, mailbox: Arc<Mailbox>) {
+    let mut s = Scheduler {
+        wheel: Wheel::new(local.config.flush_interval, Instant::now()),
+        interval: local.config.flush_interval,
+        wake: Vec::new(),
+    };
+    let mut batch = Vec::new();
+    let mut due = Vec::new();
+    let mut timer = Timer::never();
+    let mut timer_at = None;
+    future::poll_fn(|cx| loop {
+        mailbox.take(&mut batch, cx.waker());
+        let now = Instant::now();
+        let got_mail = !batch.is_empty();
+        for item in batch.drain(..) {
+            s.route(&local, item, now);
+        }
+        s.wheel.take_due(now, &mut due);
+        for d in due.drain(..) {
+            s.turn(&local, d);
+        }
+        for w in s.wake.drain(..) {
+            w.wake();
+        }
+        if let Some(at) = s.wheel.due() {
+            if timer_at != Some(at) {
+                timer.set_at(at);
+                timer_at = Some(at);
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                timer_at = None;
+                continue;
+            }
+        }
+        if !got_mail {
+            return Poll::<()>::Pending;
+        }
+    })
+    .await
+}
+
+/// The scheduler's own state.
+struct Scheduler {
+    wheel: Wheel<Due>,
+    interval: Duration,
+    /// Tasks to wake once the batch is routed.
+    wake: Vec<Waker>,
+}
+
+impl Scheduler {
+    fn route<I>(&mut self, local: &Local<I>, item: ToShard, now: Instant) {
+        let slots = local.slots.borrow();
+        let mut groups = local.shared.groups.borrow_mut();
+        let (conn, item) = match item {
+            ToShard::Conn(conn, item) => (conn, item),
+            ToShard::Multicast(group, frame) => {
+                match groups.multicast(group, frame, now, self.interval) {
+                    Arrival::Nobody => return,
+                    Arrival::Quiet => {
+                        for conn in groups.members(group) {
+                            if let Some(slot) = slots.get(&conn) {
+                                self.wake.extend(slot.borrow_mut().waker.take());
+                            }
+                        }
+                    }
+                    Arrival::Busy => {
+                        let (wheel, now) = (&mut self.wheel, now);
+                        groups.arm(group, |p| wheel.defer(Due::Group(group, p), p, now));
+                    }
+                }
+                // Clients waiting for answers get them at once.
+                let (wheel, wake) = (&self.wheel, &mut self.wake);
+                local.shared.hot.borrow_mut().retain(|conn| {
+                    let Some(slot) = slots.get(conn) else {
+                        return false;
+                    };
+                    let mut s = slot.borrow_mut();
+                    if !wheel.recent(s.heard, now) {
+                        s.hot = false;
+                        return false;
+                    }
+                    if s.subs.iter().any(|sub| sub.group == group) {
+                        wake.extend(s.waker.take());
+                    }
+                    true
+                });
+                return;
+            }
+        };
+        let Some(slot) = slots.get(&conn) else {
+            return;
+        };
+        let mut s = slot.borrow_mut();
+        let s = &mut *s;
+        match item {
+            ToConn::Subscribe(sid, group) => {
+                let phase = s.phase;
+                if leave(&mut groups, s, conn, sid) {
+                    self.schedule(s, conn, now);
+                }
+                let sub = groups.join(group, sid, conn, phase);
+                s.subs.push(sub);
+            }
+            ToConn::Unsubscribe(sid) => {
+                if leave(&mut groups, s, conn, sid) {
+                    self.schedule(s, conn, now);
+                }
+            }
+            item => {
+                // What the group sent the stream before this goes first.
+                let sid = item.stream();
+                if let Some(sub) = s.subs.iter_mut().find(|sub| sub.sid == sid) {
+                    if let Some(frames) = groups.take(sub) {
+                        s.items.push(ToConn::Message(sid, frames));
+                    }
+                }
+                s.items.push(item);
+                self.schedule(s, conn, now);
+            }
+        }
+    }
+
+    /// Wakes a connection with new items now, or defers it to its phase.
+    fn schedule(&mut self, s: &mut Slot, conn: u32, now: Instant) {
+        if std::mem::replace(&mut s.scheduled, true) {
+            return;
+        }
+        if self.wheel.recent(s.flushed, now) && !self.wheel.recent(s.heard, now) {
+            self.wheel.defer(Due::Conn(conn), s.phase, now);
+        } else {
+            self.wake.extend(s.waker.take());
+        }
+    }
+
+    /// Something deferred is due.
+    fn turn<I>(&mut self, local: &Local<I>, due: Due) {
+        let slots = local.slots.borrow();
+        let mut wake = |conn: &u32, only_scheduled: bool| {
+            if let Some(slot) = slots.get(conn) {
+                let mut s = slot.borrow_mut();
+                if s.scheduled || !only_scheduled {
+                    self.wake.extend(s.waker.take());
+                }
+            }
+        };
+        match due {
+            Due::Conn(conn) => wake(&conn, true),
+            Due::Group(group, phase) => {
+                let mut groups = local.shared.groups.borrow_mut();
+                for conn in groups.turn(group, phase) {
+                    wake(conn, false);
+                }
+            }
+        }
+    }
+}
+
+/// Takes stream `sid` of the slot's connection out of its group, if it is
+/// in one; what the group sent it until now becomes its items. True if that
+/// added items.
+fn leave(groups: &mut Groups, s: &mut Slot, conn: u32, sid: u32) -> bool {
+    let Some(i) = s.subs.iter().position(|sub| sub.sid == sid) else {
+        return false;
+    };
+    let sub = s.subs.swap_remove(i);
+    let before = s.items.len();
+    let items = &mut s.items;
+    groups.leave(sub, conn, s.phase, |f| {
+        items.push(ToConn::Message(sid, f.clone()))
+    });
+    s.items.len() > before
+}
+
+/// One connection, from the HTTP/2 handshake until it closes.
+async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
+    let NewConn { io, peer } = conn;
+    let config = &local.config;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_header_list_size(config.max_header_list_size)
+        .initial_window_size(config.initial_stream_window)
+        .initial_connection_window_size(config.initial_connection_window)
+        .max_send_buffer_size(config.max_send_buffer);
+    let handshake = builder.handshake::<_, Bytes>(crate::io::Io::new(io));
+    let timeout = async {
+        Timer::after(HANDSHAKE_TIMEOUT).await;
+        None
+    };
+    let h2 = match future::or(async { Some(handshake.await) }, timeout).await {
+        Some(Ok(h2)) => h2,
+        Some(Err(e)) => {
+            tracing::debug!(?peer, "HTTP/2 handshake failed: {e}");
+            return;
+        }
+        None => {
+            tracing::debug!(?peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    // Connection ids are unique for the server's life, and `id % shards`
+    // is the shard, so the core routes outputs without a table.
+    let n = local.accepted.get().wrapping_add(1);
+    local.accepted.set(n);
+    let id = n.wrapping_mul(local.shards).wrapping_add(local.index);
+    let slot = Rc::new(RefCell::new(Slot {
+        phase: n as usize % local.phases,
+        ..Slot::default()
+    }));
+    local.slots.borrow_mut().insert(id, slot.clone());
+    let to_core = local.to_core.clone();
+    let connect = ToCore::Connect {
+        conn: id,
+        peer: peer.clone(),
+    };
+    if to_core.send(connect).await.is_ok() {
+        let driver = ConnDriver::new(
+            id,
+            h2,
+            slot.clone(),
+            local.shared.clone(),
+            to_core.clone(),
+            config.clone(),
+        );
+        match driver.await {
+            Ended::Closed => tracing::debug!(?peer, "connection closed"),
+            Ended::Error(e) => tracing::debug!(?peer, "connection ended: {e}"),
+        }
+        let _ = to_core.send(ToCore::Disconnect { conn: id }).await;
+    }
+    local.slots.borrow_mut().remove(&id);
+    let mut s = slot.borrow_mut();
+    let mut groups = local.shared.groups.borrow_mut();
+    for sub in std::mem::take(&mut s.subs) {
+        groups.leave(sub, id, s.phase, |_| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inbox_is_taken_whole_and_wakes_its_reader_once() {
+        let inbox = Inbox::default();
+        let (mut buf, mut batch) = (Vec::new(), vec![1, 2]);
+        inbox.take(&mut buf, Waker::noop());
+        assert!(buf.is_empty());
+        assert!(inbox.deliver(&mut batch).is_some(), "the waiting reader");
+        let mut more = vec![3];
+        assert!(inbox.deliver(&mut more).is_none(), "already woken");
+        inbox.take(&mut buf, Waker::noop());
+        assert_eq!(buf, [1, 2, 3]);
+    }
+}
