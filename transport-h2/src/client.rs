@@ -94,7 +94,7 @@ impl Channel {
             .initial_window_size(1024 * 1024)
             .initial_connection_window_size(2 * 1024 * 1024)
             .max_header_list_size(64 * 1024)
-            .handshake::<_, Bytes>(Io::new(io))
+            .handshake::<_, Bytes>(Io::new(io, Default::default()))
             .await
             .map_err(io::Error::other)?;
         let driver = smol::spawn(async move {

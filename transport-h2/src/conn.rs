@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -154,6 +155,13 @@ pub(crate) struct ConnDriver<T, I> {
     waker: Arc<PollWaker>,
     /// `waker` as a `Waker`, handed to h2.
     h2_waker: Waker,
+    /// Reads of the socket so far (counted by [`Io`]), and at the last full
+    /// pass over the streams: only a read can bring them anything.
+    reads: Arc<AtomicU64>,
+    reads_seen: u64,
+    /// The streams need a pass whatever the socket did: one stopped early
+    /// (the core's queue was full), or a stream is new.
+    streams_pending: bool,
 }
 
 /// How a connection ended.
@@ -170,6 +178,7 @@ where
     pub(crate) fn new(
         id: u32,
         h2: Connection<Io<T>, Bytes>,
+        reads: Arc<AtomicU64>,
         slot: Rc<RefCell<Slot>>,
         shared: Rc<Shared>,
         to_core: Sender<ToCore<I>>,
@@ -192,6 +201,9 @@ where
             config,
             h2_waker: Waker::from(waker.clone()),
             waker,
+            reads,
+            reads_seen: u64::MAX,
+            streams_pending: false,
         }
     }
 
@@ -209,6 +221,8 @@ where
             match self.h2.poll_accept(cx) {
                 Poll::Ready(Some(Ok((req, respond)))) => {
                     *progress = true;
+                    // Its body may have come with its headers.
+                    self.streams_pending = true;
                     if self.streams.len() >= MAX_CALLS_PER_CONNECTION {
                         // h2 frees a slot as soon as a client's RST_STREAM
                         // arrives; tell the core of such resets before
@@ -455,12 +469,21 @@ where
         }
     }
 
-    /// Reads request bodies and watches for client resets.
-    fn poll_streams(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
+    /// Reads request bodies and watches for client resets, if the socket
+    /// has brought anything since the last pass, or if `asked` (h2 woke the
+    /// task, as it does when it gives a stream frames).
+    fn poll_streams(&mut self, cx: &mut Context<'_>, progress: &mut bool, asked: bool) {
+        let reads = self.reads.load(Ordering::Relaxed);
+        if reads == self.reads_seen && !self.streams_pending && !asked {
+            return;
+        }
+        self.reads_seen = reads;
+        self.streams_pending = false;
         let mut gone = Vec::new();
         let core = &mut self.core;
         for (&sid, s) in &mut self.streams {
             if !core.is_clear() {
+                self.streams_pending = true;
                 break;
             }
             let call = call_id(self.id, sid);
@@ -587,11 +610,15 @@ where
             if ended.is_some() {
                 break;
             }
-            this.poll_streams(&mut cx, &mut progress);
+            // A wake-up during the connection's poll may be h2 handing a
+            // stream frames it had already read: look at the streams then
+            // too, and go round again in case it was the socket.
+            let asked = this.waker.take_woken();
+            this.poll_streams(&mut cx, &mut progress, asked);
             this.core.poll_flush(&mut cx);
             // Another round only if something arrived or was asked for in
             // this one: new streams, data, a wake-up from h2 or the socket.
-            again = progress && this.waker.take_woken();
+            again = asked || (progress && this.waker.take_woken());
             if !again {
                 break;
             }

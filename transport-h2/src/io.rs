@@ -13,11 +13,15 @@
 //! nothing costs a `recv` returning EAGAIN and a re-registration with the
 //! reactor. So once a read has returned `Pending`, this adapter answers
 //! `Pending` itself until the reactor has actually signalled readiness.
+//!
+//! Third, it counts the reads that brought bytes, so the connection's task
+//! knows when h2 can have anything new for its streams (every frame comes
+//! from a read) and skips polling them otherwise.
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -63,10 +67,13 @@ pub(crate) struct Io<T> {
     inner: T,
     read: Arc<Readiness>,
     read_waker: Waker,
+    /// Reads that brought bytes (or an error), shared with the connection.
+    reads: Arc<AtomicU64>,
 }
 
 impl<T> Io<T> {
-    pub(crate) fn new(inner: T) -> Io<T> {
+    /// Wraps `inner`, counting its reads in `reads`.
+    pub(crate) fn new(inner: T, reads: Arc<AtomicU64>) -> Io<T> {
         let read = Arc::new(Readiness {
             ready: AtomicBool::new(true),
             task: Mutex::new(None),
@@ -76,6 +83,7 @@ impl<T> Io<T> {
             inner,
             read,
             read_waker,
+            reads,
         }
     }
 }
@@ -111,11 +119,13 @@ impl<T: AsyncRead + Unpin> tokio::io::AsyncRead for Io<T> {
             match Pin::new(&mut this.inner).poll_read(&mut inner_cx, &mut scratch[..want]) {
                 Poll::Ready(Ok(n)) => {
                     this.read.ready.store(true, Ordering::Release);
+                    this.reads.fetch_add(1, Ordering::Relaxed);
                     buf.put_slice(&scratch[..n]);
                     Poll::Ready(Ok(()))
                 }
                 Poll::Ready(Err(e)) => {
                     this.read.ready.store(true, Ordering::Release);
+                    this.reads.fetch_add(1, Ordering::Relaxed);
                     Poll::Ready(Err(e))
                 }
                 Poll::Pending => Poll::Pending,

@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -402,7 +403,8 @@ async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
         .initial_window_size(config.initial_stream_window)
         .initial_connection_window_size(config.initial_connection_window)
         .max_send_buffer_size(config.max_send_buffer);
-    let handshake = builder.handshake::<_, Bytes>(crate::io::Io::new(io));
+    let reads = Arc::new(AtomicU64::new(0));
+    let handshake = builder.handshake::<_, Bytes>(crate::io::Io::new(io, reads.clone()));
     let timeout = async {
         Timer::after(HANDSHAKE_TIMEOUT).await;
         None
@@ -437,6 +439,7 @@ async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
         let driver = ConnDriver::new(
             id,
             h2,
+            reads,
             slot.clone(),
             local.shared.clone(),
             to_core.clone(),
