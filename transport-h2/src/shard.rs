@@ -475,4 +475,187 @@ mod tests {
         inbox.take(&mut buf, Waker::noop());
         assert_eq!(buf, [1, 2, 3]);
     }
+
+    /// Counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    struct Rig {
+        local: Local<()>,
+        sched: Scheduler,
+        wakes: Vec<Arc<Count>>,
+        t0: Instant,
+    }
+
+    const IV: Duration = Duration::from_millis(10);
+
+    /// A shard with connections 1..=n (connection c in phase c - 1) and no
+    /// sockets: the scheduler alone.
+    fn rig(n: u32) -> Rig {
+        let config = Arc::new(ServerConfig {
+            flush_interval: IV,
+            ..ServerConfig::default()
+        });
+        let t0 = Instant::now();
+        let wheel = Wheel::new(IV, t0);
+        let phases = wheel.phases();
+        let local = Local {
+            index: 0,
+            shards: 1,
+            config,
+            to_core: async_channel::bounded(1).0,
+            slots: RefCell::default(),
+            shared: Rc::new(Shared {
+                groups: RefCell::new(Groups::new(phases)),
+                hot: RefCell::default(),
+            }),
+            accepted: Cell::new(0),
+            phases,
+        };
+        let mut wakes = Vec::new();
+        for c in 1..=n {
+            let count = Arc::new(Count(Default::default()));
+            let slot = Slot {
+                phase: c as usize - 1,
+                waker: Some(Waker::from(count.clone())),
+                ..Slot::default()
+            };
+            local
+                .slots
+                .borrow_mut()
+                .insert(c, Rc::new(RefCell::new(slot)));
+            wakes.push(count);
+        }
+        let sched = Scheduler {
+            wheel,
+            interval: IV,
+            wake: Vec::new(),
+        };
+        Rig {
+            local,
+            sched,
+            wakes,
+            t0,
+        }
+    }
+
+    impl Rig {
+        fn route(&mut self, item: ToShard, at: Duration) {
+            self.sched.route(&self.local, item, self.t0 + at);
+            for w in self.sched.wake.drain(..) {
+                w.wake();
+            }
+        }
+
+        fn woken(&self, conn: u32) -> usize {
+            self.wakes[conn as usize - 1]
+                .0
+                .load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        /// What the connection's task would take: its items, then what its
+        /// groups sent since; re-arms its waker as the task does.
+        fn take(&mut self, conn: u32) -> Vec<String> {
+            let slots = self.local.slots.borrow();
+            let mut s = slots[&conn].borrow_mut();
+            let mut out: Vec<String> = std::mem::take(&mut s.items)
+                .into_iter()
+                .map(|i| match i {
+                    ToConn::Message(sid, f) => format!("{sid}:{}", String::from_utf8_lossy(&f)),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            let mut groups = self.local.shared.groups.borrow_mut();
+            for sub in &mut s.subs {
+                if let Some(f) = groups.take(sub) {
+                    out.push(format!("{}:{}", sub.sid, String::from_utf8_lossy(&f)));
+                }
+            }
+            s.scheduled = false;
+            s.waker = Some(Waker::from(self.wakes[conn as usize - 1].clone()));
+            out
+        }
+    }
+
+    fn frame(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn the_scheduler_keeps_group_and_direct_outputs_in_order() {
+        let ms = Duration::from_millis;
+        let mut r = rig(3);
+        for conn in [1, 2] {
+            r.route(ToShard::Conn(conn, ToConn::Subscribe(1, 7)), ms(0));
+        }
+        // A quiet group wakes its members at once; a non-member is left.
+        r.route(ToShard::Multicast(7, frame("a")), ms(1));
+        assert_eq!((r.woken(1), r.woken(2), r.woken(3)), (1, 1, 0));
+        // A direct message to a member comes after what the group sent it
+        // before, and before what the group sends after.
+        r.route(ToShard::Conn(1, ToConn::Message(1, frame("direct"))), ms(2));
+        r.route(ToShard::Multicast(7, frame("b")), ms(3));
+        assert_eq!(r.take(1), ["1:a", "1:direct", "1:b"]);
+        // Leaving: what came before is still delivered, nothing after.
+        r.route(ToShard::Conn(2, ToConn::Unsubscribe(1)), ms(4));
+        r.route(ToShard::Multicast(7, frame("c")), ms(5));
+        assert_eq!(r.take(2), ["1:a", "1:b"]);
+        assert!(r.take(2).is_empty());
+        assert_eq!(r.take(1), ["1:c"]);
+        // Moving to another group: what the old one sent first.
+        r.route(ToShard::Multicast(7, frame("d")), ms(6));
+        r.route(ToShard::Conn(1, ToConn::Subscribe(1, 8)), ms(6));
+        r.route(ToShard::Multicast(7, frame("e")), ms(7));
+        r.route(ToShard::Multicast(8, frame("f")), ms(7));
+        assert_eq!(r.take(1), ["1:d", "1:f"]);
+    }
+
+    #[test]
+    fn a_busy_group_wakes_its_members_at_their_phase() {
+        let ms = Duration::from_millis;
+        let mut r = rig(2);
+        for conn in [1, 2] {
+            r.route(ToShard::Conn(conn, ToConn::Subscribe(1, 7)), ms(0));
+        }
+        r.route(ToShard::Multicast(7, frame("quiet")), ms(1));
+        assert_eq!((r.woken(1), r.woken(2)), (1, 1));
+        r.take(1);
+        r.take(2);
+        // Within the interval: busy, so nobody is woken now...
+        r.route(ToShard::Multicast(7, frame("busy")), ms(2));
+        assert_eq!((r.woken(1), r.woken(2)), (1, 1));
+        // ...but each at its phase's next turn (phase p at p x 0.5 ms).
+        let mut due = Vec::new();
+        r.sched.wheel.take_due(r.t0 + ms(10), &mut due);
+        assert_eq!(due.len(), 1, "phase 0 turns at 10 ms");
+        for d in due.drain(..) {
+            r.sched.turn(&r.local, d);
+        }
+        r.sched
+            .wheel
+            .take_due(r.t0 + ms(10) + Duration::from_micros(500), &mut due);
+        for d in due.drain(..) {
+            r.sched.turn(&r.local, d);
+        }
+        for w in r.sched.wake.drain(..) {
+            w.wake();
+        }
+        assert_eq!((r.woken(1), r.woken(2)), (2, 2));
+        assert_eq!(r.take(1), ["1:busy"]);
+        assert_eq!(r.take(2), ["1:busy"]);
+        // A client heard from lately gets a busy group's frames at once.
+        r.local.slots.borrow()[&1].borrow_mut().heard = Some(r.t0 + ms(10));
+        r.local.slots.borrow()[&1].borrow_mut().hot = true;
+        r.local.shared.hot.borrow_mut().push(1);
+        r.route(ToShard::Multicast(7, frame("echo")), ms(11));
+        assert_eq!((r.woken(1), r.woken(2)), (3, 2));
+        // Once it has been quiet for an interval, it is off the list.
+        r.take(1);
+        r.route(ToShard::Multicast(7, frame("later")), ms(20));
+        assert!(r.local.shared.hot.borrow().is_empty());
+    }
 }
