@@ -358,10 +358,7 @@ where
         if let Some(i) = slot.subs.iter().position(|sub| sub.sid == sid) {
             let sub = slot.subs.swap_remove(i);
             let phase = slot.phase;
-            self.shared
-                .groups
-                .borrow_mut()
-                .leave(sub, self.id, phase, |_| {});
+            self.shared.groups.borrow_mut().leave(sub, self.id, phase);
         }
         Some(stream)
     }

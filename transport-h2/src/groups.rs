@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chat_sansio::idmap::IdMap;
 
 /// One member stream's place in its group.
@@ -26,10 +26,15 @@ pub(crate) struct Sub {
 
 #[derive(Debug)]
 struct Group {
-    /// Number of `frames[0]`.
+    /// Number of the oldest frame held.
     base: u64,
-    /// Frames some member has not taken, each with how many still need it.
-    frames: VecDeque<(Bytes, u32)>,
+    /// The held frames' bytes, back to back after `dead` bytes of frames
+    /// already dropped: one copy hands a member everything it has not taken.
+    arena: Vec<u8>,
+    dead: usize,
+    /// Where each held frame ends in `arena`, and how many members still
+    /// need it.
+    frames: VecDeque<(usize, u32)>,
     members: u32,
     /// Members' connections by phase, one entry per member stream.
     by_phase: Vec<Vec<u32>>,
@@ -39,23 +44,46 @@ struct Group {
     last: Option<Instant>,
 }
 
+/// Dropped bytes at the front of a group's arena worth moving the rest
+/// down for (when they are also more than half of it).
+const COMPACT_AT: usize = 16 * 1024;
+
 impl Group {
     fn head(&self) -> u64 {
         self.base + self.frames.len() as u64
     }
 
-    /// Counts the frames from `cursor` on as taken by one member, handing
-    /// each to `each`; drops the frames nobody needs any more.
-    fn take(&mut self, cursor: u64, mut each: impl FnMut(&Bytes)) {
-        let from = usize::try_from(cursor.saturating_sub(self.base)).unwrap_or(usize::MAX);
-        for (frame, needed) in self.frames.iter_mut().skip(from) {
-            each(frame);
+    /// One member takes the frames from `cursor` on: returns them as one
+    /// buffer, and drops the frames nobody needs any more.
+    fn take(&mut self, cursor: u64) -> Option<Bytes> {
+        let from = usize::try_from(cursor.checked_sub(self.base)?).ok()?;
+        if from >= self.frames.len() {
+            return None;
+        }
+        let start = match from {
+            0 => self.dead,
+            i => self.frames[i - 1].0,
+        };
+        let taken = Bytes::copy_from_slice(&self.arena[start..]);
+        for (_, needed) in self.frames.iter_mut().skip(from) {
             *needed = needed.saturating_sub(1);
         }
-        while self.frames.front().is_some_and(|(_, needed)| *needed == 0) {
+        while let Some(&(end, 0)) = self.frames.front() {
             self.frames.pop_front();
             self.base += 1;
+            self.dead = end;
         }
+        if self.frames.is_empty() {
+            self.arena.clear();
+            self.dead = 0;
+        } else if self.dead >= COMPACT_AT && self.dead * 2 > self.arena.len() {
+            self.arena.drain(..self.dead);
+            for (end, _) in &mut self.frames {
+                *end -= self.dead;
+            }
+            self.dead = 0;
+        }
+        Some(taken)
     }
 }
 
@@ -91,6 +119,8 @@ impl Groups {
         let phases = self.phases;
         let g = self.map.entry(group).or_insert_with(|| Group {
             base: 0,
+            arena: Vec::new(),
+            dead: 0,
             frames: VecDeque::new(),
             members: 0,
             by_phase: vec![Vec::new(); phases],
@@ -106,13 +136,11 @@ impl Groups {
         }
     }
 
-    /// Takes a member out of its group, handing it first the frames it has
-    /// not taken yet (`each` may drop them).
-    pub(crate) fn leave(&mut self, sub: Sub, conn: u32, phase: usize, each: impl FnMut(&Bytes)) {
-        let Some(g) = self.map.get_mut(&sub.group) else {
-            return;
-        };
-        g.take(sub.cursor, each);
+    /// Takes a member out of its group; returns the frames it had not
+    /// taken yet, as one buffer.
+    pub(crate) fn leave(&mut self, sub: Sub, conn: u32, phase: usize) -> Option<Bytes> {
+        let g = self.map.get_mut(&sub.group)?;
+        let rest = g.take(sub.cursor);
         g.members = g.members.saturating_sub(1);
         let list = &mut g.by_phase[phase % self.phases];
         if let Some(i) = list.iter().position(|&c| c == conn) {
@@ -121,36 +149,17 @@ impl Groups {
         if g.members == 0 {
             self.map.remove(&sub.group);
         }
+        rest
     }
 
     /// The frames multicast to a member's group since it last took, as one
-    /// buffer (copied together if more than one).
+    /// buffer.
     pub(crate) fn take(&mut self, sub: &mut Sub) -> Option<Bytes> {
         let g = self.map.get_mut(&sub.group)?;
         let head = g.head();
-        if sub.cursor >= head {
-            return None;
-        }
-        let from = (sub.cursor - g.base.min(sub.cursor)) as usize;
-        let (len, count) = g
-            .frames
-            .iter()
-            .skip(from)
-            .fold((0, 0), |(len, n), (f, _)| (len + f.len(), n + 1));
-        let mut one = None;
-        let mut buf = BytesMut::new();
-        if count > 1 {
-            buf.reserve(len);
-        }
-        g.take(sub.cursor, |f| {
-            if count == 1 {
-                one = Some(f.clone());
-            } else {
-                buf.extend_from_slice(f);
-            }
-        });
+        let taken = g.take(sub.cursor);
         sub.cursor = head;
-        one.or_else(|| Some(buf.freeze()))
+        taken
     }
 
     /// A frame multicast to `group` at `now`; `interval` is the flush
@@ -165,7 +174,8 @@ impl Groups {
         let Some(g) = self.map.get_mut(&group) else {
             return Arrival::Nobody;
         };
-        g.frames.push_back((frame, g.members));
+        g.arena.extend_from_slice(&frame);
+        g.frames.push_back((g.arena.len(), g.members));
         let quiet = g
             .last
             .is_none_or(|t| now.saturating_duration_since(t) >= interval);
@@ -210,10 +220,16 @@ impl Groups {
         }
     }
 
-    /// Frames held for `group` (for tests and limits).
+    /// Frames held for `group`.
     #[cfg(test)]
     fn held(&self, group: u64) -> usize {
         self.map.get(&group).map_or(0, |g| g.frames.len())
+    }
+
+    /// Bytes the arena of `group` holds, dropped ones included.
+    #[cfg(test)]
+    fn arena_len(&self, group: u64) -> usize {
+        self.map.get(&group).map_or(0, |g| g.arena.len())
     }
 }
 
@@ -241,21 +257,54 @@ mod tests {
         assert_eq!(g.held(7), 2);
         assert_eq!(g.take(&mut b).unwrap(), f("ab2 ab3"));
         assert_eq!(g.held(7), 0);
-        // A lone frame is handed over without a copy.
-        let lone = f("lone");
-        g.multicast(7, lone.clone(), t0, iv);
-        assert_eq!(g.take(&mut a).unwrap().as_ptr(), lone.as_ptr());
         // b leaves with a frame it had not taken: it gets it, and the log
         // no longer waits for it.
-        let mut got = Vec::new();
-        g.leave(b, 200, 1, |x| got.push(x.clone()));
-        assert_eq!(got, [f("lone")]);
+        g.multicast(7, f("last"), t0, iv);
+        assert_eq!(g.take(&mut a).unwrap(), f("last"));
+        assert_eq!(g.leave(b, 200, 1), Some(f("last")));
         assert_eq!(g.held(7), 0);
         assert_eq!(g.members(7).collect::<Vec<_>>(), [100]);
         g.multicast(7, f("x"), t0, iv);
-        g.leave(a, 100, 0, |_| {});
+        assert_eq!(g.leave(a, 100, 0), Some(f("x")));
         assert_eq!(g.members(7).count(), 0);
         assert_eq!(g.held(7), 0, "the group is gone with its last member");
+    }
+
+    #[test]
+    fn a_member_far_behind_keeps_the_arena_bounded_by_what_it_lacks() {
+        let (t0, iv) = (Instant::now(), Duration::from_millis(10));
+        let mut g = Groups::new(1);
+        let mut fast = g.join(1, 1, 1, 0);
+        let mut slow = g.join(1, 3, 2, 0);
+        let frame = Bytes::from(vec![7u8; 1000]);
+        for _ in 0..100 {
+            g.multicast(1, frame.clone(), t0, iv);
+            g.take(&mut fast);
+        }
+        assert_eq!(g.held(1), 100);
+        // The slow one takes all; its late friend does not keep the bytes.
+        assert_eq!(g.take(&mut slow).unwrap().len(), 100_000);
+        assert_eq!((g.held(1), g.arena_len(1)), (0, 0));
+        // Two taking in turns, so the log is never empty: the bytes of
+        // dropped frames are reclaimed, not piled up.
+        let mut other = g.join(1, 5, 3, 0);
+        for i in 0..200 {
+            g.multicast(1, frame.clone(), t0, iv);
+            g.take(&mut fast);
+            let (now, later) = if i % 2 == 0 {
+                (&mut slow, &mut other)
+            } else {
+                (&mut other, &mut slow)
+            };
+            let got = g.take(now).unwrap().len();
+            assert!(got == 1000 || got == 2000, "{got}");
+            assert!(g.held(1) >= 1, "{later:?} lags");
+        }
+        assert!(
+            g.arena_len(1) <= 2 * COMPACT_AT + 1000,
+            "{}",
+            g.arena_len(1)
+        );
     }
 
     #[test]

@@ -56,6 +56,9 @@ struct Args {
     /// at once). See the README's benchmarks for the trade-off.
     #[arg(long, default_value_t = 20_000)]
     flush_us: u64,
+    /// Threads that run connections (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
@@ -135,6 +138,7 @@ fn main() {
         let listener = smol::net::TcpListener::bind(args.addr.as_str()).await?;
         let config = ServerConfig {
             flush_interval: Duration::from_micros(args.flush_us),
+            threads: args.threads,
             ..ServerConfig::default()
         };
         let server = Server::start(core, config, move |e| on_event(writer.as_ref(), e));
