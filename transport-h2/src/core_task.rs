@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_channel::Receiver;
 use async_io::Timer;
 use bytes::Bytes;
+use chat_sansio::idmap::IdMap;
 use chat_sansio::server::{CallId, ConnId, Handler, Output, RequestHead, Server};
 use chat_sansio::Status;
 use futures_lite::future;
@@ -105,6 +106,7 @@ pub(crate) async fn run<H: Handler>(
     shards: Vec<Arc<Mailbox>>,
 ) {
     let mut batches: Vec<Vec<ToShard>> = shards.iter().map(|_| Vec::new()).collect();
+    let mut members = Membership::default();
     loop {
         let first = match core.poll_timeout().map(|t| clock.instant_at(t)) {
             Some(at) => {
@@ -138,15 +140,19 @@ pub(crate) async fn run<H: Handler>(
                     continue;
                 }
                 Output::Multicast { group, frame } => {
-                    for batch in &mut batches {
-                        batch.push(ToShard::Multicast(group.0, frame.clone()));
+                    for shard in members.shards(group.0) {
+                        batches[shard].push(ToShard::Multicast(group.0, frame.clone()));
                     }
                     continue;
                 }
                 Output::Subscribe { call, group } => {
+                    members.subscribe(call, group.0, batches.len());
                     (call, ToConn::Subscribe(split_call(call).1, group.0))
                 }
-                Output::Unsubscribe { call } => (call, ToConn::Unsubscribe(split_call(call).1)),
+                Output::Unsubscribe { call } => {
+                    members.unsubscribe(call, batches.len());
+                    (call, ToConn::Unsubscribe(split_call(call).1))
+                }
                 Output::Headers { call } => (call, ToConn::Headers(split_call(call).1)),
                 Output::Message { call, frame } => {
                     (call, ToConn::Message(split_call(call).1, frame))
@@ -164,7 +170,7 @@ pub(crate) async fn run<H: Handler>(
                 ),
             };
             let conn = split_call(call).0;
-            let shard = conn as usize % batches.len();
+            let shard = shard_of(conn, batches.len());
             batches[shard].push(ToShard::Conn(conn, item));
         }
         for (batch, mailbox) in batches.iter_mut().zip(&shards) {
@@ -174,6 +180,55 @@ pub(crate) async fn run<H: Handler>(
                 }
             }
         }
+    }
+}
+
+/// The shard of a connection (see [`crate::shard`]).
+fn shard_of(conn: u32, shards: usize) -> usize {
+    conn as usize % shards
+}
+
+/// How many members each group has on each shard, as the core's outputs
+/// say, so a multicast goes only to shards where it has readers (waking a
+/// shard for nothing costs a thread wake-up per message).
+#[derive(Default)]
+struct Membership {
+    of: IdMap<CallId, u64>,
+    per_shard: IdMap<u64, Vec<u32>>,
+}
+
+impl Membership {
+    fn subscribe(&mut self, call: CallId, group: u64, shards: usize) {
+        self.unsubscribe(call, shards);
+        self.of.insert(call, group);
+        let counts = self
+            .per_shard
+            .entry(group)
+            .or_insert_with(|| vec![0; shards]);
+        counts[shard_of(split_call(call).0, shards)] += 1;
+    }
+
+    fn unsubscribe(&mut self, call: CallId, shards: usize) {
+        let Some(group) = self.of.remove(&call) else {
+            return;
+        };
+        if let Some(counts) = self.per_shard.get_mut(&group) {
+            let c = &mut counts[shard_of(split_call(call).0, shards)];
+            *c = c.saturating_sub(1);
+            if counts.iter().all(|&c| c == 0) {
+                self.per_shard.remove(&group);
+            }
+        }
+    }
+
+    /// The shards with members of `group`.
+    fn shards(&self, group: u64) -> impl Iterator<Item = usize> + '_ {
+        self.per_shard
+            .get(&group)
+            .into_iter()
+            .flat_map(|counts| counts.iter().enumerate())
+            .filter(|(_, &c)| c > 0)
+            .map(|(shard, _)| shard)
     }
 }
 
@@ -189,5 +244,28 @@ fn apply<H: Handler>(core: &mut Server<H>, now: chat_sansio::Time, event: ToCore
         ToCore::Reset { call } => core.handle_reset(now, call),
         ToCore::Stalled { call } => core.handle_stalled(now, call),
         ToCore::Input(input) => core.handle_input(now, input),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multicasts_go_only_to_shards_with_members() {
+        let mut m = Membership::default();
+        let (a, b, c) = (call_id(4, 1), call_id(5, 1), call_id(5, 3));
+        m.subscribe(a, 7, 2);
+        m.subscribe(b, 7, 2);
+        m.subscribe(c, 7, 2);
+        assert_eq!(m.shards(7).collect::<Vec<_>>(), [0, 1]);
+        m.unsubscribe(a, 2);
+        assert_eq!(m.shards(7).collect::<Vec<_>>(), [1]);
+        // Moving to another group leaves the first.
+        m.subscribe(b, 8, 2);
+        m.unsubscribe(c, 2);
+        m.unsubscribe(c, 2);
+        assert_eq!(m.shards(7).count(), 0);
+        assert_eq!(m.shards(8).collect::<Vec<_>>(), [1]);
     }
 }

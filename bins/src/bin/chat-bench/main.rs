@@ -9,9 +9,12 @@
 //! - `fanout`: subscribers and publishers on a fixed schedule in one room:
 //!   deliveries per second, latency percentiles, loss, server CPU.
 //! - `idle`: idle clients, the server's memory per client.
+//! - `floor`: no server: what loopback writes and reads cost this machine's
+//!   kernel, the floor under any fan-out.
 
 mod durable;
 mod fanout;
+mod floor;
 mod idle;
 mod lean;
 mod stats;
@@ -34,6 +37,8 @@ enum Mode {
     Fanout(fanout::Args),
     /// Memory per idle client.
     Idle(idle::Args),
+    /// The kernel's cost of loopback fan-out, without a server.
+    Floor(floor::Args),
 }
 
 fn main() {
@@ -43,6 +48,7 @@ fn main() {
         Mode::Durable(a) => smol::block_on(durable::run(a)),
         Mode::Fanout(a) => smol::block_on(fanout::run(a)),
         Mode::Idle(a) => smol::block_on(idle::run(a)),
+        Mode::Floor(a) => floor::run(a),
     };
     if let Err(e) = result {
         eprintln!("chat-bench: {e}");
