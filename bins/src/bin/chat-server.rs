@@ -50,11 +50,12 @@ struct Args {
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
-    /// A connection woken to write less than this long ago (microseconds)
-    /// waits for the next tick of this interval, so a busy connection's
-    /// writes carry several messages; a quiet one writes at once (0: always
-    /// at once). See the README's benchmarks for the trade-off.
-    #[arg(long, default_value_t = 20_000)]
+    /// A connection that wrote less than this long ago (microseconds) waits
+    /// for its turn in the next interval, so a busy connection's writes carry
+    /// several messages; a quiet one, or one whose client has just sent
+    /// something, writes at once (0: always at once). See the README's
+    /// benchmarks for the trade-off between latency and CPU.
+    #[arg(long, default_value_t = 40_000)]
     flush_us: u64,
     /// Threads that run connections (0: one per core).
     #[arg(long, default_value_t = 0)]
