@@ -271,7 +271,7 @@ where
     /// Applies the core's outputs the shard has left for this connection,
     /// and what its streams' groups have multicast since they last took,
     /// and leaves the task's waker for the next ones.
-    fn drain_inbox(&mut self, task: &Waker, progress: &mut bool) {
+    fn drain_slot(&mut self, task: &Waker, progress: &mut bool) {
         {
             let mut slot = self.slot.borrow_mut();
             let slot = &mut *slot;
@@ -598,7 +598,7 @@ where
         for _ in 0..MAX_ROUNDS_PER_POLL {
             let mut progress = false;
             this.core.poll_flush(&mut cx);
-            this.drain_inbox(task, &mut progress);
+            this.drain_slot(task, &mut progress);
             this.flush_sends(&mut cx, &mut progress);
             // What h2 asked for so far (every `send_data` wakes its
             // connection) is served by polling the connection now.
