@@ -149,6 +149,27 @@ struct Local<I> {
     phases: usize,
 }
 
+impl<I> Local<I> {
+    /// A new connection's id, and its number on this shard. `id % shards`
+    /// is the shard, so the core routes outputs without a table. Ids are
+    /// not reused until about 2^32 connections have come and gone, and
+    /// never while one is in use.
+    fn next_id(&self) -> (u32, u32) {
+        let last = u32::MAX / self.shards - 1;
+        loop {
+            let n = match self.accepted.get() {
+                n if n >= last => 1,
+                n => n + 1,
+            };
+            self.accepted.set(n);
+            let id = n * self.shards + self.index;
+            if !self.slots.borrow().contains_key(&id) {
+                return (id, n);
+            }
+        }
+    }
+}
+
 /// Starts `config`'s number of shard threads; `core` runs on shard 0.
 pub(crate) fn start<I: Send + 'static>(
     config: &Arc<ServerConfig>,
@@ -421,11 +442,7 @@ async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
             return;
         }
     };
-    // Connection ids are unique for the server's life, and `id % shards`
-    // is the shard, so the core routes outputs without a table.
-    let n = local.accepted.get().wrapping_add(1);
-    local.accepted.set(n);
-    let id = n.wrapping_mul(local.shards).wrapping_add(local.index);
+    let (id, n) = local.next_id();
     let slot = Rc::new(RefCell::new(Slot {
         phase: n as usize % local.phases,
         ..Slot::default()
@@ -584,6 +601,20 @@ mod tests {
 
     fn frame(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn connection_ids_name_their_shard_and_wrap_around_live_ones() {
+        let mut r = rig(0);
+        r.local.shards = 3;
+        r.local.index = 2;
+        let (id, n) = r.local.next_id();
+        assert_eq!((id, n, id % 3), (5, 1, 2));
+        // Near the end of the range: back to the start, skipping ids in use.
+        r.local.accepted.set(u32::MAX / 3 - 1);
+        r.local.slots.borrow_mut().insert(5, Rc::default());
+        let (id, n) = r.local.next_id();
+        assert_eq!((id, n), (8, 2));
     }
 
     #[test]
