@@ -323,4 +323,90 @@ mod tests {
         assert_eq!(armed, [0]);
         assert!(g.turn(9, 0).is_empty());
     }
+
+    /// One step of the model-based test: what can happen to a shard's groups.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join { member: usize, group: u64 },
+        Leave { member: usize },
+        Multicast { group: u64, len: usize },
+        Take { member: usize },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..6usize, 0..3u64).prop_map(|(member, group)| Op::Join { member, group }),
+            (0..6usize).prop_map(|member| Op::Leave { member }),
+            (0..3u64, 1..40usize).prop_map(|(group, len)| Op::Multicast { group, len }),
+            (0..6usize).prop_map(|member| Op::Take { member }),
+            (0..6usize).prop_map(|member| Op::Take { member }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against the reference meaning (every member gets every frame
+        /// multicast to its group while it is in it, in order, once), under
+        /// any interleaving of joins, leaves, multicasts and takes: each
+        /// member receives exactly that; a group holds no frame that every
+        /// member has taken; a group with no members is gone.
+        #[test]
+        fn groups_deliver_what_the_reference_does(ops in proptest::collection::vec(op(), 1..200)) {
+            let (t0, iv) = (Instant::now(), Duration::from_millis(10));
+            let mut g = Groups::new(4);
+            // Per member: its sub (if in a group), what it got, what it should.
+            let mut subs: Vec<Option<Sub>> = vec![None; 6];
+            let mut got: Vec<Vec<u8>> = vec![Vec::new(); 6];
+            let mut want: Vec<Vec<u8>> = vec![Vec::new(); 6];
+            let mut next = 0u8;
+            for op in ops {
+                match op {
+                    Op::Join { member, group } => {
+                        if let Some(old) = subs[member].take() {
+                            got[member].extend(g.leave(old, member as u32, member).unwrap_or_default());
+                        }
+                        subs[member] = Some(g.join(group, 1, member as u32, member));
+                    }
+                    Op::Leave { member } => {
+                        if let Some(old) = subs[member].take() {
+                            got[member].extend(g.leave(old, member as u32, member).unwrap_or_default());
+                        }
+                    }
+                    Op::Multicast { group, len } => {
+                        next = next.wrapping_add(1);
+                        let frame = Bytes::from(vec![next; len]);
+                        for (m, sub) in subs.iter().enumerate() {
+                            if sub.as_ref().is_some_and(|s| s.group == group) {
+                                want[m].extend_from_slice(&frame);
+                            }
+                        }
+                        g.multicast(group, frame, t0, iv);
+                    }
+                    Op::Take { member } => {
+                        if let Some(sub) = subs[member].as_mut() {
+                            got[member].extend(g.take(sub).unwrap_or_default());
+                        }
+                    }
+                }
+                for group in 0..3u64 {
+                    let members = subs.iter().flatten().filter(|s| s.group == group).count();
+                    proptest::prop_assert_eq!(g.members(group).count(), members);
+                    let behind = subs
+                        .iter()
+                        .flatten()
+                        .filter(|s| s.group == group)
+                        .map(|s| g.map.get(&group).map_or(0, |gr| gr.head() - s.cursor))
+                        .max()
+                        .unwrap_or(0);
+                    proptest::prop_assert_eq!(g.held(group) as u64, behind, "group {}", group);
+                }
+            }
+            for (m, sub) in subs.iter_mut().enumerate() {
+                if let Some(sub) = sub.as_mut() {
+                    got[m].extend(g.take(sub).unwrap_or_default());
+                }
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 }
