@@ -480,7 +480,6 @@ where
         let core = &mut self.core;
         for (&sid, s) in &mut self.streams {
             if !core.is_clear() {
-                self.streams_pending = true;
                 break;
             }
             let call = call_id(self.id, sid);
@@ -519,6 +518,9 @@ where
                 }
             }
         }
+        // Stopped by backpressure, maybe with data left in some stream:
+        // the next poll passes again, socket read or not.
+        self.streams_pending = !self.core.is_clear();
         for sid in gone {
             self.reset(sid);
         }

@@ -1342,6 +1342,54 @@ fn burst_does_not_stall_a_fast_reader() {
     });
 }
 
+/// FC-2: with a core queue of one event every connection runs into
+/// backpressure at once and stops reading, with DATA frames already read
+/// and left in h2's stream buffers. Once the core catches up they must still
+/// reach it, though the socket brings nothing new: every message on every
+/// stream comes back.
+#[test]
+fn a_full_core_queue_slows_clients_but_loses_nothing() {
+    let config = ServerConfig {
+        core_queue: 1,
+        ..ServerConfig::default()
+    };
+    let addr = start(Echo::default(), config);
+    run(30, async {
+        // A wide window: h2 budgets small DATA frames by it, and this client
+        // gets over a thousand small echoes at once.
+        let mut wide = client::Builder::new();
+        wide.initial_window_size(16 * 1024 * 1024)
+            .initial_connection_window_size(32 * 1024 * 1024);
+        let c = Client::connect_with(addr, &wide).await;
+        let mut calls = Vec::new();
+        for s in 0..3u8 {
+            let (resp, mut stream) = c.call(ECHO).await;
+            let payloads: Vec<Vec<u8>> = (0..400)
+                .map(|i| pattern(1 + i % 40, s.wrapping_mul(7).wrapping_add(i as u8)))
+                .collect();
+            for p in &payloads {
+                // One DATA frame each: many frames per read of the socket.
+                stream
+                    .send_data(codec::encode_raw(p).unwrap(), false)
+                    .unwrap();
+            }
+            stream.send_data(Bytes::new(), true).unwrap();
+            // Read every response as it comes: the client's own h2 closes
+            // a connection on which many small frames are left unread.
+            calls.push((smol::spawn(read_reply(resp)), stream, payloads));
+        }
+        for (reply, _stream, payloads) in calls {
+            let reply = within(Duration::from_secs(20), "reply", reply).await;
+            assert_ended_with(&reply, "0");
+            let msgs = reply.messages();
+            assert_eq!(msgs.len(), payloads.len());
+            for (got, want) in msgs.iter().zip(&payloads) {
+                assert_eq!(&got[..], &want[..]);
+            }
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------
 // 14: concurrency limit
 // ---------------------------------------------------------------------------
