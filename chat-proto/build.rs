@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "bidi_chat.proto",
     "number.proto",
     "route_guide.proto",
+    "health.proto",
 ];
 
 fn main() {

@@ -6,6 +6,7 @@
 //!   `/ChatService/JoinChatRoom` and `/Chat/chat`.
 //! - [`tutorial`]: seed 003's `NumberService`.
 //! - [`routeguide`]: the standard route_guide proto (seed 004).
+//! - [`health`]: the standard `grpc.health.v1` health checking service.
 //!
 //! With the `tonic` feature the crate also holds tonic client and server
 //! stubs, used only as test peers and benchmark baselines.
@@ -37,6 +38,23 @@ pub mod routeguide {
         pub const RECORD_ROUTE: &str = "/routeguide.RouteGuide/RecordRoute";
         /// Bidirectional streaming.
         pub const ROUTE_CHAT: &str = "/routeguide.RouteGuide/RouteChat";
+    }
+}
+
+/// The standard health checking service, `grpc.health.v1.Health`.
+pub mod health {
+    include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
+
+    /// Paths of `grpc.health.v1.Health`.
+    pub mod paths {
+        /// The service's full name.
+        pub const SERVICE: &str = "grpc.health.v1.Health";
+        /// Unary: one service's status.
+        pub const CHECK: &str = "/grpc.health.v1.Health/Check";
+        /// Unary: every service's status.
+        pub const LIST: &str = "/grpc.health.v1.Health/List";
+        /// Server streaming: a service's status, then each change.
+        pub const WATCH: &str = "/grpc.health.v1.Health/Watch";
     }
 }
 

@@ -24,6 +24,10 @@ pub const MAX_CALLS_PER_CONNECTION: usize = 128;
 /// with RESOURCE_EXHAUSTED.
 pub const MAX_CALLS: usize = 1 << 20;
 
+/// Most services the health service's `List` answers; with more it
+/// answers RESOURCE_EXHAUSTED (GRPC-CONFORMANCE HE-4).
+pub const MAX_HEALTH_LIST: usize = 100;
+
 /// Longest chat text accepted in one `ChatMessage`, in bytes.
 pub const MAX_CHAT_TEXT_LEN: usize = 16 * 1024;
 

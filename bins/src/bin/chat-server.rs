@@ -132,6 +132,7 @@ fn main() {
     let core = Core::with_config(
         CoreConfig {
             max_message_size: args.max_message_size,
+            ..CoreConfig::default()
         },
         chat,
     );

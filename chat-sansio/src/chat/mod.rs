@@ -286,6 +286,10 @@ impl Handler for Chat {
     type Event = ChatEvent;
     type Input = ChatInput;
 
+    fn services(&self) -> Vec<String> {
+        vec!["ChatService".to_owned()]
+    }
+
     fn open(
         &mut self,
         now: Time,

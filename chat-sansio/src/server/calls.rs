@@ -21,6 +21,8 @@ pub(crate) struct Call {
     pub half_closed: bool,
     /// The multicast group the call is subscribed to.
     pub group: Option<GroupId>,
+    /// A call to the health service, which the server answers itself.
+    pub health: bool,
 }
 
 /// What the core knows of a connection.
@@ -76,6 +78,13 @@ impl Calls {
             .into_iter()
             .filter_map(|id| Some((id, self.map.remove(&id)?)))
             .collect()
+    }
+
+    /// Every open call, in id order.
+    pub fn ids(&self) -> Vec<CallId> {
+        let mut ids: Vec<CallId> = self.map.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Open calls on `conn`.

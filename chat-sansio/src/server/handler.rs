@@ -43,6 +43,8 @@ pub enum CloseReason {
     /// or could not keep up with its stream; the server ended the call with
     /// this status.
     Failed(Status),
+    /// The server shut down before the call ended; it sent UNAVAILABLE.
+    ShuttingDown,
 }
 
 /// A sans-IO gRPC service: what runs on top of [`Server`](super::Server).
@@ -89,6 +91,12 @@ pub trait Handler {
 
     /// The time returned by `poll_timeout` has come.
     fn timeout(&mut self, _now: Time, _out: &mut Outbox<'_, Self::Event>) {}
+
+    /// The names of the services this handler serves (`package.Service`),
+    /// reported SERVING by the health service until the server shuts down.
+    fn services(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// When the handler next wants `timeout` called.
     fn poll_timeout(&self) -> Option<Time> {

@@ -8,9 +8,11 @@
 mod calls;
 mod expand;
 mod handler;
+mod health;
 mod request;
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS, MAX_CALLS_PER_CONNECTION};
 use crate::status::{Code, Status};
@@ -19,6 +21,8 @@ use crate::time::Time;
 use calls::{Call, Calls};
 pub use expand::Expand;
 pub use handler::{CloseReason, Handler, Outbox, Request};
+pub use health::ServingStatus;
+use health::{is_health_path, Health};
 use request::check;
 pub use request::{is_grpc_content_type, Rejection, RequestHead};
 
@@ -126,12 +130,16 @@ pub struct ServerConfig {
     /// Largest request message accepted; larger ones end the call with
     /// RESOURCE_EXHAUSTED.
     pub max_message_size: usize,
+    /// Answer `grpc.health.v1.Health` (see [`Server::set_health`]). Turn it
+    /// off to let the handler serve those paths itself.
+    pub health: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            health: true,
         }
     }
 }
@@ -156,6 +164,7 @@ impl Default for ServerConfig {
 ///    - [`handle_stalled`](Self::handle_stalled) when a call's outbound
 ///      queue is full because its client is not reading;
 ///    - [`handle_input`](Self::handle_input) for application inputs;
+///    - [`handle_shutdown`](Self::handle_shutdown) when it is asked to stop;
 ///    - [`handle_timeout`](Self::handle_timeout) when the time returned by
 ///      [`poll_timeout`](Self::poll_timeout) has come (trust the clock over
 ///      the timer: calling it early or late is harmless).
@@ -174,12 +183,27 @@ impl Default for ServerConfig {
 /// DATA chunks are consumed entirely by `handle_data` (the decoder keeps a
 /// partial message, bounded by `max_message_size`), so a driver releases
 /// HTTP/2 flow-control credit for a chunk once `handle_data` returns.
+///
+/// **Health.** Unless [`ServerConfig::health`] is off, the server answers
+/// `grpc.health.v1.Health` itself: the handler's
+/// [`services`](Handler::services) and `""` (the whole server) are SERVING
+/// until [`set_health`](Self::set_health) says otherwise or the server shuts
+/// down.
+///
+/// **Shutdown.** After [`handle_shutdown`](Self::handle_shutdown) every
+/// health status is NOT_SERVING, new calls are refused with UNAVAILABLE,
+/// and calls still open when the grace period ends are ended with
+/// UNAVAILABLE. The driver stops accepting connections, sends GOAWAY, and is
+/// done when [`open_calls`](Self::open_calls) is zero.
 pub struct Server<H: Handler> {
     handler: H,
     calls: Calls,
     queue: VecDeque<Output<H::Event>>,
     config: ServerConfig,
     now: Time,
+    health: Option<Health>,
+    /// When the grace period of a shutdown ends.
+    closing: Option<Time>,
 }
 
 impl<H: Handler> Server<H> {
@@ -190,12 +214,15 @@ impl<H: Handler> Server<H> {
 
     /// A server with `config`.
     pub fn with_config(config: ServerConfig, handler: H) -> Server<H> {
+        let health = config.health.then(|| Health::new(handler.services()));
         Server {
             handler,
             calls: Calls::default(),
             queue: VecDeque::new(),
             config,
             now: Time::ZERO,
+            health,
+            closing: None,
         }
     }
 
@@ -207,6 +234,51 @@ impl<H: Handler> Server<H> {
     /// Number of open calls.
     pub fn open_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Whether [`handle_shutdown`](Self::handle_shutdown) has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// A service's health status, if the health service knows it.
+    pub fn health(&self, service: &str) -> Option<ServingStatus> {
+        self.health.as_ref()?.status(service)
+    }
+
+    /// Sets the health status of `service` (`""`: the whole server), adding
+    /// it if it is new; its watchers hear of a change. Ignored if health is
+    /// off.
+    pub fn set_health(&mut self, now: Time, service: &str, status: ServingStatus) {
+        self.tick(now);
+        let Some(health) = &mut self.health else {
+            return;
+        };
+        let mut out = Outbox {
+            calls: &mut self.calls,
+            queue: &mut self.queue,
+        };
+        health.set(service, status, &mut out);
+    }
+
+    /// The driver is stopping: every health status turns NOT_SERVING, new
+    /// calls are refused with UNAVAILABLE, and the calls still open after
+    /// `grace` are ended with UNAVAILABLE (at the first
+    /// [`handle_timeout`](Self::handle_timeout) from then). A second call
+    /// changes nothing.
+    pub fn handle_shutdown(&mut self, now: Time, grace: Duration) {
+        let now = self.tick(now);
+        if self.closing.is_some() {
+            return;
+        }
+        self.closing = Some(now + grace);
+        if let Some(health) = &mut self.health {
+            let mut out = Outbox {
+                calls: &mut self.calls,
+                queue: &mut self.queue,
+            };
+            health.set_all_not_serving(&mut out);
+        }
     }
 
     /// A connection was established with `peer` (an address, for records).
@@ -222,10 +294,10 @@ impl<H: Handler> Server<H> {
         for (call, c) in &orphans {
             handler::leave(&mut self.queue, *call, c);
         }
-        let (handler, mut out) = self.split();
-        for (call, _) in orphans {
-            handler.closed(now, call, CloseReason::Cancelled, &mut out);
+        for (call, c) in orphans {
+            self.closed(now, call, &c, CloseReason::Cancelled);
         }
+        let (handler, mut out) = self.split();
         handler.disconnected(now, conn, &mut out);
     }
 
@@ -239,6 +311,10 @@ impl<H: Handler> Server<H> {
             Ok(c) => c,
             Err(r) => return self.reject(call, r.http_status, r.status),
         };
+        if self.closing.is_some() {
+            let status = Status::new(Code::Unavailable, "server is shutting down");
+            return self.reject(call, 200, status);
+        }
         if self.calls.len() >= MAX_CALLS || self.calls.calls_on(conn) >= MAX_CALLS_PER_CONNECTION {
             let status = Status::new(Code::ResourceExhausted, "too many open calls");
             return self.reject(call, 200, status);
@@ -258,8 +334,16 @@ impl<H: Handler> Server<H> {
                 deadline,
                 half_closed: false,
                 group: None,
+                health: self.health.is_some() && is_health_path(&head.path),
             },
         );
+        if let Some(health) = self.health.as_mut().filter(|_| is_health_path(&head.path)) {
+            match health.open(call, &head.path) {
+                Ok(()) => self.answer(call),
+                Err(status) => self.end(call, status),
+            }
+            return;
+        }
         let peer = self.calls.conn(conn).and_then(|c| c.peer.clone());
         let req = Request {
             call,
@@ -271,22 +355,27 @@ impl<H: Handler> Server<H> {
         };
         let (handler, mut out) = self.split();
         match handler.open(now, &req, &mut out) {
-            Ok(()) => {
-                // Send response headers at once: long-lived streams show as
-                // answered to clients and proxies before the first message
-                // (GRPC-CONFORMANCE R-8).
-                if let Some(c) = self.calls.get_mut(call) {
-                    if !c.headers_sent {
-                        c.headers_sent = true;
-                        self.queue.push_back(Output::Headers { call });
-                    }
-                }
+            Ok(()) => self.answer(call),
+            Err(status) => self.end(call, status),
+        }
+    }
+
+    /// Sends response headers of an accepted call at once, if nothing else
+    /// did: long-lived streams show as answered to clients and proxies
+    /// before the first message (GRPC-CONFORMANCE R-8).
+    fn answer(&mut self, call: CallId) {
+        if let Some(c) = self.calls.get_mut(call) {
+            if !c.headers_sent {
+                c.headers_sent = true;
+                self.queue.push_back(Output::Headers { call });
             }
-            Err(status) => {
-                if let Some(c) = self.calls.remove(call) {
-                    handler::end(&mut self.queue, call, &c, 200, status);
-                }
-            }
+        }
+    }
+
+    /// Ends a call that was refused when it opened.
+    fn end(&mut self, call: CallId, status: Status) {
+        if let Some(c) = self.calls.remove(call) {
+            handler::end(&mut self.queue, call, &c, 200, status);
         }
     }
 
@@ -314,8 +403,12 @@ impl<H: Handler> Server<H> {
                     return self.fail(now, call, status);
                 }
                 Ok(Some(m)) => {
-                    let (handler, mut out) = self.split();
-                    handler.message(now, call, m.payload, &mut out);
+                    let health = c.health;
+                    let (handler, mut out, h) = self.split_all();
+                    match h.filter(|_| health) {
+                        Some(h) => h.message(call, m.payload, &mut out),
+                        None => handler.message(now, call, m.payload, &mut out),
+                    }
                 }
                 Err(e) => return self.fail(now, call, e.to_status()),
             }
@@ -334,8 +427,12 @@ impl<H: Handler> Server<H> {
         if let Err(e) = c.decoder.finish() {
             return self.fail(now, call, e.to_status());
         }
-        let (handler, mut out) = self.split();
-        handler.half_close(now, call, &mut out);
+        let health = c.health;
+        let (handler, mut out, h) = self.split_all();
+        match h.filter(|_| health) {
+            Some(h) => h.half_close(call, &mut out),
+            None => handler.half_close(now, call, &mut out),
+        }
     }
 
     /// The client reset `call` (RST_STREAM), or the stream broke.
@@ -345,8 +442,7 @@ impl<H: Handler> Server<H> {
             return;
         };
         handler::leave(&mut self.queue, call, &c);
-        let (handler, mut out) = self.split();
-        handler.closed(now, call, CloseReason::Cancelled, &mut out);
+        self.closed(now, call, &c, CloseReason::Cancelled);
     }
 
     /// The driver cannot deliver to `call` any more: its queue is full
@@ -374,8 +470,17 @@ impl<H: Handler> Server<H> {
             };
             let status = Status::new(Code::DeadlineExceeded, "deadline exceeded");
             handler::end(&mut self.queue, call, &c, 200, status);
-            let (handler, mut out) = self.split();
-            handler.closed(now, call, CloseReason::DeadlineExceeded, &mut out);
+            self.closed(now, call, &c, CloseReason::DeadlineExceeded);
+        }
+        if self.closing.is_some_and(|at| at <= now) {
+            for call in self.calls.ids() {
+                let Some(c) = self.calls.remove(call) else {
+                    continue;
+                };
+                let status = Status::new(Code::Unavailable, "server is shutting down");
+                handler::end(&mut self.queue, call, &c, 200, status);
+                self.closed(now, call, &c, CloseReason::ShuttingDown);
+            }
         }
         if self.handler.poll_timeout().is_some_and(|t| t <= now) {
             let (handler, mut out) = self.split();
@@ -390,10 +495,15 @@ impl<H: Handler> Server<H> {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&mut self) -> Option<Time> {
-        match (self.calls.next_deadline(), self.handler.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let closing = self.closing.filter(|_| self.calls.len() > 0);
+        [
+            self.calls.next_deadline(),
+            self.handler.poll_timeout(),
+            closing,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn tick(&mut self, now: Time) -> Time {
@@ -402,13 +512,29 @@ impl<H: Handler> Server<H> {
     }
 
     fn split(&mut self) -> (&mut H, Outbox<'_, H::Event>) {
+        let (handler, out, _) = self.split_all();
+        (handler, out)
+    }
+
+    fn split_all(&mut self) -> (&mut H, Outbox<'_, H::Event>, Option<&mut Health>) {
         (
             &mut self.handler,
             Outbox {
                 calls: &mut self.calls,
                 queue: &mut self.queue,
             },
+            self.health.as_mut(),
         )
+    }
+
+    /// Tells whoever served a call that has been taken out of the table
+    /// that it ended.
+    fn closed(&mut self, now: Time, call: CallId, c: &Call, reason: CloseReason) {
+        let (handler, mut out, health) = self.split_all();
+        match health.filter(|_| c.health) {
+            Some(h) => h.closed(call),
+            None => handler.closed(now, call, reason, &mut out),
+        }
     }
 
     fn reject(&mut self, call: CallId, http_status: u16, status: Status) {
@@ -425,7 +551,6 @@ impl<H: Handler> Server<H> {
             return;
         };
         handler::end(&mut self.queue, call, &c, 200, status.clone());
-        let (handler, mut out) = self.split();
-        handler.closed(now, call, CloseReason::Failed(status), &mut out);
+        self.closed(now, call, &c, CloseReason::Failed(status));
     }
 }

@@ -24,6 +24,10 @@ impl Handler for BidiChat {
     type Event = Infallible;
     type Input = Infallible;
 
+    fn services(&self) -> Vec<String> {
+        vec!["Chat".to_owned()]
+    }
+
     fn open(
         &mut self,
         _now: Time,

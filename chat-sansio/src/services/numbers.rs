@@ -24,6 +24,10 @@ impl Handler for Numbers {
     type Event = Infallible;
     type Input = Infallible;
 
+    fn services(&self) -> Vec<String> {
+        vec!["tutorial.NumberService".to_owned()]
+    }
+
     fn open(
         &mut self,
         _now: Time,

@@ -190,6 +190,10 @@ impl Handler for RouteGuide {
     type Event = Infallible;
     type Input = Infallible;
 
+    fn services(&self) -> Vec<String> {
+        vec!["routeguide.RouteGuide".to_owned()]
+    }
+
     fn open(
         &mut self,
         now: Time,

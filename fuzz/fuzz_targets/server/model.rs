@@ -81,6 +81,8 @@ pub struct Model {
     pub rooms: BTreeMap<String, RoomModel>,
     /// Multicasts turned into per-call messages, as a driver would.
     pub expand: Expand,
+    /// When the grace period of a shutdown ends, once one was asked for.
+    pub closing: Option<Time>,
 }
 
 impl Model {
@@ -271,6 +273,8 @@ pub fn open_request(
         Expect::Reject(400, &[Code::Internal])
     } else if matches!(quirk, Quirk::Odd(OddQuirk::EncodingGzip)) {
         Expect::Reject(200, &[Code::Unimplemented])
+    } else if model.closing.is_some() {
+        Expect::Reject(200, &[Code::Unavailable])
     } else if model.live_on(conn) >= MAX_CALLS_PER_CONNECTION {
         Expect::Reject(200, &[Code::ResourceExhausted])
     } else {
@@ -432,6 +436,7 @@ pub fn check_state(server: &mut Server<Chat>, model: &Model) {
         .values()
         .filter(|c| c.live())
         .filter_map(|c| c.deadline)
+        .chain(model.closing.filter(|_| live > 0))
         .min();
     assert_eq!(server.poll_timeout(), next, "poll_timeout");
     for c in model.calls.values() {
