@@ -4,8 +4,13 @@ pub mod config;
 pub mod store;
 
 use std::io::Write;
+use std::time::Duration;
 
+use async_signal::{Signal, Signals};
 use chat_sansio::chat::ChatEvent;
+use chat_sansio::server::Handler;
+use futures_lite::{future, StreamExt};
+use transport_h2::Server;
 
 /// Runs smol's executor on every core unless `SMOL_THREADS` says otherwise;
 /// smol defaults to a single thread.
@@ -60,4 +65,47 @@ pub fn print_event(event: &ChatEvent) {
         )),
         ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
     }
+}
+
+/// SIGTERM and SIGINT, caught from now on (call it before announcing the
+/// server, so a signal right after cannot kill it abruptly).
+pub fn stop_signals() -> std::io::Result<Signals> {
+    Signals::new([Signal::Term, Signal::Int])
+}
+
+/// Waits for SIGTERM or SIGINT, then shuts the server down gracefully; a
+/// second signal cuts the wait short. Returns when the server is done.
+pub async fn stop_on_signal<H>(
+    name: &str,
+    server: &Server<H>,
+    mut signals: Signals,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    H: Handler + Send + 'static,
+    H::Event: Send + 'static,
+    H::Input: Send + 'static,
+{
+    let Some(signal) = signals.next().await else {
+        return Ok(());
+    };
+    let signal = signal?;
+    say(format_args!(
+        "{name}: {signal:?}: shutting down (connections: {}; grace {} ms, a second signal stops at once)",
+        server.connections(),
+        grace.as_millis()
+    ));
+    let waited = async { Some(server.shutdown(grace).await) };
+    let cut = async {
+        let _ = signals.next().await;
+        None
+    };
+    match future::or(waited, cut).await {
+        Some(0) => say(format_args!("{name}: stopped")),
+        Some(left) => say(format_args!(
+            "{name}: stopped with {left} connections still open"
+        )),
+        None => say(format_args!("{name}: stopped at once")),
+    }
+    Ok(())
 }

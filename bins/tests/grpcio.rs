@@ -17,7 +17,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::python::{script_passes, workspace, LOG_WAIT};
+use common::python::{script_passes, script_passes_stopping, workspace, LOG_WAIT};
 use common::ChatServer;
 
 /// Test 1: the seed 000 client's flow: JoinChatRoom shows room1 and the
@@ -184,4 +184,26 @@ fn wait_for_rows(db: &Path, sql: &str, done: impl Fn(&[String]) -> bool) -> Vec<
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Test 8: the health service through grpcio, and SIGTERM: health turns
+/// NOT_SERVING, new calls get UNAVAILABLE, open streams end UNAVAILABLE
+/// after the grace period, and the server exits 0 soon after.
+#[test]
+fn health_and_a_graceful_shutdown_on_sigterm() {
+    let mut server = ChatServer::start_with(&["--memory", "--shutdown-grace-ms", "1500"]);
+    let pid = server.pid().to_string();
+    script_passes_stopping(&mut server, "shutdown.py", &[&pid]);
+    let deadline = Instant::now() + LOG_WAIT;
+    let code = loop {
+        match server.try_exit_code() {
+            Some(code) => break code,
+            None if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            None => panic!("chat-server did not exit\n{}", server.output_report()),
+        }
+    };
+    assert_eq!(code, Some(0), "{}", server.output_report());
+    let out = server.stdout();
+    assert!(out.contains("shutting down"), "{out}");
+    assert!(out.contains("chat-server: stopped\n"), "{out}");
 }

@@ -162,6 +162,8 @@ pub(crate) struct ConnDriver<T, I> {
     /// The streams need a pass whatever the socket did: one stopped early
     /// (the core's queue was full), or a stream is new.
     streams_pending: bool,
+    /// GOAWAY has been sent (the server is shutting down).
+    going_away: bool,
 }
 
 /// How a connection ended.
@@ -204,6 +206,7 @@ where
             reads,
             reads_seen: u64::MAX,
             streams_pending: false,
+            going_away: false,
         }
     }
 
@@ -597,6 +600,12 @@ where
         let mut cx = Context::from_waker(&h2_waker);
         let mut ended = None;
         let mut again = false;
+        if !this.going_away && this.shared.closing.get() {
+            // GOAWAY; h2 ends the connection once its streams are done (the
+            // core ends those left at the end of its grace period).
+            this.going_away = true;
+            this.h2.graceful_shutdown();
+        }
         for _ in 0..MAX_ROUNDS_PER_POLL {
             let mut progress = false;
             this.core.poll_flush(&mut cx);

@@ -3,6 +3,7 @@
 //! connections' shards, one batch per shard per turn.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_channel::Receiver;
 use async_io::Timer;
@@ -47,6 +48,10 @@ pub(crate) enum ToCore<I> {
         call: CallId,
     },
     Input(I),
+    /// Stop: see [`Server::handle_shutdown`].
+    Shutdown {
+        grace: Duration,
+    },
 }
 
 /// What the core asks one connection to write, by h2 stream id.
@@ -81,6 +86,8 @@ impl ToConn {
 pub(crate) enum ToShard {
     Conn(u32, ToConn),
     Multicast(u64, Bytes),
+    /// The server is shutting down: every connection sends GOAWAY.
+    Shutdown,
 }
 
 /// The id the core knows a call by: the connection in the high half, the
@@ -107,6 +114,7 @@ pub(crate) async fn run<H: Handler>(
 ) {
     let mut batches: Vec<Vec<ToShard>> = shards.iter().map(|_| Vec::new()).collect();
     let mut members = Membership::default();
+    let mut told_shutdown = false;
     loop {
         let first = match core.poll_timeout().map(|t| clock.instant_at(t)) {
             Some(at) => {
@@ -172,6 +180,13 @@ pub(crate) async fn run<H: Handler>(
             let conn = split_call(call).0;
             let shard = shard_of(conn, batches.len());
             batches[shard].push(ToShard::Conn(conn, item));
+        }
+        if core.is_shutting_down() && !std::mem::replace(&mut told_shutdown, true) {
+            // After the outputs of the shutdown itself (health watchers
+            // hear NOT_SERVING before GOAWAY).
+            for batch in &mut batches {
+                batch.push(ToShard::Shutdown);
+            }
         }
         for (batch, mailbox) in batches.iter_mut().zip(&shards) {
             if !batch.is_empty() {
@@ -244,6 +259,7 @@ fn apply<H: Handler>(core: &mut Server<H>, now: chat_sansio::Time, event: ToCore
         ToCore::Reset { call } => core.handle_reset(now, call),
         ToCore::Stalled { call } => core.handle_stalled(now, call),
         ToCore::Input(input) => core.handle_input(now, input),
+        ToCore::Shutdown { grace } => core.handle_shutdown(now, grace),
     }
 }
 

@@ -7,16 +7,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_channel::Sender;
+use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use chat_sansio::server::{Handler, Server as Core};
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{future, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::core_task::{self, ToCore};
-use crate::shard::{self, NewConn, Shard};
+use crate::shard::{self, Live, NewConn, Shard};
+
+/// How long [`Server::shutdown`] waits, after the grace period, for
+/// connections to write their last trailers and close.
+const SHUTDOWN_LINGER: Duration = Duration::from_secs(2);
 
 /// A gRPC server on HTTP/2 for one sans-IO core.
 ///
@@ -41,6 +45,10 @@ struct Inner<I> {
     to_core: Sender<ToCore<I>>,
     shards: Vec<Shard>,
     next_shard: AtomicUsize,
+    /// Connections handed to shards and not yet closed.
+    live: Arc<AtomicUsize>,
+    /// Closed by [`Server::shutdown`]; `serve` loops stop on it.
+    stop: (Sender<()>, Receiver<()>),
 }
 
 /// Sends application inputs to the core from any thread.
@@ -99,6 +107,8 @@ where
                 to_core: tx,
                 shards,
                 next_shard: AtomicUsize::new(0),
+                live: Arc::new(AtomicUsize::new(0)),
+                stop: async_channel::bounded(1),
             }),
             _handler: PhantomData,
         }
@@ -111,11 +121,19 @@ where
         }
     }
 
-    /// Accepts TCP connections on `listener` forever, handing each to a
-    /// shard.
+    /// Accepts TCP connections on `listener`, handing each to a shard,
+    /// until [`shutdown`](Self::shutdown) is called.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        let stop = self.inner.stop.1.clone();
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = future::or(async { Some(listener.accept().await) }, async {
+                let _ = stop.recv().await;
+                None
+            });
+            let Some(accepted) = accepted.await else {
+                return Ok(());
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if is_transient(&e) => {
                     tracing::warn!("accept failed: {e}; retrying");
@@ -142,15 +160,55 @@ where
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        if self.is_shutting_down() {
+            return; // Dropped: the client sees the connection close.
+        }
         let shards = &self.inner.shards;
         let i = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len();
         let conn = NewConn {
             io: Box::new(io),
             peer,
+            live: Live::new(&self.inner.live),
         };
         if !shards[i].serve(conn) {
             tracing::warn!("shard {i} is gone; connection dropped");
         }
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.stop.0.is_closed()
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    /// Shuts the server down gracefully and waits until it is done:
+    ///
+    /// 1. `serve` stops accepting, and new connections are dropped;
+    /// 2. the core turns every health status NOT_SERVING and refuses new
+    ///    calls with UNAVAILABLE ([`Core::handle_shutdown`]);
+    /// 3. every connection sends GOAWAY, so clients open new calls
+    ///    elsewhere, and closes once its calls are over;
+    /// 4. calls still open after `grace` end with UNAVAILABLE.
+    ///
+    /// Returns the number of connections still open when it stopped waiting
+    /// (`grace` and a short linger for the last writes); they close when the
+    /// process exits. Calling it again waits again.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let until = std::time::Instant::now() + grace + SHUTDOWN_LINGER;
+        if !self.inner.stop.0.close() {
+            tracing::debug!("shutdown already asked for");
+        }
+        let _ = self.inner.to_core.send(ToCore::Shutdown { grace }).await;
+        while self.connections() > 0 && std::time::Instant::now() < until {
+            Timer::after(Duration::from_millis(10)).await;
+        }
+        self.connections()
     }
 }
 

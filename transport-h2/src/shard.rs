@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -43,6 +43,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 pub(crate) struct NewConn {
     pub io: Box<dyn ByteStream>,
     pub peer: Option<String>,
+    /// Counts the connection as live until it is dropped.
+    pub live: Live,
+}
+
+/// One connection in the server's count of live connections, from when it
+/// is handed to a shard until its task is done with it.
+pub(crate) struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::AcqRel);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A queue from one thread to a task on another, taken whole.
@@ -128,6 +147,8 @@ pub(crate) struct Shared {
     /// Connections whose clients sent something within the flush interval
     /// (some may have gone quiet since; the scheduler prunes them).
     pub hot: RefCell<Vec<u32>>,
+    /// The server is shutting down: connections send GOAWAY.
+    pub closing: Cell<bool>,
 }
 
 /// What the wheel defers: one connection, or a group's members in one
@@ -199,6 +220,7 @@ pub(crate) fn start<I: Send + 'static>(
                         shared: Rc::new(Shared {
                             groups: RefCell::new(Groups::new(phases)),
                             hot: RefCell::default(),
+                            closing: Cell::new(false),
                         }),
                         accepted: Cell::new(0),
                     };
@@ -295,6 +317,13 @@ impl Scheduler {
         let mut groups = local.shared.groups.borrow_mut();
         let (conn, item) = match item {
             ToShard::Conn(conn, item) => (conn, item),
+            ToShard::Shutdown => {
+                local.shared.closing.set(true);
+                for slot in slots.values() {
+                    self.wake.extend(slot.borrow_mut().waker.take());
+                }
+                return;
+            }
             ToShard::Multicast(group, frame) => {
                 match groups.multicast(group, frame, now, self.interval) {
                     Arrival::Nobody => return,
@@ -416,7 +445,8 @@ fn leave(groups: &mut Groups, s: &mut Slot, conn: u32, sid: u32) -> bool {
 
 /// One connection, from the HTTP/2 handshake until it closes.
 async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
-    let NewConn { io, peer } = conn;
+    let NewConn { io, peer, live } = conn;
+    let _live = live;
     let config = &local.config;
     let mut builder = h2::server::Builder::new();
     builder
@@ -530,6 +560,7 @@ mod tests {
             shared: Rc::new(Shared {
                 groups: RefCell::new(Groups::new(phases)),
                 hot: RefCell::default(),
+                closing: Cell::new(false),
             }),
             accepted: Cell::new(0),
             phases,

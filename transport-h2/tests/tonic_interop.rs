@@ -52,17 +52,23 @@ fn chat_message(id: &str, text: &str) -> ChatMessage {
 /// Starts our chat server on 127.0.0.1:0, accepting on a background thread;
 /// the connection and core tasks run on smol's global executor.
 fn start_our_server() -> SocketAddr {
+    start_our_server_handle().0
+}
+
+/// [`start_our_server`], with a handle on the server.
+fn start_our_server_handle() -> (SocketAddr, transport_h2::Server<Chat>) {
     let listener = smol::block_on(smol::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("local_addr");
     let core = chat_sansio::server::Server::new(Chat::default());
     let server = transport_h2::Server::start(core, ServerConfig::default(), |_ev| {});
+    let serving = server.clone();
     std::thread::Builder::new()
         .name(format!("our-server-{addr}"))
         .spawn(move || {
-            let _ = smol::block_on(server.serve(listener));
+            let _ = smol::block_on(serving.serve(listener));
         })
         .expect("spawn server thread");
-    addr
+    (addr, server)
 }
 
 async fn tonic_channel(addr: SocketAddr) -> TonicChannel {
@@ -89,6 +95,67 @@ async fn next<T>(stream: &mut Streaming<T>) -> Result<Option<T>, Status> {
     tokio::time::timeout(Duration::from_secs(3), stream.message())
         .await
         .expect("no response within 3 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
+    use chat_proto::health::health_check_response::ServingStatus;
+    use chat_proto::health::health_client::HealthClient;
+    use chat_proto::health::HealthCheckRequest;
+    let (addr, server) = start_our_server_handle();
+    within(async {
+        let channel = tonic_channel(addr).await;
+        let mut health = HealthClient::new(channel.clone());
+        let ask = |service: &str| HealthCheckRequest {
+            service: service.into(),
+        };
+        let res = health.check(ask("ChatService")).await.expect("check");
+        assert_eq!(res.into_inner().status(), ServingStatus::Serving);
+        let err = health.check(ask("nope")).await.expect_err("unknown");
+        assert_eq!(err.code(), Code::NotFound);
+        let mut watch = health.watch(ask("")).await.expect("watch").into_inner();
+        let first = next(&mut watch).await.expect("first").expect("status");
+        assert_eq!(first.status(), ServingStatus::Serving);
+        let (tx, rx) = mpsc::channel::<ChatMessage>(4);
+        let mut chat = ChatServiceClient::new(channel.clone());
+        let mut stream = chat
+            .join_chat(ReceiverStream::new(rx))
+            .await
+            .expect("join")
+            .into_inner();
+
+        let began = Instant::now();
+        let stopping =
+            std::thread::spawn(move || smol::block_on(server.shutdown(Duration::from_millis(300))));
+        let now = next(&mut watch).await.expect("update").expect("status");
+        assert_eq!(now.status(), ServingStatus::NotServing);
+        let late = chat.join_chat(tokio_stream::empty()).await;
+        // Refused: by the core (UNAVAILABLE) if the call raced the GOAWAY,
+        // else by hyper itself, which reports a call it would not start on
+        // a connection going away as CANCELLED ("connection closed").
+        let late = late.map(|_| ()).unwrap_err();
+        assert!(
+            matches!(late.code(), Code::Unavailable | Code::Cancelled),
+            "{late:?}"
+        );
+        let end = tokio::time::timeout(Duration::from_secs(3), stream.message())
+            .await
+            .expect("the open stream ends");
+        assert_eq!(end.unwrap_err().code(), Code::Unavailable);
+        assert!(began.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            next(&mut watch).await.unwrap_err().code(),
+            Code::Unavailable
+        );
+        drop(tx);
+        let left = tokio::task::spawn_blocking(move || stopping.join().expect("shutdown"))
+            .await
+            .expect("join");
+        assert_eq!(left, 0, "every connection closed");
+        // The listener is closed.
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_bins::store::{start_writer, Retention, Store, Writer};
-use chat_bins::{config, init_logging, init_runtime, print_event, say};
+use chat_bins::{
+    config, init_logging, init_runtime, print_event, say, stop_on_signal, stop_signals,
+};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
 use clap::{Parser, Subcommand};
+use futures_lite::future;
 use transport_h2::{Server, ServerConfig};
 
 /// Serve the chat.
@@ -60,6 +63,10 @@ struct Args {
     /// Threads that run connections (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// On SIGTERM or SIGINT, how long open calls may go on (milliseconds)
+    /// before they are ended with UNAVAILABLE; a second signal stops at once.
+    #[arg(long, default_value_t = 5_000)]
+    shutdown_grace_ms: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
@@ -147,11 +154,15 @@ fn main() {
         if let Some(store) = store {
             start_writer(store, requests, server.inputs())?;
         }
+        let signals = stop_signals()?;
         say(format_args!(
             "chat-server listening on {}",
             listener.local_addr()?
         ));
-        server.serve(listener).await
+        let grace = Duration::from_millis(args.shutdown_grace_ms);
+        let stop = stop_on_signal("chat-server", &server, signals, grace);
+        future::try_zip(server.serve(listener), stop).await?;
+        Ok::<_, std::io::Error>(())
     });
     if let Err(e) = result {
         fail(e);

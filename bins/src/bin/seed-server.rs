@@ -4,11 +4,17 @@
 
 use std::path::PathBuf;
 
-use chat_bins::{init_logging, init_runtime, say};
+use std::time::Duration;
+
+use chat_bins::{init_logging, init_runtime, say, stop_on_signal, stop_signals};
 use chat_sansio::server::{Handler, Server as Core};
 use chat_sansio::services::{BidiChat, Numbers, RouteGuide, RouteGuideConfig};
 use clap::{Parser, Subcommand};
+use futures_lite::future;
 use transport_h2::{Server, ServerConfig};
+
+/// How long open calls may go on after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Serve one of the seeds' streaming services.
 #[derive(Parser, Debug)]
@@ -44,11 +50,14 @@ where
     smol::block_on(async {
         let listener = smol::net::TcpListener::bind(addr).await?;
         let server = Server::start(Core::new(handler), ServerConfig::default(), |e| match e {});
+        let signals = stop_signals()?;
         say(format_args!(
             "seed-server {name} listening on {}",
             listener.local_addr()?
         ));
-        server.serve(listener).await
+        let stop = stop_on_signal("seed-server", &server, signals, SHUTDOWN_GRACE);
+        future::try_zip(server.serve(listener), stop).await?;
+        Ok(())
     })
 }
 

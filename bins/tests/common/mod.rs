@@ -166,6 +166,17 @@ impl ChatServer {
         self.addr
     }
 
+    /// The exit code once the server has exited (`Some(None)`: killed by a
+    /// signal); `None` while it runs.
+    pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
+        self.child.try_wait().ok().flatten().map(|s| s.code())
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server printed to stdout so far.
     pub fn stdout(&self) -> String {
         lock(&self.stdout).clone()

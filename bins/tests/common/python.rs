@@ -286,6 +286,13 @@ pub fn run_script(script: &str, addr: &str, args: &[&str]) -> ScriptRun {
 /// Runs a script against `server` and fails the test, with everything both
 /// sides printed, unless it exits 0. Returns the script's stdout.
 pub fn script_passes(server: &mut ChatServer, script: &str, args: &[&str]) -> String {
+    let out = script_passes_stopping(server, script, args);
+    server.assert_healthy();
+    out
+}
+
+/// [`script_passes`] for a script that may stop the server.
+pub fn script_passes_stopping(server: &mut ChatServer, script: &str, args: &[&str]) -> String {
     let run = run_script(script, &server.addr().to_string(), args);
     let verdict = match run.status {
         Some(s) if s.success() => None,
@@ -303,6 +310,5 @@ pub fn script_passes(server: &mut ChatServer, script: &str, args: &[&str]) -> St
         );
     }
     eprintln!("{script}: passed in {:.1?}", run.took);
-    server.assert_healthy();
     run.stdout
 }
