@@ -9,6 +9,8 @@ const PROTOS: &[&str] = &[
     "number.proto",
     "route_guide.proto",
     "health.proto",
+    "reflection.proto",
+    "reflection_v1alpha.proto",
 ];
 
 fn main() {
@@ -23,7 +25,21 @@ fn main() {
             proto_dir.display()
         ),
     };
+    write_descriptors(&fds);
     generate(fds);
+}
+
+/// Every file compiled, imports included, without source info, encoded:
+/// what the reflection service serves.
+fn write_descriptors(fds: &prost_types::FileDescriptorSet) {
+    use prost::Message as _;
+    let mut fds = fds.clone();
+    for file in &mut fds.file {
+        file.source_code_info = None;
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out.join("file_descriptor_set.bin"), fds.encode_to_vec())
+        .expect("writing the file descriptor set");
 }
 
 #[cfg(not(feature = "tonic"))]

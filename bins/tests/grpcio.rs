@@ -207,3 +207,12 @@ fn health_and_a_graceful_shutdown_on_sigterm() {
     assert!(out.contains("shutting down"), "{out}");
     assert!(out.contains("chat-server: stopped\n"), "{out}");
 }
+
+/// Test 9: server reflection, v1 and v1alpha, through grpcio; a JoinChat
+/// call made with message classes built from its answers alone.
+#[test]
+fn reflection_describes_the_service_well_enough_to_call_it() {
+    let mut server = ChatServer::start_with(&["--memory"]);
+    script_passes(&mut server, "reflection.py", &[]);
+    server.expect_line("Received message from refl: found by reflection", LOG_WAIT);
+}

@@ -7,6 +7,7 @@
 //! - [`tutorial`]: seed 003's `NumberService`.
 //! - [`routeguide`]: the standard route_guide proto (seed 004).
 //! - [`health`]: the standard `grpc.health.v1` health checking service.
+//! - [`reflection`]: gRPC server reflection, and [`FILE_DESCRIPTOR_SET`].
 //!
 //! With the `tonic` feature the crate also holds tonic client and server
 //! stubs, used only as test peers and benchmark baselines.
@@ -57,6 +58,31 @@ pub mod health {
         pub const WATCH: &str = "/grpc.health.v1.Health/Watch";
     }
 }
+
+/// Server reflection, `grpc.reflection.v1` (`v1alpha` has the same
+/// messages, so these types serve both).
+pub mod reflection {
+    include!(concat!(env!("OUT_DIR"), "/grpc.reflection.v1.rs"));
+
+    /// Paths of the reflection service.
+    pub mod paths {
+        /// The v1 service's full name.
+        pub const SERVICE: &str = "grpc.reflection.v1.ServerReflection";
+        /// The v1alpha service's full name.
+        pub const SERVICE_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+        /// Bidirectional streaming, v1.
+        pub const INFO: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+        /// Bidirectional streaming, v1alpha.
+        pub const INFO_V1ALPHA: &str =
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+    }
+}
+
+/// Every proto file of `proto/` and what they import, as an encoded
+/// `google.protobuf.FileDescriptorSet` (without source info): what the
+/// reflection service describes.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
 /// gRPC method paths of `ChatService`.
 pub mod paths {

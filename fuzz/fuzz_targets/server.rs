@@ -268,10 +268,12 @@ fn run(ops: &[Operation]) {
         next_conn: 1,
         ..Model::default()
     };
-    // The health service has its own tests; here its paths would be
-    // accepted where the model expects UNIMPLEMENTED for unknown paths.
+    // The health and reflection services have their own tests; here their
+    // paths would be accepted where the model expects UNIMPLEMENTED for
+    // unknown paths.
     let config = ServerConfig {
         health: false,
+        reflection: None,
         ..ServerConfig::default()
     };
     let mut server = Server::with_config(config, Chat::default());

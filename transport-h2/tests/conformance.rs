@@ -601,7 +601,7 @@ fn unknown_method_and_service_are_unimplemented() {
         for path in [
             "/ChatService/NoSuchMethod",
             "/NoSuchService/JoinChat",
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1.ServerReflection/NoSuchMethod",
         ] {
             let (resp, mut stream) = c.call(path).await;
             // The client may still be sending when the answer comes.

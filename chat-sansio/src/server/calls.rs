@@ -21,8 +21,16 @@ pub(crate) struct Call {
     pub half_closed: bool,
     /// The multicast group the call is subscribed to.
     pub group: Option<GroupId>,
-    /// A call to the health service, which the server answers itself.
-    pub health: bool,
+    /// Who serves the call: the handler, or the server itself.
+    pub by: ServedBy,
+}
+
+/// Who serves a call.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ServedBy {
+    Handler,
+    Health,
+    Reflection,
 }
 
 /// What the core knows of a connection.

@@ -9,6 +9,7 @@ mod calls;
 mod expand;
 mod handler;
 mod health;
+mod reflection;
 mod request;
 
 use std::collections::VecDeque;
@@ -18,11 +19,12 @@ use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS, MAX_CALLS_PER_CONNECTIO
 use crate::status::{Code, Status};
 use crate::time::Time;
 
-use calls::{Call, Calls};
+use calls::{Call, Calls, ServedBy};
 pub use expand::Expand;
 pub use handler::{CloseReason, Handler, Outbox, Request};
 pub use health::ServingStatus;
 use health::{is_health_path, Health};
+use reflection::{is_reflection_path, Reflection};
 use request::check;
 pub use request::{is_grpc_content_type, Rejection, RequestHead};
 
@@ -133,6 +135,17 @@ pub struct ServerConfig {
     /// Answer `grpc.health.v1.Health` (see [`Server::set_health`]). Turn it
     /// off to let the handler serve those paths itself.
     pub health: bool,
+    /// Answer server reflection (`grpc.reflection.v1` and `v1alpha`) from
+    /// this encoded `FileDescriptorSet`, listing the handler's
+    /// [`services`](Handler::services); `None` turns reflection off. The
+    /// default describes every proto of this project
+    /// ([`chat_proto::FILE_DESCRIPTOR_SET`]).
+    ///
+    /// # Panics
+    ///
+    /// [`Server::with_config`] panics if the set does not decode or a file
+    /// imports one that is not in it: a bug of the program, not of a peer.
+    pub reflection: Option<&'static [u8]>,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +153,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             health: true,
+            reflection: Some(chat_proto::FILE_DESCRIPTOR_SET),
         }
     }
 }
@@ -190,6 +204,10 @@ impl Default for ServerConfig {
 /// until [`set_health`](Self::set_health) says otherwise or the server shuts
 /// down.
 ///
+/// **Reflection.** Unless [`ServerConfig::reflection`] is `None`, the server
+/// answers `grpc.reflection.v1` and `v1alpha` from that descriptor set,
+/// listing the handler's services, health and reflection.
+///
 /// **Shutdown.** After [`handle_shutdown`](Self::handle_shutdown) every
 /// health status is NOT_SERVING, new calls are refused with UNAVAILABLE,
 /// and calls still open when the grace period ends are ended with
@@ -202,6 +220,7 @@ pub struct Server<H: Handler> {
     config: ServerConfig,
     now: Time,
     health: Option<Health>,
+    reflection: Option<Reflection>,
     /// When the grace period of a shutdown ends.
     closing: Option<Time>,
 }
@@ -215,6 +234,13 @@ impl<H: Handler> Server<H> {
     /// A server with `config`.
     pub fn with_config(config: ServerConfig, handler: H) -> Server<H> {
         let health = config.health.then(|| Health::new(handler.services()));
+        let reflection = config.reflection.map(|set| {
+            let mut services = handler.services();
+            if health.is_some() {
+                services.push(chat_proto::health::paths::SERVICE.to_owned());
+            }
+            Reflection::new(set, services).unwrap_or_else(|e| panic!("{e}"))
+        });
         Server {
             handler,
             calls: Calls::default(),
@@ -222,6 +248,7 @@ impl<H: Handler> Server<H> {
             config,
             now: Time::ZERO,
             health,
+            reflection,
             closing: None,
         }
     }
@@ -334,11 +361,16 @@ impl<H: Handler> Server<H> {
                 deadline,
                 half_closed: false,
                 group: None,
-                health: self.health.is_some() && is_health_path(&head.path),
+                by: self.served_by(&head.path),
             },
         );
-        if let Some(health) = self.health.as_mut().filter(|_| is_health_path(&head.path)) {
-            match health.open(call, &head.path) {
+        let opened = match self.served_by(&head.path) {
+            ServedBy::Handler => None,
+            ServedBy::Health => self.health.as_mut().map(|h| h.open(call, &head.path)),
+            ServedBy::Reflection => self.reflection.as_mut().map(|r| r.open(call, &head.path)),
+        };
+        if let Some(opened) = opened {
+            match opened {
                 Ok(()) => self.answer(call),
                 Err(status) => self.end(call, status),
             }
@@ -403,11 +435,12 @@ impl<H: Handler> Server<H> {
                     return self.fail(now, call, status);
                 }
                 Ok(Some(m)) => {
-                    let health = c.health;
-                    let (handler, mut out, h) = self.split_all();
-                    match h.filter(|_| health) {
-                        Some(h) => h.message(call, m.payload, &mut out),
-                        None => handler.message(now, call, m.payload, &mut out),
+                    let by = c.by;
+                    let (handler, mut out, health, reflection) = self.split_all();
+                    match (by, health, reflection) {
+                        (ServedBy::Health, Some(h), _) => h.message(call, m.payload, &mut out),
+                        (ServedBy::Reflection, _, Some(r)) => r.message(call, m.payload, &mut out),
+                        _ => handler.message(now, call, m.payload, &mut out),
                     }
                 }
                 Err(e) => return self.fail(now, call, e.to_status()),
@@ -427,11 +460,12 @@ impl<H: Handler> Server<H> {
         if let Err(e) = c.decoder.finish() {
             return self.fail(now, call, e.to_status());
         }
-        let health = c.health;
-        let (handler, mut out, h) = self.split_all();
-        match h.filter(|_| health) {
-            Some(h) => h.half_close(call, &mut out),
-            None => handler.half_close(now, call, &mut out),
+        let by = c.by;
+        let (handler, mut out, health, reflection) = self.split_all();
+        match (by, health, reflection) {
+            (ServedBy::Health, Some(h), _) => h.half_close(call, &mut out),
+            (ServedBy::Reflection, _, Some(r)) => r.half_close(call, &mut out),
+            _ => handler.half_close(now, call, &mut out),
         }
     }
 
@@ -512,11 +546,19 @@ impl<H: Handler> Server<H> {
     }
 
     fn split(&mut self) -> (&mut H, Outbox<'_, H::Event>) {
-        let (handler, out, _) = self.split_all();
+        let (handler, out, ..) = self.split_all();
         (handler, out)
     }
 
-    fn split_all(&mut self) -> (&mut H, Outbox<'_, H::Event>, Option<&mut Health>) {
+    #[allow(clippy::type_complexity)]
+    fn split_all(
+        &mut self,
+    ) -> (
+        &mut H,
+        Outbox<'_, H::Event>,
+        Option<&mut Health>,
+        Option<&mut Reflection>,
+    ) {
         (
             &mut self.handler,
             Outbox {
@@ -524,16 +566,30 @@ impl<H: Handler> Server<H> {
                 queue: &mut self.queue,
             },
             self.health.as_mut(),
+            self.reflection.as_mut(),
         )
+    }
+
+    /// Who serves a call to `path`: the server's own services, if on, take
+    /// their paths.
+    fn served_by(&self, path: &str) -> ServedBy {
+        if self.health.is_some() && is_health_path(path) {
+            ServedBy::Health
+        } else if self.reflection.is_some() && is_reflection_path(path) {
+            ServedBy::Reflection
+        } else {
+            ServedBy::Handler
+        }
     }
 
     /// Tells whoever served a call that has been taken out of the table
     /// that it ended.
     fn closed(&mut self, now: Time, call: CallId, c: &Call, reason: CloseReason) {
-        let (handler, mut out, health) = self.split_all();
-        match health.filter(|_| c.health) {
-            Some(h) => h.closed(call),
-            None => handler.closed(now, call, reason, &mut out),
+        let (handler, mut out, health, reflection) = self.split_all();
+        match (c.by, health, reflection) {
+            (ServedBy::Health, Some(h), _) => h.closed(call),
+            (ServedBy::Reflection, _, Some(r)) => r.closed(call),
+            _ => handler.closed(now, call, reason, &mut out),
         }
     }
 
