@@ -352,6 +352,7 @@ impl<H: Handler> Server<H> {
             return self.reject(call, 200, status);
         }
         self.calls.connect(conn, None);
+        let by = self.served_by(&head.path);
         self.calls.insert(
             call,
             Call {
@@ -361,10 +362,10 @@ impl<H: Handler> Server<H> {
                 deadline,
                 half_closed: false,
                 group: None,
-                by: self.served_by(&head.path),
+                by,
             },
         );
-        let opened = match self.served_by(&head.path) {
+        let opened = match by {
             ServedBy::Handler => None,
             ServedBy::Health => self.health.as_mut().map(|h| h.open(call, &head.path)),
             ServedBy::Reflection => self.reflection.as_mut().map(|r| r.open(call, &head.path)),
