@@ -189,6 +189,23 @@ fn deadline_exceeded() -> Status {
     Status::new(Code::DeadlineExceeded, "deadline exceeded")
 }
 
+/// Whether an error from `send_data` means only that this side may no
+/// longer send: h2 reports a stream the server has already ended (trailers,
+/// then RST_STREAM NO_ERROR, HC-3) or a second half-close as a user error,
+/// which is neither a reset, a GOAWAY nor an I/O failure.
+fn sending_has_ended(e: &h2::Error) -> bool {
+    !(e.is_reset() || e.is_go_away() || e.is_io())
+}
+
+/// What a send on an ended call returns: the call's own outcome is on the
+/// receiver, as with grpc-go's `SendMsg` returning `io.EOF`.
+fn call_has_ended() -> Status {
+    Status::new(
+        Code::FailedPrecondition,
+        "the call has ended; its status is on the receiver",
+    )
+}
+
 /// The sending half of a call.
 pub struct CallSender {
     stream: Arc<Mutex<SendStream<Bytes>>>,
@@ -225,7 +242,7 @@ impl CallSender {
                 match stream.poll_capacity(cx) {
                     Poll::Ready(Some(Ok(_))) => Poll::Ready(Ok(stream.capacity())),
                     Poll::Ready(Some(Err(e))) => Poll::Ready(Err(status_from_h2(&e))),
-                    Poll::Ready(None) => Poll::Ready(Err(unavailable("stream closed"))),
+                    Poll::Ready(None) => Poll::Ready(Err(call_has_ended())),
                     Poll::Pending => Poll::Pending,
                 }
             })
@@ -242,20 +259,30 @@ impl CallSender {
             }
             self.check_deadline()?;
             let chunk = frame.split_to(capacity.min(frame.len()));
-            lock(&self.stream)
-                .send_data(chunk, false)
-                .map_err(|e| status_from_h2(&e))?;
+            lock(&self.stream).send_data(chunk, false).map_err(|e| {
+                if sending_has_ended(&e) {
+                    call_has_ended()
+                } else {
+                    status_from_h2(&e)
+                }
+            })?;
         }
         Ok(())
     }
 
     /// Half-closes: the server will get no more messages (an empty DATA
     /// frame with END_STREAM, HC-1).
+    ///
+    /// Closing a call the server has already ended, or closing twice, is
+    /// not an error: there is nothing left to close, and the call's outcome
+    /// is on the receiver. A server may end a call before the client
+    /// half-closes (a unary answer), so this races with the response.
     pub fn close(&mut self) -> Result<(), Status> {
         self.check_deadline()?;
-        lock(&self.stream)
-            .send_data(Bytes::new(), true)
-            .map_err(|e| status_from_h2(&e))
+        match lock(&self.stream).send_data(Bytes::new(), true) {
+            Err(e) if !sending_has_ended(&e) => Err(status_from_h2(&e)),
+            _ => Ok(()),
+        }
     }
 
     /// Cancels the call (RST_STREAM CANCEL, X-1).
