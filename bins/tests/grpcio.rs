@@ -216,3 +216,23 @@ fn reflection_describes_the_service_well_enough_to_call_it() {
     script_passes(&mut server, "reflection.py", &[]);
     server.expect_line("Received message from refl: found by reflection", LOG_WAIT);
 }
+
+/// Test 10: server keepalive, 100 ms: quiet grpcio clients answer the
+/// pings and stay; one whose network is cut is dropped after its ping
+/// timeout, and its room hears it leave.
+#[test]
+fn keepalive_keeps_quiet_clients_and_drops_vanished_ones() {
+    let mut server = ChatServer::start_with(&[
+        "--memory",
+        "--keepalive-ms",
+        "100",
+        "--keepalive-timeout-ms",
+        "1000",
+    ]);
+    script_passes(&mut server, "keepalive.py", &[]);
+    let dropped = server
+        .stderr()
+        .matches("closing a connection whose peer did not answer a keepalive ping")
+        .count();
+    assert_eq!(dropped, 1, "{}", server.output_report());
+}

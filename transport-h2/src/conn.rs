@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::io::Io;
+use crate::keepalive::Keepalive;
 use async_channel::{Sender, TrySendError};
 use async_io::Timer;
 use bytes::{Bytes, BytesMut};
@@ -164,12 +165,16 @@ pub(crate) struct ConnDriver<T, I> {
     streams_pending: bool,
     /// GOAWAY has been sent (the server is shutting down).
     going_away: bool,
+    /// Pings a silent peer; `None` when keepalive is off.
+    keepalive: Option<Keepalive>,
 }
 
 /// How a connection ended.
 pub(crate) enum Ended {
     Closed,
     Error(h2::Error),
+    /// The peer did not answer a keepalive ping in time.
+    Unresponsive,
 }
 
 impl<T, I> ConnDriver<T, I>
@@ -179,7 +184,7 @@ where
 {
     pub(crate) fn new(
         id: u32,
-        h2: Connection<Io<T>, Bytes>,
+        mut h2: Connection<Io<T>, Bytes>,
         reads: Arc<AtomicU64>,
         slot: Rc<RefCell<Slot>>,
         shared: Rc<Shared>,
@@ -187,6 +192,10 @@ where
         config: Arc<ServerConfig>,
     ) -> Self {
         let waker = Arc::new(PollWaker::default());
+        let keepalive = config.keepalive_time.and_then(|time| {
+            let pings = h2.ping_pong()?;
+            Some(Keepalive::new(pings, time, config.keepalive_timeout))
+        });
         ConnDriver {
             id,
             h2,
@@ -207,6 +216,7 @@ where
             reads_seen: u64::MAX,
             streams_pending: false,
             going_away: false,
+            keepalive,
         }
     }
 
@@ -629,6 +639,12 @@ where
             again = asked || (progress && this.waker.take_woken());
             if !again {
                 break;
+            }
+        }
+        if let (None, Some(keepalive)) = (&ended, &mut this.keepalive) {
+            let reads = this.reads.load(Ordering::Relaxed);
+            if keepalive.poll(&mut cx, reads).is_ready() {
+                ended = Some(Ended::Unresponsive);
             }
         }
         if std::mem::take(&mut this.core.heard) {

@@ -30,6 +30,7 @@ mod flush;
 mod groups;
 mod headers;
 mod io;
+mod keepalive;
 mod server;
 mod shard;
 mod wake;

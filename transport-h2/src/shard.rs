@@ -496,6 +496,10 @@ async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
         match driver.await {
             Ended::Closed => tracing::debug!(?peer, "connection closed"),
             Ended::Error(e) => tracing::debug!(?peer, "connection ended: {e}"),
+            Ended::Unresponsive => tracing::info!(
+                ?peer,
+                "closing a connection whose peer did not answer a keepalive ping"
+            ),
         }
         let _ = to_core.send(ToCore::Disconnect { conn: id }).await;
     }

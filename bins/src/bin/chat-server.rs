@@ -67,6 +67,15 @@ struct Args {
     /// before they are ended with UNAVAILABLE; a second signal stops at once.
     #[arg(long, default_value_t = 5_000)]
     shutdown_grace_ms: u64,
+    /// A connection that has sent nothing for this long (milliseconds) gets
+    /// a PING; one that does not answer within --keepalive-timeout-ms is
+    /// closed, so a client whose network vanished leaves its rooms (0: no
+    /// pings).
+    #[arg(long, default_value_t = 60_000)]
+    keepalive_ms: u64,
+    /// How long a pinged client has to answer (milliseconds).
+    #[arg(long, default_value_t = 20_000)]
+    keepalive_timeout_ms: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
@@ -148,6 +157,9 @@ fn main() {
         let config = ServerConfig {
             flush_interval: Duration::from_micros(args.flush_us),
             threads: args.threads,
+            keepalive_time: (args.keepalive_ms > 0)
+                .then(|| Duration::from_millis(args.keepalive_ms)),
+            keepalive_timeout: Duration::from_millis(args.keepalive_timeout_ms),
             ..ServerConfig::default()
         };
         let server = Server::start(core, config, move |e| on_event(writer.as_ref(), e));

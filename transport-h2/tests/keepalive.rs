@@ -1,0 +1,198 @@
+//! Server keepalive (GRPC-CONFORMANCE K-4): a client that vanishes without
+//! closing its socket is found out by an unanswered PING, its connection
+//! closed and its calls ended, so it leaves its room; a client that is
+//! merely quiet answers the pings and stays.
+//!
+//! The vanishing is a TCP proxy between client and server that stops
+//! forwarding in both directions and keeps both sockets open, as a cut
+//! network or a dropped NAT entry does: no FIN, no RST, nothing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_proto::{paths, ChatMessage, ChatRoom, Presence, User};
+use chat_sansio::chat::Chat;
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::Timer;
+use transport_h2::{Call, CallOptions, Channel, Server, ServerConfig};
+
+const KEEPALIVE_TIME: Duration = Duration::from_millis(200);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(400);
+
+fn start(config: ServerConfig) -> SocketAddr {
+    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let core = chat_sansio::server::Server::new(Chat::default());
+    let server = Server::start(core, config, |_ev| {});
+    std::thread::spawn(move || {
+        let _ = smol::block_on(server.serve(listener));
+    });
+    addr
+}
+
+fn keepalive_config() -> ServerConfig {
+    ServerConfig {
+        keepalive_time: Some(KEEPALIVE_TIME),
+        keepalive_timeout: KEEPALIVE_TIMEOUT,
+        ..ServerConfig::default()
+    }
+}
+
+/// Runs a test body, failing if it takes longer than `secs` seconds.
+fn run(secs: u64, test: impl Future<Output = ()>) {
+    let finished = smol::block_on(future::or(
+        async {
+            test.await;
+            true
+        },
+        async {
+            Timer::after(Duration::from_secs(secs)).await;
+            false
+        },
+    ));
+    assert!(finished, "test timed out after {secs} s");
+}
+
+/// A one-connection TCP proxy to `server` that can be cut: after
+/// [`Proxy::cut`] it forwards nothing more either way, and closes nothing.
+struct Proxy {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    _pumps: smol::Task<()>,
+}
+
+impl Proxy {
+    async fn to(server: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        let pumps = smol::spawn(async move {
+            let (client, _) = listener.accept().await.expect("accept");
+            let upstream = TcpStream::connect(server).await.expect("connect");
+            future::zip(
+                pump(client.clone(), upstream.clone(), flag.clone()),
+                pump(upstream, client, flag),
+            )
+            .await;
+        });
+        Proxy {
+            addr,
+            cut,
+            _pumps: pumps,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until the cut, then holds both open for ever.
+async fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.load(Ordering::SeqCst) {
+            future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn user(id: &str) -> User {
+    User {
+        user_id: id.into(),
+        username: id.into(),
+        room_id: "room1".into(),
+    }
+}
+
+/// Joins room1 with JoinChatRoom on `channel` as `id`, keeping the call.
+async fn join(channel: &Channel, id: &str) -> Call {
+    let mut call = channel
+        .call(paths::JOIN_CHAT_ROOM, CallOptions::default())
+        .await
+        .expect("JoinChatRoom");
+    call.sender.send(&user(id)).await.expect("send");
+    let room: ChatRoom = call.receiver.message().await.expect("ok").expect("room");
+    assert_eq!(room.room_id, "room1");
+    call
+}
+
+/// The next message on `watch`, within `limit`.
+async fn next(watch: &mut Call, limit: Duration) -> ChatMessage {
+    let got = future::or(async { Some(watch.receiver.message().await) }, async {
+        Timer::after(limit).await;
+        None
+    })
+    .await;
+    got.expect("a message in time")
+        .expect("the watch is open")
+        .expect("a message")
+}
+
+#[test]
+fn a_vanished_member_leaves_its_room_after_an_unanswered_ping() {
+    let server = start(keepalive_config());
+    run(30, async {
+        let direct = Channel::connect(&server.to_string())
+            .await
+            .expect("connect");
+        let _watcher = join(&direct, "watcher").await;
+        let mut watch = direct
+            .call(
+                paths::JOIN_CHAT,
+                CallOptions::default().metadata("chat-room", "room1"),
+            )
+            .await
+            .expect("JoinChat");
+
+        let proxy = Proxy::to(server).await;
+        let far = Channel::connect(&proxy.addr.to_string())
+            .await
+            .expect("connect");
+        let _member = join(&far, "far").await;
+        let joined = next(&mut watch, Duration::from_secs(5)).await;
+        assert_eq!(joined.presence, Presence::Joined as i32);
+        assert_eq!(
+            joined.user.as_ref().map(|u| u.user_id.as_str()),
+            Some("far")
+        );
+
+        // Quiet but alive for many keepalive periods: the member's h2
+        // answers every ping, and stays in the room.
+        Timer::after(KEEPALIVE_TIME * 8).await;
+        let mut post = direct
+            .call(paths::JOIN_CHAT, CallOptions::default())
+            .await
+            .expect("JoinChat");
+        let text = ChatMessage {
+            user: Some(user("watcher")),
+            message: "still here?".into(),
+            ..ChatMessage::default()
+        };
+        post.sender.send(&text).await.expect("send");
+        let echo = next(&mut watch, Duration::from_secs(5)).await;
+        assert_eq!(
+            (echo.presence, echo.message.as_str()),
+            (Presence::None as i32, "still here?"),
+            "the quiet member was dropped: {echo:?}"
+        );
+
+        // Cut: the next ping goes unanswered, and the member leaves.
+        proxy.cut();
+        let left = next(&mut watch, Duration::from_secs(10)).await;
+        assert_eq!(left.presence, Presence::Left as i32, "{left:?}");
+        assert_eq!(left.user.as_ref().map(|u| u.user_id.as_str()), Some("far"));
+    });
+}
