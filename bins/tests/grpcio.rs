@@ -236,3 +236,26 @@ fn keepalive_keeps_quiet_clients_and_drops_vanished_ones() {
         .count();
     assert_eq!(dropped, 1, "{}", server.output_report());
 }
+
+/// Test 11: TLS (`--tls-cert`, `--tls-key`) through grpcio, with a fresh
+/// self-signed certificate: chat over TLS by name and by address; an
+/// untrusting client and a plaintext one are refused, and the server goes
+/// on.
+#[test]
+fn chat_over_tls() {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen");
+    let dir = common::fresh_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut server = ChatServer::start_with(&["--memory", "--tls-cert", cert, "--tls-key", key]);
+    assert!(
+        server.stdout().contains("(TLS)"),
+        "{}",
+        server.output_report()
+    );
+    script_passes(&mut server, "tls.py", &[cert]);
+    server.expect_line("Received message from tls: still served", LOG_WAIT);
+}

@@ -35,6 +35,8 @@ const USER_AGENT: &str = concat!("grpc-rust-chat-h2/", env!("CARGO_PKG_VERSION")
 #[derive(Clone)]
 pub struct Channel {
     send_request: SendRequest<Bytes>,
+    /// `http` or `https`, for `:scheme`.
+    scheme: &'static str,
     authority: Arc<str>,
     _driver: Arc<Task<()>>,
 }
@@ -84,6 +86,29 @@ impl Channel {
         Channel::with_io(stream, authority).await
     }
 
+    /// Connects over TCP to `addr` (`host:port`) and then TLS, checking
+    /// the server's certificate against `config`'s roots for
+    /// `server_name` (a DNS name or an IP address), with ALPN h2.
+    #[cfg(feature = "tls")]
+    pub async fn connect_tls(
+        addr: &str,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> io::Result<Channel> {
+        let authority = addr.trim_start_matches("https://").trim_end_matches('/');
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let stream = TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        let tls = crate::tls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await?;
+        crate::tls::check_alpn(tls.get_ref().1.alpn_protocol())?;
+        let mut channel = Channel::with_io(tls, authority).await?;
+        channel.scheme = "https";
+        Ok(channel)
+    }
+
     /// Runs HTTP/2 over any byte stream; `authority` names the server in
     /// `:authority`.
     pub async fn with_io<T>(io: T, authority: &str) -> io::Result<Channel>
@@ -104,6 +129,7 @@ impl Channel {
         });
         Ok(Channel {
             send_request,
+            scheme: "http",
             authority: authority.into(),
             _driver: Arc::new(driver),
         })
@@ -114,7 +140,7 @@ impl Channel {
         let mut req = Request::builder()
             .method(Method::POST)
             // Absolute URI so h2 sends :scheme and :authority (T-5).
-            .uri(format!("http://{}{}", self.authority, path));
+            .uri(format!("{}://{}{}", self.scheme, self.authority, path));
         if let Some(t) = options.timeout {
             req = req.header("grpc-timeout", encode_timeout(t));
         }

@@ -14,9 +14,11 @@
 //! socket ◄─ h2 SendStream ◄─ ConnDriver ◄─ slot ◄─ shard scheduler (flush wheel)
 //! ```
 //!
-//! Connections are generic over any futures-io byte stream, so TLS, Unix
+//! Connections are generic over any futures-io byte stream, so Unix
 //! sockets or in-memory pipes plug in through
-//! [`Server::serve_connection`] without touching the core.
+//! [`Server::serve_connection`] without touching the core; TLS (feature
+//! `tls`, on by default) is [`Server::serve_tls`] and
+//! [`Channel::connect_tls`], with rustls.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +35,8 @@ mod io;
 mod keepalive;
 mod server;
 mod shard;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod wake;
 
 pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};

@@ -16,7 +16,7 @@ use smol::net::{TcpListener, TcpStream};
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::core_task::{self, ToCore};
-use crate::shard::{self, Live, NewConn, Shard};
+use crate::shard::{self, ByteStream, Live, NewConn, Opening, Shard};
 
 /// How long [`Server::shutdown`] waits, after the grace period, for
 /// connections to write their last trailers and close.
@@ -124,6 +124,46 @@ where
     /// Accepts TCP connections on `listener`, handing each to a shard,
     /// until [`shutdown`](Self::shutdown) is called.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
+        self.accept(listener, |stream, peer| self.spawn_tcp(stream, peer))
+            .await
+    }
+
+    /// As [`serve`](Self::serve), with TLS on every connection (ALPN h2;
+    /// see [`crate::tls`]). The TLS handshake runs on the connection's
+    /// shard.
+    #[cfg(feature = "tls")]
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<()> {
+        let acceptor = crate::tls::TlsAcceptor::from(tls);
+        self.accept(listener, |stream, peer| {
+            self.spawn_tls(stream, peer, acceptor.clone())
+        })
+        .await
+    }
+
+    /// Serves one accepted TCP connection with TLS on one of the shards.
+    #[cfg(feature = "tls")]
+    pub fn spawn_tls(&self, stream: TcpStream, peer: String, acceptor: crate::tls::TlsAcceptor) {
+        let _ = stream.set_nodelay(true);
+        let opening = async move {
+            let tls = acceptor.accept(stream).await?;
+            crate::tls::check_alpn(tls.get_ref().1.alpn_protocol())?;
+            let io: Box<dyn ByteStream> = Box::new(tls);
+            Ok(io)
+        };
+        self.open_connection(Box::pin(opening), Some(peer));
+    }
+
+    /// Accepts TCP connections on `listener` until shutdown, handing each
+    /// to `spawn`.
+    async fn accept(
+        &self,
+        listener: TcpListener,
+        spawn: impl Fn(TcpStream, String),
+    ) -> io::Result<()> {
         let stop = self.inner.stop.1.clone();
         loop {
             let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -142,7 +182,7 @@ where
                 }
                 Err(e) => return Err(e),
             };
-            self.spawn_tcp(stream, peer.to_string());
+            spawn(stream, peer.to_string());
         }
     }
 
@@ -160,13 +200,20 @@ where
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let io: Box<dyn ByteStream> = Box::new(io);
+        self.open_connection(Box::pin(future::ready(Ok(io))), peer);
+    }
+
+    /// Hands a connection whose byte stream is still `opening` (a TLS
+    /// handshake) to one of the shards.
+    pub(crate) fn open_connection(&self, opening: Opening, peer: Option<String>) {
         if self.is_shutting_down() {
             return; // Dropped: the client sees the connection close.
         }
         let shards = &self.inner.shards;
         let i = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len();
         let conn = NewConn {
-            io: Box::new(io),
+            io: opening,
             peer,
             live: Live::new(&self.inner.live),
         };

@@ -32,16 +32,23 @@ use crate::core_task::{ToConn, ToCore, ToShard};
 use crate::flush::Wheel;
 use crate::groups::{Arrival, Groups, Sub};
 
-/// Time a new connection has to complete the HTTP/2 handshake.
+/// Time a new connection has to complete its handshakes (TLS, if any, and
+/// HTTP/2) together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Any byte stream a connection can run on.
 pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
+/// A connection's byte stream, once ready: at once for a plain stream,
+/// after its handshake for TLS. Awaited on the shard, never on the
+/// accepting task.
+pub(crate) type Opening =
+    Pin<Box<dyn Future<Output = std::io::Result<Box<dyn ByteStream>>> + Send>>;
+
 /// A connection handed to a shard.
 pub(crate) struct NewConn {
-    pub io: Box<dyn ByteStream>,
+    pub io: Opening,
     pub peer: Option<String>,
     /// Counts the connection as live until it is dropped.
     pub live: Live,
@@ -456,14 +463,25 @@ async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
         .initial_connection_window_size(config.initial_connection_window)
         .max_send_buffer_size(config.max_send_buffer);
     let reads = Arc::new(AtomicU64::new(0));
-    let handshake = builder.handshake::<_, Bytes>(crate::io::Io::new(io, reads.clone()));
+    let handshakes = async {
+        let io = match io.await {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::debug!(?peer, "TLS handshake failed: {e}");
+                return None;
+            }
+        };
+        let h2 = builder.handshake::<_, Bytes>(crate::io::Io::new(io, reads.clone()));
+        Some(h2.await)
+    };
     let timeout = async {
         Timer::after(HANDSHAKE_TIMEOUT).await;
         None
     };
-    let h2 = match future::or(async { Some(handshake.await) }, timeout).await {
-        Some(Ok(h2)) => h2,
-        Some(Err(e)) => {
+    let h2 = match future::or(async { Some(handshakes.await) }, timeout).await {
+        Some(Some(Ok(h2))) => h2,
+        Some(None) => return,
+        Some(Some(Err(e))) => {
             tracing::debug!(?peer, "HTTP/2 handshake failed: {e}");
             return;
         }

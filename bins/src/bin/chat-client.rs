@@ -32,6 +32,14 @@ struct Args {
     /// The room to join first.
     #[arg(long, default_value = "room1")]
     room: String,
+    /// Connect with TLS, trusting the certificates in this PEM file (the
+    /// server's own, or the authority that signed it).
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must hold (default: the host of
+    /// --addr).
+    #[arg(long, requires = "tls_ca")]
+    tls_name: Option<String>,
 }
 
 const HELP: &str =
@@ -189,7 +197,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(token) = &args.token {
         options = options.metadata("authorization", &format!("Bearer {token}"));
     }
-    let channel = Channel::connect(&args.addr).await?;
+    let channel = match &args.tls_ca {
+        Some(ca) => {
+            let tls = transport_h2::tls::client_config_from_pem(ca)?;
+            let host = args
+                .addr
+                .rsplit_once(':')
+                .map_or(args.addr.as_str(), |(h, _)| h);
+            let name = args.tls_name.as_deref().unwrap_or(host);
+            Channel::connect_tls(&args.addr, name.trim_matches(['[', ']']), tls).await?
+        }
+        None => Channel::connect(&args.addr).await?,
+    };
     let mut session = Session {
         channel,
         options,

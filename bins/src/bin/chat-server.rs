@@ -76,6 +76,13 @@ struct Args {
     /// How long a pinged client has to answer (milliseconds).
     #[arg(long, default_value_t = 20_000)]
     keepalive_timeout_ms: u64,
+    /// Serve TLS (ALPN h2) with this PEM certificate chain, the server's
+    /// certificate first; needs --tls-key. Without it: plaintext HTTP/2.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
@@ -152,6 +159,13 @@ fn main() {
         },
         chat,
     );
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match transport_h2::tls::server_config_from_pem(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => fail(format!("TLS: {e}")),
+        },
+        _ => None,
+    };
     let result = smol::block_on(async {
         let listener = smol::net::TcpListener::bind(args.addr.as_str()).await?;
         let config = ServerConfig {
@@ -168,12 +182,19 @@ fn main() {
         }
         let signals = stop_signals()?;
         say(format_args!(
-            "chat-server listening on {}",
-            listener.local_addr()?
+            "chat-server listening on {}{}",
+            listener.local_addr()?,
+            if tls.is_some() { " (TLS)" } else { "" }
         ));
         let grace = Duration::from_millis(args.shutdown_grace_ms);
         let stop = stop_on_signal("chat-server", &server, signals, grace);
-        future::try_zip(server.serve(listener), stop).await?;
+        let serve = async {
+            match tls {
+                Some(tls) => server.serve_tls(listener, tls).await,
+                None => server.serve(listener).await,
+            }
+        };
+        future::try_zip(serve, stop).await?;
         Ok::<_, std::io::Error>(())
     });
     if let Err(e) = result {

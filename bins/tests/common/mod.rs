@@ -121,6 +121,8 @@ impl ChatServer {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some((_, rest)) = line.trim_end().split_once(LISTENING) {
+                        // The address, then maybe a note such as "(TLS)".
+                        let rest = rest.split_whitespace().next().unwrap_or_default();
                         break rest
                             .parse::<SocketAddr>()
                             .unwrap_or_else(|e| panic!("bad listening address {rest:?}: {e}"));
