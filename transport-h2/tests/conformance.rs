@@ -7,6 +7,9 @@
 //! every request message as-is, to test framing and flow control without
 //! chat rules. Every test runs under a time limit so a hang fails.
 
+mod common;
+
+use common::run;
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -112,22 +115,6 @@ fn echo_server() -> SocketAddr {
 // ---------------------------------------------------------------------------
 // Time limits
 // ---------------------------------------------------------------------------
-
-/// Runs a test body on the current thread, failing if it takes longer than
-/// `secs` seconds.
-fn run(secs: u64, test: impl Future<Output = ()>) {
-    let finished = smol::block_on(future::or(
-        async {
-            test.await;
-            true
-        },
-        async {
-            Timer::after(Duration::from_secs(secs)).await;
-            false
-        },
-    ));
-    assert!(finished, "test timed out after {secs} s");
-}
 
 /// Awaits `f`, panicking with `what` if it takes longer than `limit`.
 async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {

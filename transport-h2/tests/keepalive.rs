@@ -7,7 +7,9 @@
 //! forwarding in both directions and keeps both sockets open, as a cut
 //! network or a dropped NAT entry does: no FIN, no RST, nothing.
 
-use std::future::Future;
+mod common;
+
+use common::run;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,21 +42,6 @@ fn keepalive_config() -> ServerConfig {
         keepalive_timeout: KEEPALIVE_TIMEOUT,
         ..ServerConfig::default()
     }
-}
-
-/// Runs a test body, failing if it takes longer than `secs` seconds.
-fn run(secs: u64, test: impl Future<Output = ()>) {
-    let finished = smol::block_on(future::or(
-        async {
-            test.await;
-            true
-        },
-        async {
-            Timer::after(Duration::from_secs(secs)).await;
-            false
-        },
-    ));
-    assert!(finished, "test timed out after {secs} s");
 }
 
 /// A one-connection TCP proxy to `server` that can be cut: after

@@ -6,17 +6,16 @@
 
 #![cfg(feature = "tls")]
 
-use std::future::Future;
+mod common;
+
+use common::run;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chat_proto::{paths, ChatMessage, User};
 use chat_sansio::chat::Chat;
-use futures_lite::future;
 use smol::net::{TcpListener, TcpStream};
-use smol::Timer;
 use transport_h2::tls::{self, rustls, TlsConnector};
 use transport_h2::{CallOptions, Channel, Server, ServerConfig};
 
@@ -63,20 +62,6 @@ fn start() -> (SocketAddr, String) {
 fn trusting(cert_pem: &str) -> Arc<rustls::ClientConfig> {
     let path = write_files(&[("ca.pem", cert_pem)]);
     tls::client_config_from_pem(&path[0]).expect("client config")
-}
-
-fn run(secs: u64, test: impl Future<Output = ()>) {
-    let finished = smol::block_on(future::or(
-        async {
-            test.await;
-            true
-        },
-        async {
-            Timer::after(Duration::from_secs(secs)).await;
-            false
-        },
-    ));
-    assert!(finished, "test timed out after {secs} s");
 }
 
 /// One JoinChat call: a message, its echo, half-close, OK.
