@@ -25,21 +25,12 @@
 
 pub mod client;
 mod clock;
-mod config;
-mod conn;
-mod core_task;
-mod flush;
-mod groups;
 mod headers;
 mod io;
-mod keepalive;
 mod server;
-mod shard;
 #[cfg(feature = "tls")]
 pub mod tls;
-mod wake;
 
 pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};
 pub use clock::Clock;
-pub use config::ServerConfig;
-pub use server::{InputSender, Server};
+pub use server::{InputSender, Server, ServerConfig};

@@ -6,9 +6,13 @@
 //! each stream's send window. It keeps reading while writes are pending,
 //! and stops reading only while its events cannot be queued for the core.
 
-use chat_sansio::idmap::IdMap;
+mod core_queue;
+mod keepalive;
+pub(crate) mod open;
+mod send_queue;
+mod wake;
+
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -17,129 +21,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::io::Io;
-use crate::keepalive::Keepalive;
-use async_channel::{Sender, TrySendError};
-use async_io::Timer;
-use bytes::{Bytes, BytesMut};
+use async_channel::Sender;
+use bytes::Bytes;
+use chat_sansio::idmap::IdMap;
 use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
-use chat_sansio::server::{stalled_status, RequestHead};
-use chat_sansio::Status;
-use h2::server::{Connection, SendResponse};
-use h2::{RecvStream, SendStream};
+use chat_sansio::server::RequestHead;
+use h2::server::Connection;
 
-use crate::config::ServerConfig;
-use crate::core_task::{call_id, ToConn, ToCore};
 use crate::headers;
-use crate::shard::{Shared, Slot};
-use crate::wake::PollWaker;
-
-/// Most bytes of queued messages copied together into one DATA frame (h2's
-/// default frame size).
-const MAX_COALESCE: usize = 16 * 1024;
+use crate::io::Io;
+use crate::server::config::ServerConfig;
+use crate::server::messages::{call_id, ToConn, ToCore};
+use crate::server::slot::{Shared, Slot};
+use core_queue::CoreQueue;
+use keepalive::Keepalive;
+use send_queue::Stream;
+use wake::PollWaker;
 
 /// Most rounds of work per wake-up before yielding to other tasks.
 const MAX_ROUNDS_PER_POLL: usize = 8;
-
-type BoxedSend = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// One call's h2 stream.
-struct Stream {
-    /// Until response headers go out.
-    respond: Option<SendResponse<Bytes>>,
-    /// After response headers went out.
-    send: Option<SendStream<Bytes>>,
-    /// Until the client half-closes or resets.
-    recv: Option<RecvStream>,
-    /// Framed messages waiting for the send window.
-    queue: VecDeque<Bytes>,
-    queued: usize,
-    /// The first queued message has been partly handed to h2.
-    partial: bool,
-    /// The largest send capacity h2 has granted this stream: a message no
-    /// larger waits for that much window instead of being split, so a
-    /// slow client can almost always be cut off between whole messages.
-    max_capacity: usize,
-    /// After a stall that left a message half sent: how long its client
-    /// has to take the rest before the stream is reset.
-    grace: Option<Timer>,
-    /// Status to send once the queue is empty.
-    trailers: Option<Status>,
-    /// The core has ended this call: ignore what the client still sends.
-    ended: bool,
-    /// Ended here as a slow consumer; the core's own ending is ignored.
-    stalled: bool,
-}
-
-impl Stream {
-    fn poll_reset(&mut self, cx: &mut Context<'_>) -> bool {
-        let reset = match (&mut self.send, &mut self.respond) {
-            (Some(s), _) => s.poll_reset(cx),
-            (None, Some(r)) => r.poll_reset(cx),
-            (None, None) => return false,
-        };
-        reset.is_ready()
-    }
-}
-
-/// The way from one connection to the core: events go straight into the
-/// shared bounded queue; when it is full they wait here, and the connection
-/// reads nothing more until they are in.
-struct CoreQueue<I> {
-    tx: Sender<ToCore<I>>,
-    backlog: VecDeque<ToCore<I>>,
-    blocked: Option<BoxedSend>,
-    /// An event from the client was queued since the shard last heard.
-    heard: bool,
-}
-
-impl<I: Send + 'static> CoreQueue<I> {
-    /// Whether nothing is waiting, so reading may go on.
-    fn is_clear(&self) -> bool {
-        self.backlog.is_empty() && self.blocked.is_none()
-    }
-
-    fn push(&mut self, event: ToCore<I>) {
-        self.heard = true;
-        if self.is_clear() {
-            match self.tx.try_send(event) {
-                Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(event)) => self.backlog.push_back(event),
-            }
-        } else {
-            self.backlog.push_back(event);
-        }
-    }
-
-    /// Moves waiting events into the shared queue; true when none wait.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if let Some(fut) = &mut self.blocked {
-                if fut.as_mut().poll(cx).is_pending() {
-                    return false;
-                }
-                self.blocked = None;
-            }
-            let Some(event) = self.backlog.pop_front() else {
-                return true;
-            };
-            match self.tx.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(event)) => {
-                    let tx = self.tx.clone();
-                    self.blocked = Some(Box::pin(async move {
-                        let _ = tx.send(event).await;
-                    }));
-                }
-                Err(TrySendError::Closed(_)) => {
-                    // The core is gone: the server is shutting down.
-                    self.backlog.clear();
-                    return true;
-                }
-            }
-        }
-    }
-}
 
 impl<T, I> Unpin for ConnDriver<T, I> {}
 
@@ -203,12 +103,7 @@ where
             slot,
             shared,
             taken: Vec::new(),
-            core: CoreQueue {
-                tx: to_core,
-                backlog: VecDeque::new(),
-                blocked: None,
-                heard: false,
-            },
+            core: CoreQueue::new(to_core),
             config,
             h2_waker: Waker::from(waker.clone()),
             waker,
@@ -249,22 +144,7 @@ where
                         path: parts.uri.path().to_owned(),
                         headers: headers::to_metadata(&parts.headers),
                     };
-                    self.streams.insert(
-                        stream,
-                        Stream {
-                            respond: Some(respond),
-                            send: None,
-                            recv: Some(body),
-                            queue: VecDeque::new(),
-                            queued: 0,
-                            partial: false,
-                            max_capacity: 0,
-                            grace: None,
-                            trailers: None,
-                            ended: false,
-                            stalled: false,
-                        },
-                    );
+                    self.streams.insert(stream, Stream::new(respond, body));
                     self.core.push(ToCore::Open {
                         conn: self.id,
                         stream,
@@ -329,21 +209,13 @@ where
                 }
             }
             ToConn::Message(sid, frame) => {
-                let Some(s) = self.streams.get_mut(&sid) else {
-                    return;
-                };
-                if !s.ended {
-                    s.queued += frame.len();
-                    s.queue.push_back(frame);
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    s.push(frame);
                 }
             }
             ToConn::Trailers(sid, status) => {
-                let Some(s) = self.streams.get_mut(&sid) else {
-                    return;
-                };
-                s.ended = true;
-                if !s.stalled {
-                    s.trailers = Some(status);
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    s.finish(status);
                 }
             }
             ToConn::TrailersOnly(sid, http_status, status) => {
@@ -401,77 +273,30 @@ where
     }
 
     /// Hands queued messages to h2 as its flow-control window allows, and
-    /// sends trailers behind them.
+    /// sends trailers behind them (see [`Stream::flush`]).
     fn flush_sends(&mut self, cx: &mut Context<'_>, progress: &mut bool) {
         let mut broken = Vec::new();
         let mut done = Vec::new();
-        let config = &self.config;
-        let core = &mut self.core;
-        let id = self.id;
         for (&sid, s) in &mut self.streams {
-            let Some(send) = &mut s.send else { continue };
-            let mut failed = false;
-            while let Some(front) = s.queue.front_mut() {
-                let mut capacity = send.capacity();
-                if capacity < front.len() {
-                    send.reserve_capacity(s.queued);
-                    capacity = send.capacity();
-                    s.max_capacity = s.max_capacity.max(capacity);
-                }
-                // Split a message only if it is larger than any window this
-                // client has given, or if it is already partly sent.
-                let whole_fits_later = !s.partial && front.len() <= s.max_capacity;
-                if capacity == 0 || (capacity < front.len() && whole_fits_later) {
-                    match send.poll_capacity(cx) {
-                        Poll::Ready(Some(Ok(_))) => continue,
-                        Poll::Ready(Some(Err(_))) | Poll::Ready(None) => failed = true,
-                        Poll::Pending => {}
-                    }
-                    break;
-                }
-                let chunk = if capacity >= front.len() {
-                    s.partial = false;
-                    coalesce(&mut s.queue, capacity)
-                } else {
-                    s.partial = true;
-                    front.split_to(capacity)
-                };
-                s.queued -= chunk.len();
-                *progress = true;
-                if send.send_data(chunk, false).is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed {
+            let pass = s.flush(cx, &self.config);
+            *progress |= pass.progress;
+            if pass.broken {
                 broken.push(sid);
                 continue;
             }
-            if !s.stalled && over_limit(s, config) {
-                stall(s, config.stall_grace);
-                core.push(ToCore::Stalled {
-                    call: call_id(id, sid),
+            if pass.stalled {
+                self.core.push(ToCore::Stalled {
+                    call: call_id(self.id, sid),
                 });
             }
-            let Some(send) = &mut s.send else { continue };
-            if s.queue.is_empty() {
-                if let Some(status) = s.trailers.take() {
-                    *progress = true;
-                    let _ = send.send_trailers(headers::trailers(&status));
-                    done.push(sid);
-                }
-            } else if let Some(grace) = &mut s.grace {
-                if Pin::new(grace).poll(cx).is_ready() {
-                    // The client never took the rest of its last message:
-                    // the byte stream is incomplete, so reset.
-                    send.send_reset(h2::Reason::CANCEL);
-                    done.push(sid);
-                }
+            if pass.done {
+                done.push(sid);
             }
         }
         for sid in done {
             // Dropping the stream after trailers: h2 resets the client's
-            // side with NO_ERROR if it is still sending (HC-3).
+            // side with NO_ERROR if it is still sending (PROTOCOL-HTTP2.md,
+            // "Early Server Closure").
             self.remove(sid);
         }
         for sid in broken {
@@ -538,61 +363,6 @@ where
             self.reset(sid);
         }
     }
-}
-
-/// Takes the first queued message, and as many whole messages after it as
-/// fit in `capacity` (up to [`MAX_COALESCE`] bytes), as one buffer: several
-/// gRPC messages in one DATA frame cost h2, the socket and the client one
-/// frame instead of several. A lone message goes as it is, without copying.
-fn coalesce(queue: &mut VecDeque<Bytes>, capacity: usize) -> Bytes {
-    let Some(first) = queue.pop_front() else {
-        return Bytes::new();
-    };
-    let limit = capacity.min(MAX_COALESCE);
-    let mut len = first.len();
-    let mut more = 0;
-    for next in queue.iter() {
-        if len + next.len() > limit {
-            break;
-        }
-        len += next.len();
-        more += 1;
-    }
-    if more == 0 {
-        return first;
-    }
-    let mut buf = BytesMut::with_capacity(len);
-    buf.extend_from_slice(&first);
-    for m in queue.drain(..more) {
-        buf.extend_from_slice(&m);
-    }
-    buf.freeze()
-}
-
-/// Whether more waits behind the message being sent than the slow-consumer
-/// policy allows. One message of any size may always be in flight.
-fn over_limit(s: &Stream, config: &ServerConfig) -> bool {
-    let front = s.queue.front().map_or(0, Bytes::len);
-    s.queued - front > config.max_queued_bytes_per_call
-        || s.queue.len().saturating_sub(1) > config.max_queued_messages_per_call
-}
-
-/// Ends a stream whose client is not reading: drops what it has not been
-/// sent, except the rest of a message already partly sent (so the client
-/// never sees a cut message), and ends with RESOURCE_EXHAUSTED after that,
-/// whatever the core had decided.
-fn stall(s: &mut Stream, grace: std::time::Duration) {
-    let keep = if s.partial { s.queue.pop_front() } else { None };
-    s.queue.clear();
-    s.queued = 0;
-    if let Some(rest) = keep {
-        s.queued = rest.len();
-        s.queue.push_back(rest);
-        s.grace = Some(Timer::after(grace));
-    }
-    s.stalled = true;
-    s.ended = true;
-    s.trailers = Some(stalled_status());
 }
 
 impl<T, I> Future for ConnDriver<T, I>
@@ -664,36 +434,5 @@ where
             Some(ended) => Poll::Ready(ended),
             None => Poll::Pending,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queue(sizes: &[usize]) -> VecDeque<Bytes> {
-        sizes
-            .iter()
-            .map(|&n| Bytes::from(vec![n as u8; n]))
-            .collect()
-    }
-
-    #[test]
-    fn coalescing_takes_whole_messages_that_fit() {
-        let mut q = queue(&[10, 20, 30, 40]);
-        let first = coalesce(&mut q, 65);
-        assert_eq!(first.len(), 60); // 10 + 20 + 30; 40 more would not fit
-        assert_eq!(&first[..10], &[10u8; 10]);
-        assert_eq!(&first[30..], &[30u8; 30]);
-        assert_eq!(q.len(), 1);
-        // A lone message is returned as it is (no copy), even if larger than
-        // the capacity: the caller only calls with room for the first.
-        let mut q = queue(&[40]);
-        let ptr = q[0].as_ptr();
-        assert_eq!(coalesce(&mut q, 40).as_ptr(), ptr);
-        // Never more than MAX_COALESCE bytes at once.
-        let mut q = queue(&[200; 200]);
-        let chunk = coalesce(&mut q, usize::MAX);
-        assert!(chunk.len() <= MAX_COALESCE && chunk.len() > MAX_COALESCE - 200);
     }
 }

@@ -1,5 +1,18 @@
-//! The server: starts the shards (the core task runs on the first),
-//! accepts connections and hands each to a shard.
+//! The server side of the transport: [`Server`] starts the shards (the
+//! core task runs on the first), accepts connections and hands each to a
+//! shard.
+//!
+//! How the parts fit:
+//!
+//! - [`messages`]: everything that crosses between tasks and threads;
+//! - `core_task`: the task that owns the sans-IO core;
+//! - `shard`, `local`, `inbox`: the threads that run connections, their
+//!   state, and how the core's outputs reach them;
+//! - `scheduler`, `groups`, `flush`: when each connection writes, and the
+//!   shared multicast logs;
+//! - `conn`: one connection (its handshake and life in `conn::open`, its
+//!   streams' send queues in `conn::send_queue`, backpressure to the core
+//!   in `conn::core_queue`, keepalive).
 
 use std::io;
 use std::marker::PhantomData;
@@ -13,10 +26,23 @@ use chat_sansio::server::{Handler, Server as Core};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 
+mod config;
+mod conn;
+mod core_task;
+mod flush;
+mod groups;
+mod inbox;
+mod local;
+pub(crate) mod messages;
+mod scheduler;
+mod shard;
+mod slot;
+
+pub use config::ServerConfig;
+
 use crate::clock::Clock;
-use crate::config::ServerConfig;
-use crate::core_task::{self, ToCore};
-use crate::shard::{self, ByteStream, Live, NewConn, Opening, Shard};
+use messages::{ByteStream, Live, NewConn, Opening, ToCore};
+use shard::Shard;
 
 /// How long [`Server::shutdown`] waits, after the grace period, for
 /// connections to write their last trailers and close.

@@ -3,107 +3,24 @@
 //! connections' shards, one batch per shard per turn.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_channel::Receiver;
 use async_io::Timer;
-use bytes::Bytes;
 use chat_sansio::idmap::IdMap;
-use chat_sansio::server::{CallId, ConnId, Handler, Output, RequestHead, Server};
-use chat_sansio::Status;
+use chat_sansio::server::{CallId, ConnId, Handler, Output, Server};
 use futures_lite::future;
 
+use super::inbox::Mailbox;
+use super::messages::{call_id, shard_of, split_call, ToConn, ToCore, ToShard};
 use crate::clock::Clock;
-use crate::shard::Mailbox;
 
 /// Most events applied to the core between two routings of its outputs, so
 /// deliveries start while a burst is still arriving.
 const MAX_EVENTS_PER_TURN: usize = 256;
 
-/// An event for the core, from a connection or from the application.
-pub(crate) enum ToCore<I> {
-    Connect {
-        conn: u32,
-        peer: Option<String>,
-    },
-    Disconnect {
-        conn: u32,
-    },
-    Open {
-        conn: u32,
-        stream: u32,
-        head: RequestHead,
-    },
-    Data {
-        call: CallId,
-        chunk: Bytes,
-    },
-    End {
-        call: CallId,
-    },
-    Reset {
-        call: CallId,
-    },
-    Stalled {
-        call: CallId,
-    },
-    Input(I),
-    /// Stop: see [`Server::handle_shutdown`].
-    Shutdown {
-        grace: Duration,
-    },
-}
-
-/// What the core asks one connection to write, by h2 stream id.
-#[derive(Debug)]
-pub(crate) enum ToConn {
-    Headers(u32),
-    Message(u32, Bytes),
-    Trailers(u32, Status),
-    TrailersOnly(u32, u16, Status),
-    /// Handled by the shard ([`crate::groups`]), not the connection.
-    Subscribe(u32, u64),
-    Unsubscribe(u32),
-}
-
-impl ToConn {
-    /// The h2 stream it is for.
-    pub(crate) fn stream(&self) -> u32 {
-        match *self {
-            ToConn::Headers(sid)
-            | ToConn::Message(sid, _)
-            | ToConn::Trailers(sid, _)
-            | ToConn::TrailersOnly(sid, ..)
-            | ToConn::Subscribe(sid, _)
-            | ToConn::Unsubscribe(sid) => sid,
-        }
-    }
-}
-
-/// What the core hands a shard: something for one of its connections, or
-/// a multicast, which every shard gets once.
-#[derive(Debug)]
-pub(crate) enum ToShard {
-    Conn(u32, ToConn),
-    Multicast(u64, Bytes),
-    /// The server is shutting down: every connection sends GOAWAY.
-    Shutdown,
-}
-
-/// The id the core knows a call by: the connection in the high half, the
-/// h2 stream id in the low half, so routing an output needs no table.
-pub(crate) fn call_id(conn: u32, stream: u32) -> CallId {
-    CallId(u64::from(conn) << 32 | u64::from(stream))
-}
-
-fn split_call(call: CallId) -> (u32, u32) {
-    ((call.0 >> 32) as u32, call.0 as u32)
-}
-
 /// Runs the core until every sender of events is gone.
 ///
-/// Outputs are routed to the shard of their connection (the connection id
-/// modulo the number of shards, see [`crate::shard`]) and handed over once
+/// Outputs are routed to the shard of their connection ([`shard_of`]) and handed over once
 /// per turn; the shard decides when each connection writes.
 pub(crate) async fn run<H: Handler>(
     mut core: Server<H>,
@@ -196,11 +113,6 @@ pub(crate) async fn run<H: Handler>(
             }
         }
     }
-}
-
-/// The shard of a connection (see [`crate::shard`]).
-fn shard_of(conn: u32, shards: usize) -> usize {
-    conn as usize % shards
 }
 
 /// How many members each group has on each shard, as the core's outputs

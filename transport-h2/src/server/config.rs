@@ -37,15 +37,12 @@ pub struct ServerConfig {
     /// connection whose events cannot be queued stops reading, and HTTP/2
     /// flow control then slows its client.
     pub core_queue: usize,
-    /// Time a connection may take to finish its calls after a graceful
-    /// shutdown starts.
-    pub shutdown_grace: Duration,
     /// A connection that wrote less than this long ago waits for its turn
     /// in the next interval before it writes again, so that one wake-up and
     /// one write carry several messages (write coalescing); one that has not
     /// written for a whole interval, or whose client has just sent
     /// something, writes at once. Zero writes everything at once. Busy
-    /// connections' turns are spread over the interval ([`crate::flush`]);
+    /// connections' turns are spread over the interval (see the `flush` module);
     /// a message waits at most one interval. 40 ms keeps the fan-out
     /// benchmark's server below 0.7x the tonic baseline's CPU per delivery
     /// at both of its rates on the 2-core benchmark machine (30 ms is at
@@ -93,7 +90,6 @@ impl Default for ServerConfig {
             max_queued_messages_per_call: 4096,
             stall_grace: Duration::from_secs(5),
             core_queue: 4096,
-            shutdown_grace: Duration::from_secs(5),
             flush_interval: Duration::from_millis(40),
             threads: 0,
             keepalive_time: Some(Duration::from_secs(60)),

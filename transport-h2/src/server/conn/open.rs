@@ -1,0 +1,101 @@
+//! One connection's life on its shard: the handshakes (TLS, if any, and
+//! HTTP/2) under a time limit, its slot and id, the driver until the
+//! connection closes, and the clean-up after.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::Timer;
+use bytes::Bytes;
+use futures_lite::future;
+
+use super::{ConnDriver, Ended};
+use crate::server::local::Local;
+use crate::server::messages::{NewConn, ToCore};
+use crate::server::slot::Slot;
+
+/// Time a new connection has to complete its handshakes (TLS, if any, and
+/// HTTP/2) together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection, from the HTTP/2 handshake until it closes.
+pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
+    let NewConn { io, peer, live } = conn;
+    let _live = live;
+    let config = &local.config;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .max_header_list_size(config.max_header_list_size)
+        .initial_window_size(config.initial_stream_window)
+        .initial_connection_window_size(config.initial_connection_window)
+        .max_send_buffer_size(config.max_send_buffer);
+    let reads = Arc::new(AtomicU64::new(0));
+    let handshakes = async {
+        let io = match io.await {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::debug!(?peer, "TLS handshake failed: {e}");
+                return None;
+            }
+        };
+        let h2 = builder.handshake::<_, Bytes>(crate::io::Io::new(io, reads.clone()));
+        Some(h2.await)
+    };
+    let timeout = async {
+        Timer::after(HANDSHAKE_TIMEOUT).await;
+        None
+    };
+    let h2 = match future::or(async { Some(handshakes.await) }, timeout).await {
+        Some(Some(Ok(h2))) => h2,
+        Some(None) => return,
+        Some(Some(Err(e))) => {
+            tracing::debug!(?peer, "HTTP/2 handshake failed: {e}");
+            return;
+        }
+        None => {
+            tracing::debug!(?peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    let (id, n) = local.next_id();
+    let slot = Rc::new(RefCell::new(Slot {
+        phase: n as usize % local.phases,
+        ..Slot::default()
+    }));
+    local.slots.borrow_mut().insert(id, slot.clone());
+    let to_core = local.to_core.clone();
+    let connect = ToCore::Connect {
+        conn: id,
+        peer: peer.clone(),
+    };
+    if to_core.send(connect).await.is_ok() {
+        let driver = ConnDriver::new(
+            id,
+            h2,
+            reads,
+            slot.clone(),
+            local.shared.clone(),
+            to_core.clone(),
+            config.clone(),
+        );
+        match driver.await {
+            Ended::Closed => tracing::debug!(?peer, "connection closed"),
+            Ended::Error(e) => tracing::debug!(?peer, "connection ended: {e}"),
+            Ended::Unresponsive => tracing::info!(
+                ?peer,
+                "closing a connection whose peer did not answer a keepalive ping"
+            ),
+        }
+        let _ = to_core.send(ToCore::Disconnect { conn: id }).await;
+    }
+    local.slots.borrow_mut().remove(&id);
+    let mut s = slot.borrow_mut();
+    let mut groups = local.shared.groups.borrow_mut();
+    for sub in std::mem::take(&mut s.subs) {
+        groups.leave(sub, id, s.phase);
+    }
+}

@@ -1,0 +1,138 @@
+//! What crosses between the server's tasks and threads: events from the
+//! connections to the core ([`ToCore`]), the core's outputs for the shards
+//! ([`ToShard`]) and for one connection ([`ToConn`]), and new connections
+//! handed to a shard ([`NewConn`]). Every task imports its messages from
+//! here, so no task's file depends on another's.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_sansio::server::{CallId, RequestHead};
+use chat_sansio::Status;
+use futures_lite::{AsyncRead, AsyncWrite};
+
+/// An event for the core, from a connection or from the application.
+pub(crate) enum ToCore<I> {
+    Connect {
+        conn: u32,
+        peer: Option<String>,
+    },
+    Disconnect {
+        conn: u32,
+    },
+    Open {
+        conn: u32,
+        stream: u32,
+        head: RequestHead,
+    },
+    Data {
+        call: CallId,
+        chunk: Bytes,
+    },
+    End {
+        call: CallId,
+    },
+    Reset {
+        call: CallId,
+    },
+    Stalled {
+        call: CallId,
+    },
+    Input(I),
+    /// Stop: see [`chat_sansio::server::Server::handle_shutdown`].
+    Shutdown {
+        grace: Duration,
+    },
+}
+
+/// What the core asks one connection to write, by h2 stream id.
+#[derive(Debug)]
+pub(crate) enum ToConn {
+    Headers(u32),
+    Message(u32, Bytes),
+    Trailers(u32, Status),
+    TrailersOnly(u32, u16, Status),
+    /// Handled by the shard ([`super::groups`]), not the connection.
+    Subscribe(u32, u64),
+    Unsubscribe(u32),
+}
+
+impl ToConn {
+    /// The h2 stream it is for.
+    pub(crate) fn stream(&self) -> u32 {
+        match *self {
+            ToConn::Headers(sid)
+            | ToConn::Message(sid, _)
+            | ToConn::Trailers(sid, _)
+            | ToConn::TrailersOnly(sid, ..)
+            | ToConn::Subscribe(sid, _)
+            | ToConn::Unsubscribe(sid) => sid,
+        }
+    }
+}
+
+/// What the core hands a shard: something for one of its connections, or
+/// a multicast, which every shard with members of the group gets once.
+#[derive(Debug)]
+pub(crate) enum ToShard {
+    Conn(u32, ToConn),
+    Multicast(u64, Bytes),
+    /// The server is shutting down: every connection sends GOAWAY.
+    Shutdown,
+}
+
+/// The id the core knows a call by: the connection in the high half, the
+/// h2 stream id in the low half, so routing an output needs no table.
+pub(crate) fn call_id(conn: u32, stream: u32) -> CallId {
+    CallId(u64::from(conn) << 32 | u64::from(stream))
+}
+
+/// The connection and the h2 stream of a call id made by [`call_id`].
+pub(crate) fn split_call(call: CallId) -> (u32, u32) {
+    ((call.0 >> 32) as u32, call.0 as u32)
+}
+
+/// The shard of a connection: connection ids are made so that `id % shards`
+/// is the shard that owns it ([`super::local::Local::next_id`]).
+pub(crate) fn shard_of(conn: u32, shards: usize) -> usize {
+    conn as usize % shards
+}
+
+/// Any byte stream a connection can run on.
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// A connection's byte stream, once ready: at once for a plain stream,
+/// after its handshake for TLS. Awaited on the shard, never on the
+/// accepting task.
+pub(crate) type Opening =
+    Pin<Box<dyn Future<Output = std::io::Result<Box<dyn ByteStream>>> + Send>>;
+
+/// A connection handed to a shard.
+pub(crate) struct NewConn {
+    pub io: Opening,
+    pub peer: Option<String>,
+    /// Counts the connection as live until it is dropped.
+    pub live: Live,
+}
+
+/// One connection in the server's count of live connections, from when it
+/// is handed to a shard until its task is done with it.
+pub(crate) struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::AcqRel);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,367 @@
+//! A shard's scheduler: it hands each connection the core's outputs for
+//! it, keeps the shard's multicast groups ([`super::groups`]), and decides,
+//! by the flush wheel ([`super::flush`]), when each connection's task is
+//! woken to write.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use futures_lite::future;
+
+use super::flush::Wheel;
+use super::groups::Arrival;
+use super::inbox::Mailbox;
+use super::messages::{ToConn, ToShard};
+use super::slot::{leave, Shared, Slot, Slots};
+
+/// What the wheel defers: one connection, or a group's members in one
+/// phase.
+enum Due {
+    Conn(u32),
+    Group(u64, usize),
+}
+
+/// Runs a shard's scheduler for ever: takes the core's batches from
+/// `mailbox` and wakes connections now or at their phase.
+pub(crate) async fn run(slots: &Slots, shared: &Shared, interval: Duration, mailbox: Arc<Mailbox>) {
+    let mut s = Scheduler::new(interval, Instant::now());
+    let mut batch = Vec::new();
+    let mut due = Vec::new();
+    let mut timer = Timer::never();
+    let mut timer_at = None;
+    future::poll_fn(|cx| loop {
+        mailbox.take(&mut batch, cx.waker());
+        let now = Instant::now();
+        let got_mail = !batch.is_empty();
+        for item in batch.drain(..) {
+            s.route(slots, shared, item, now);
+        }
+        s.wheel.take_due(now, &mut due);
+        for d in due.drain(..) {
+            s.turn(slots, shared, d);
+        }
+        for w in s.wake.drain(..) {
+            w.wake();
+        }
+        if let Some(at) = s.wheel.due() {
+            if timer_at != Some(at) {
+                timer.set_at(at);
+                timer_at = Some(at);
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                timer_at = None;
+                continue;
+            }
+        }
+        if !got_mail {
+            return Poll::<()>::Pending;
+        }
+    })
+    .await
+}
+
+/// The scheduler's own state.
+struct Scheduler {
+    wheel: Wheel<Due>,
+    interval: Duration,
+    /// Tasks to wake once the batch is routed.
+    wake: Vec<Waker>,
+}
+
+impl Scheduler {
+    fn new(interval: Duration, epoch: Instant) -> Scheduler {
+        Scheduler {
+            wheel: Wheel::new(interval, epoch),
+            interval,
+            wake: Vec::new(),
+        }
+    }
+
+    fn route(&mut self, slots: &Slots, shared: &Shared, item: ToShard, now: Instant) {
+        let slots = slots.borrow();
+        let mut groups = shared.groups.borrow_mut();
+        let (conn, item) = match item {
+            ToShard::Conn(conn, item) => (conn, item),
+            ToShard::Shutdown => {
+                shared.closing.set(true);
+                for slot in slots.values() {
+                    self.wake.extend(slot.borrow_mut().waker.take());
+                }
+                return;
+            }
+            ToShard::Multicast(group, frame) => {
+                match groups.multicast(group, frame, now, self.interval) {
+                    Arrival::Nobody => return,
+                    Arrival::Quiet => {
+                        for conn in groups.members(group) {
+                            if let Some(slot) = slots.get(&conn) {
+                                self.wake.extend(slot.borrow_mut().waker.take());
+                            }
+                        }
+                    }
+                    Arrival::Busy => {
+                        let (wheel, now) = (&mut self.wheel, now);
+                        groups.arm(group, |p| wheel.defer(Due::Group(group, p), p, now));
+                    }
+                }
+                // Clients waiting for answers get them at once.
+                let (wheel, wake) = (&self.wheel, &mut self.wake);
+                shared.hot.borrow_mut().retain(|conn| {
+                    let Some(slot) = slots.get(conn) else {
+                        return false;
+                    };
+                    let mut s = slot.borrow_mut();
+                    if !wheel.recent(s.heard, now) {
+                        s.hot = false;
+                        return false;
+                    }
+                    if s.subs.iter().any(|sub| sub.group == group) {
+                        wake.extend(s.waker.take());
+                    }
+                    true
+                });
+                return;
+            }
+        };
+        let Some(slot) = slots.get(&conn) else {
+            return;
+        };
+        let mut s = slot.borrow_mut();
+        let s = &mut *s;
+        match item {
+            ToConn::Subscribe(sid, group) => {
+                let phase = s.phase;
+                if leave(&mut groups, s, conn, sid) {
+                    self.schedule(s, conn, now);
+                }
+                let sub = groups.join(group, sid, conn, phase);
+                s.subs.push(sub);
+            }
+            ToConn::Unsubscribe(sid) => {
+                if leave(&mut groups, s, conn, sid) {
+                    self.schedule(s, conn, now);
+                }
+            }
+            item => {
+                // What the group sent the stream before this goes first.
+                let sid = item.stream();
+                if let Some(sub) = s.subs.iter_mut().find(|sub| sub.sid == sid) {
+                    if let Some(frames) = groups.take(sub) {
+                        s.items.push(ToConn::Message(sid, frames));
+                    }
+                }
+                s.items.push(item);
+                self.schedule(s, conn, now);
+            }
+        }
+    }
+
+    /// Wakes a connection with new items now, or defers it to its phase.
+    fn schedule(&mut self, s: &mut Slot, conn: u32, now: Instant) {
+        if std::mem::replace(&mut s.scheduled, true) {
+            return;
+        }
+        if self.wheel.recent(s.flushed, now) && !self.wheel.recent(s.heard, now) {
+            self.wheel.defer(Due::Conn(conn), s.phase, now);
+        } else {
+            self.wake.extend(s.waker.take());
+        }
+    }
+
+    /// Something deferred is due.
+    fn turn(&mut self, slots: &Slots, shared: &Shared, due: Due) {
+        let slots = slots.borrow();
+        let mut wake = |conn: &u32, only_scheduled: bool| {
+            if let Some(slot) = slots.get(conn) {
+                let mut s = slot.borrow_mut();
+                if s.scheduled || !only_scheduled {
+                    self.wake.extend(s.waker.take());
+                }
+            }
+        };
+        match due {
+            Due::Conn(conn) => wake(&conn, true),
+            Due::Group(group, phase) => {
+                let mut groups = shared.groups.borrow_mut();
+                for conn in groups.turn(group, phase) {
+                    wake(conn, false);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use bytes::Bytes;
+
+    /// Counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    struct Rig {
+        slots: Slots,
+        shared: Shared,
+        sched: Scheduler,
+        wakes: Vec<Arc<Count>>,
+        t0: Instant,
+    }
+
+    const IV: Duration = Duration::from_millis(10);
+
+    /// A shard with connections 1..=n (connection c in phase c - 1) and no
+    /// sockets: the scheduler alone.
+    fn rig(n: u32) -> Rig {
+        let t0 = Instant::now();
+        let sched = Scheduler::new(IV, t0);
+        let shared = Shared::new(sched.wheel.phases());
+        let slots = Slots::default();
+        let mut wakes = Vec::new();
+        for c in 1..=n {
+            let count = Arc::new(Count(Default::default()));
+            let slot = Slot {
+                phase: c as usize - 1,
+                waker: Some(Waker::from(count.clone())),
+                ..Slot::default()
+            };
+            slots.borrow_mut().insert(c, Rc::new(RefCell::new(slot)));
+            wakes.push(count);
+        }
+        Rig {
+            slots,
+            shared,
+            sched,
+            wakes,
+            t0,
+        }
+    }
+
+    impl Rig {
+        fn route(&mut self, item: ToShard, at: Duration) {
+            self.sched
+                .route(&self.slots, &self.shared, item, self.t0 + at);
+            for w in self.sched.wake.drain(..) {
+                w.wake();
+            }
+        }
+
+        fn woken(&self, conn: u32) -> usize {
+            self.wakes[conn as usize - 1]
+                .0
+                .load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        /// What the connection's task would take: its items, then what its
+        /// groups sent since; re-arms its waker as the task does.
+        fn take(&mut self, conn: u32) -> Vec<String> {
+            let slots = self.slots.borrow();
+            let mut s = slots[&conn].borrow_mut();
+            let mut out: Vec<String> = std::mem::take(&mut s.items)
+                .into_iter()
+                .map(|i| match i {
+                    ToConn::Message(sid, f) => format!("{sid}:{}", String::from_utf8_lossy(&f)),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            let mut groups = self.shared.groups.borrow_mut();
+            for sub in &mut s.subs {
+                if let Some(f) = groups.take(sub) {
+                    out.push(format!("{}:{}", sub.sid, String::from_utf8_lossy(&f)));
+                }
+            }
+            s.scheduled = false;
+            s.waker = Some(Waker::from(self.wakes[conn as usize - 1].clone()));
+            out
+        }
+    }
+
+    fn frame(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn the_scheduler_keeps_group_and_direct_outputs_in_order() {
+        let ms = Duration::from_millis;
+        let mut r = rig(3);
+        for conn in [1, 2] {
+            r.route(ToShard::Conn(conn, ToConn::Subscribe(1, 7)), ms(0));
+        }
+        // A quiet group wakes its members at once; a non-member is left.
+        r.route(ToShard::Multicast(7, frame("a")), ms(1));
+        assert_eq!((r.woken(1), r.woken(2), r.woken(3)), (1, 1, 0));
+        // A direct message to a member comes after what the group sent it
+        // before, and before what the group sends after.
+        r.route(ToShard::Conn(1, ToConn::Message(1, frame("direct"))), ms(2));
+        r.route(ToShard::Multicast(7, frame("b")), ms(3));
+        assert_eq!(r.take(1), ["1:a", "1:direct", "1:b"]);
+        // Leaving: what came before is still delivered, nothing after.
+        r.route(ToShard::Conn(2, ToConn::Unsubscribe(1)), ms(4));
+        r.route(ToShard::Multicast(7, frame("c")), ms(5));
+        assert_eq!(r.take(2), ["1:ab"]);
+        assert!(r.take(2).is_empty());
+        assert_eq!(r.take(1), ["1:c"]);
+        // Moving to another group: what the old one sent first.
+        r.route(ToShard::Multicast(7, frame("d")), ms(6));
+        r.route(ToShard::Conn(1, ToConn::Subscribe(1, 8)), ms(6));
+        r.route(ToShard::Multicast(7, frame("e")), ms(7));
+        r.route(ToShard::Multicast(8, frame("f")), ms(7));
+        assert_eq!(r.take(1), ["1:d", "1:f"]);
+    }
+
+    #[test]
+    fn a_busy_group_wakes_its_members_at_their_phase() {
+        let ms = Duration::from_millis;
+        let mut r = rig(2);
+        for conn in [1, 2] {
+            r.route(ToShard::Conn(conn, ToConn::Subscribe(1, 7)), ms(0));
+        }
+        r.route(ToShard::Multicast(7, frame("quiet")), ms(1));
+        assert_eq!((r.woken(1), r.woken(2)), (1, 1));
+        r.take(1);
+        r.take(2);
+        // Within the interval: busy, so nobody is woken now...
+        r.route(ToShard::Multicast(7, frame("busy")), ms(2));
+        assert_eq!((r.woken(1), r.woken(2)), (1, 1));
+        // ...but each at its phase's next turn (phase p at p x 0.5 ms).
+        let mut due = Vec::new();
+        r.sched.wheel.take_due(r.t0 + ms(10), &mut due);
+        assert_eq!(due.len(), 1, "phase 0 turns at 10 ms");
+        for d in due.drain(..) {
+            r.sched.turn(&r.slots, &r.shared, d);
+        }
+        r.sched
+            .wheel
+            .take_due(r.t0 + ms(10) + Duration::from_micros(500), &mut due);
+        for d in due.drain(..) {
+            r.sched.turn(&r.slots, &r.shared, d);
+        }
+        for w in r.sched.wake.drain(..) {
+            w.wake();
+        }
+        assert_eq!((r.woken(1), r.woken(2)), (2, 2));
+        assert_eq!(r.take(1), ["1:busy"]);
+        assert_eq!(r.take(2), ["1:busy"]);
+        // A client heard from lately gets a busy group's frames at once.
+        r.slots.borrow()[&1].borrow_mut().heard = Some(r.t0 + ms(10));
+        r.slots.borrow()[&1].borrow_mut().hot = true;
+        r.shared.hot.borrow_mut().push(1);
+        r.route(ToShard::Multicast(7, frame("echo")), ms(11));
+        assert_eq!((r.woken(1), r.woken(2)), (3, 2));
+        // Once it has been quiet for an interval, it is off the list.
+        r.take(1);
+        r.route(ToShard::Multicast(7, frame("later")), ms(20));
+        assert!(r.shared.hot.borrow().is_empty());
+    }
+}

@@ -1,0 +1,114 @@
+//! Shards: the threads that run connections.
+//!
+//! Each shard is one thread with its own executor, owning the connections
+//! handed to it for their whole life, so everything one connection does
+//! happens on one thread, with its state in that thread's cache. The core's
+//! outputs reach a shard in one batch per core turn (one lock and one
+//! wake-up per shard, not per message, [`super::inbox`]); the shard's
+//! scheduler task ([`super::scheduler`]) hands each connection its part.
+//! The core task runs on shard 0.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_io::Timer;
+use smol::LocalExecutor;
+
+use super::config::ServerConfig;
+use super::conn::open::connection;
+use super::flush::Wheel;
+use super::inbox::Mailbox;
+use super::local::Local;
+use super::messages::{NewConn, ToCore};
+use super::scheduler;
+use super::slot::{Shared, Slots};
+
+/// A shard as the rest of the server sees it.
+pub(crate) struct Shard {
+    conns: Sender<NewConn>,
+    pub mailbox: Arc<Mailbox>,
+}
+
+impl Shard {
+    /// Hands a connection to the shard; false if the shard is gone.
+    pub(crate) fn serve(&self, conn: NewConn) -> bool {
+        self.conns.try_send(conn).is_ok()
+    }
+}
+
+/// Starts `config`'s number of shard threads; `core` runs on shard 0.
+pub(crate) fn start<I: Send + 'static>(
+    config: &Arc<ServerConfig>,
+    to_core: &Sender<ToCore<I>>,
+    core: Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Vec<Shard> {
+    let n = config.shard_count();
+    let mut core = Some(core);
+    (0..n)
+        .map(|index| {
+            let (tx, rx) = async_channel::unbounded();
+            let mailbox = Arc::new(Mailbox::default());
+            let (config, to_core) = (config.clone(), to_core.clone());
+            let boot = core.take();
+            let mb = mailbox.clone();
+            std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    let phases = Wheel::<()>::new(config.flush_interval, Instant::now()).phases();
+                    let local = Local {
+                        index: index as u32,
+                        shards: n as u32,
+                        phases,
+                        config,
+                        to_core,
+                        slots: Slots::default(),
+                        shared: Rc::new(Shared::new(phases)),
+                        accepted: Cell::new(0),
+                    };
+                    run(local, rx, mb, boot)
+                })
+                .expect("cannot start a shard thread");
+            Shard { conns: tx, mailbox }
+        })
+        .collect()
+}
+
+/// A shard thread: runs its connections until the server is dropped and
+/// the last of them has ended.
+fn run<I: Send + 'static>(
+    local: Local<I>,
+    new_conns: Receiver<NewConn>,
+    mailbox: Arc<Mailbox>,
+    boot: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) {
+    let ex = Rc::new(LocalExecutor::new());
+    let local = Rc::new(local);
+    if let Some(core) = boot {
+        ex.spawn(core).detach();
+    }
+    {
+        let local = local.clone();
+        let interval = local.config.flush_interval;
+        ex.spawn(async move {
+            scheduler::run(&local.slots, &local.shared, interval, mailbox).await;
+        })
+        .detach();
+    }
+    let main = {
+        let ex = ex.clone();
+        async move {
+            while let Ok(conn) = new_conns.recv().await {
+                ex.spawn(connection(local.clone(), conn)).detach();
+            }
+            while !local.slots.borrow().is_empty() {
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    async_io::block_on(ex.run(main));
+}
