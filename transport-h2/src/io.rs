@@ -17,16 +17,24 @@
 //! Third, it counts the reads that brought bytes, so the connection's task
 //! knows when h2 can have anything new for its streams (every frame comes
 //! from a read) and skips polling them otherwise.
+//!
+//! Fourth, on a server connection, it is where a peer's input is bounded
+//! before h2 sees it ([`crate::inbound`]): a share of input per turn, a
+//! rate for control frames, and a pause while the core cannot take more.
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
+use std::time::Instant;
+
 use futures_lite::{AsyncRead, AsyncWrite};
 use tokio::io::ReadBuf;
+
+use crate::inbound::{FrameWatch, Meter};
 
 /// Largest single read: large enough for bulk transfers to take few reads.
 const SCRATCH: usize = 64 * 1024;
@@ -67,13 +75,16 @@ pub(crate) struct Io<T> {
     inner: T,
     read: Arc<Readiness>,
     read_waker: Waker,
-    /// Reads that brought bytes (or an error), shared with the connection.
-    reads: Arc<AtomicU64>,
+    /// What the connection's task and this stream tell each other.
+    meter: Arc<Meter>,
+    /// A server connection's control-frame watch and its share of input
+    /// per turn; `None` on the client.
+    guard: Option<(FrameWatch, usize)>,
 }
 
 impl<T> Io<T> {
-    /// Wraps `inner`, counting its reads in `reads`.
-    pub(crate) fn new(inner: T, reads: Arc<AtomicU64>) -> Io<T> {
+    /// Wraps `inner`, counting its reads in `meter`.
+    pub(crate) fn new(inner: T, meter: Arc<Meter>) -> Io<T> {
         let read = Arc::new(Readiness {
             ready: AtomicBool::new(true),
             task: Mutex::new(None),
@@ -83,8 +94,16 @@ impl<T> Io<T> {
             inner,
             read,
             read_waker,
-            reads,
+            meter,
+            guard: None,
         }
+    }
+
+    /// Bounds the input as [`crate::inbound`] says: `watch` counts the
+    /// control frames, and a turn takes at most `turn_bytes`.
+    pub(crate) fn guarded(mut self, watch: FrameWatch, turn_bytes: usize) -> Io<T> {
+        self.guard = Some((watch, turn_bytes));
+        self
     }
 }
 
@@ -108,6 +127,18 @@ impl<T: AsyncRead + Unpin> tokio::io::AsyncRead for Io<T> {
                 *task = Some(cx.waker().clone());
             }
         }
+        if let Some((_, turn_bytes)) = &self.guard {
+            if self.meter.is_paused() || self.meter.flood().is_some() {
+                // The task resumes reading itself (or closes).
+                return Poll::Pending;
+            }
+            if self.meter.turn_spent(*turn_bytes) {
+                // This turn's share is read: the task comes back after the
+                // shard's other tasks.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
         if !self.read.ready.swap(false, Ordering::AcqRel) {
             // The inner stream has our waker and has not used it: nothing new.
             return Poll::Pending;
@@ -119,13 +150,22 @@ impl<T: AsyncRead + Unpin> tokio::io::AsyncRead for Io<T> {
             match Pin::new(&mut this.inner).poll_read(&mut inner_cx, &mut scratch[..want]) {
                 Poll::Ready(Ok(n)) => {
                     this.read.ready.store(true, Ordering::Release);
-                    this.reads.fetch_add(1, Ordering::Relaxed);
+                    this.meter.note_read(n);
+                    if let Some((watch, _)) = &mut this.guard {
+                        if let Err(flood) = watch.observe(&scratch[..n], Instant::now()) {
+                            // h2 never sees these bytes; the task sends
+                            // GOAWAY and closes.
+                            this.meter.note_flood(flood);
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    }
                     buf.put_slice(&scratch[..n]);
                     Poll::Ready(Ok(()))
                 }
                 Poll::Ready(Err(e)) => {
                     this.read.ready.store(true, Ordering::Release);
-                    this.reads.fetch_add(1, Ordering::Relaxed);
+                    this.meter.note_read(0);
                     Poll::Ready(Err(e))
                 }
                 Poll::Pending => Poll::Pending,
@@ -140,7 +180,11 @@ impl<T: AsyncWrite + Unpin> tokio::io::AsyncWrite for Io<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.meter.note_written(n);
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -148,7 +192,11 @@ impl<T: AsyncWrite + Unpin> tokio::io::AsyncWrite for Io<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            self.meter.note_written(n);
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -26,6 +26,7 @@
 pub mod client;
 mod clock;
 mod headers;
+pub mod inbound;
 mod io;
 mod server;
 #[cfg(feature = "tls")]

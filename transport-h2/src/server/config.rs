@@ -29,6 +29,25 @@ pub struct ServerConfig {
     pub max_queued_bytes_per_call: usize,
     /// Most messages waiting for one call's window (same policy).
     pub max_queued_messages_per_call: usize,
+    /// Most bytes of output waiting for one connection, all its calls
+    /// together (and what h2 holds for its socket). Over it, the calls with
+    /// the most waiting are cut as slow consumers (RESOURCE_EXHAUSTED),
+    /// largest first: the per-call bound times the calls a client may open
+    /// would otherwise let one connection hold 32 MiB.
+    pub max_queued_bytes_per_conn: usize,
+    /// Most bytes of request DATA one connection may have queued for the
+    /// core at once; past it the connection stops reading until the core
+    /// has caught up, so one peer posting flat out cannot fill the queue
+    /// every connection shares (see `core_queue`).
+    pub max_input_in_flight: usize,
+    /// Most bytes peers can make the whole server hold: output waiting for
+    /// clients, request DATA queued for the core, and partial requests in
+    /// the core's decoders. While it is spent, new calls are refused with
+    /// RESOURCE_EXHAUSTED and calls that are behind are cut first.
+    pub memory_budget: usize,
+    /// What one connection may read per turn, and the rates of control
+    /// frames it may send (see [`crate::inbound`]).
+    pub input: crate::inbound::Limits,
     /// When a slow client is cut off in the middle of a message, how long it
     /// has to take the rest (then it gets its RESOURCE_EXHAUSTED trailers)
     /// before the stream is reset with CANCEL instead.
@@ -88,6 +107,10 @@ impl Default for ServerConfig {
             max_send_buffer: 256 * 1024,
             max_queued_bytes_per_call: 256 * 1024,
             max_queued_messages_per_call: 4096,
+            max_queued_bytes_per_conn: 1024 * 1024,
+            max_input_in_flight: 256 * 1024,
+            memory_budget: 256 * 1024 * 1024,
+            input: crate::inbound::Limits::default(),
             stall_grace: Duration::from_secs(5),
             core_queue: 4096,
             flush_interval: Duration::from_millis(40),

@@ -166,7 +166,10 @@ fn apply<H: Handler>(core: &mut Server<H>, now: chat_sansio::Time, event: ToCore
         ToCore::Open { conn, stream, head } => {
             core.handle_open(now, ConnId(conn.into()), call_id(conn, stream), head)
         }
-        ToCore::Data { call, chunk } => core.handle_data(now, call, &chunk),
+        ToCore::Data { call, chunk, claim } => {
+            core.handle_data(now, call, &chunk);
+            drop(claim);
+        }
         ToCore::End { call } => core.handle_end(now, call),
         ToCore::Reset { call } => core.handle_reset(now, call),
         ToCore::Stalled { call } => core.handle_stalled(now, call),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_channel::Sender;
 
+use super::budget::Budget;
 use super::config::ServerConfig;
 use super::messages::ToCore;
 use super::slot::{Shared, Slots};
@@ -17,6 +18,8 @@ pub(crate) struct Local<I> {
     pub shards: u32,
     pub config: Arc<ServerConfig>,
     pub to_core: Sender<ToCore<I>>,
+    /// The process-wide memory budget, shared by every shard.
+    pub budget: Arc<Budget>,
     pub slots: Slots,
     pub shared: Rc<Shared>,
     pub accepted: Cell<u32>,
@@ -56,6 +59,7 @@ mod tests {
             shards: 3,
             config: Arc::default(),
             to_core: async_channel::bounded(1).0,
+            budget: Arc::new(Budget::new(1)),
             slots: Slots::default(),
             shared: Rc::new(Shared::new(1)),
             accepted: Cell::new(0),

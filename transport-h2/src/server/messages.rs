@@ -15,6 +15,8 @@ use chat_sansio::server::{CallId, RequestHead};
 use chat_sansio::Status;
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::share::Claim;
+
 /// An event for the core, from a connection or from the application.
 pub(crate) enum ToCore<I> {
     Connect {
@@ -32,6 +34,9 @@ pub(crate) enum ToCore<I> {
     Data {
         call: CallId,
         chunk: Bytes,
+        /// The chunk's part of its connection's share of the queue and of
+        /// the budget, released when the core has applied it.
+        claim: Claim,
     },
     End {
         call: CallId,

@@ -26,6 +26,7 @@ use chat_sansio::server::{Handler, Server as Core};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 
+mod budget;
 mod config;
 mod conn;
 mod core_task;
@@ -36,6 +37,7 @@ mod local;
 pub(crate) mod messages;
 mod scheduler;
 mod shard;
+mod share;
 mod slot;
 
 pub use config::ServerConfig;
@@ -119,6 +121,7 @@ where
     ) -> Server<H> {
         let (tx, rx) = async_channel::bounded(config.core_queue.max(1));
         let config = Arc::new(config);
+        let budget = Arc::new(budget::Budget::new(config.memory_budget));
         let (mailboxes_tx, mailboxes_rx) = std::sync::mpsc::sync_channel(1);
         let core_task = Box::pin(async move {
             let Ok(mailboxes) = mailboxes_rx.recv() else {
@@ -126,7 +129,7 @@ where
             };
             core_task::run(core, rx, on_event, Clock::new(), mailboxes).await;
         });
-        let shards = shard::start(&config, &tx, core_task);
+        let shards = shard::start(&config, &tx, &budget, core_task);
         let _ = mailboxes_tx.send(shards.iter().map(|s| s.mailbox.clone()).collect());
         Server {
             inner: Arc::new(Inner {

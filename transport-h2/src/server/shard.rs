@@ -19,6 +19,7 @@ use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use smol::LocalExecutor;
 
+use super::budget::Budget;
 use super::config::ServerConfig;
 use super::conn::open::connection;
 use super::flush::Wheel;
@@ -45,6 +46,7 @@ impl Shard {
 pub(crate) fn start<I: Send + 'static>(
     config: &Arc<ServerConfig>,
     to_core: &Sender<ToCore<I>>,
+    budget: &Arc<Budget>,
     core: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Vec<Shard> {
     let n = config.shard_count();
@@ -53,7 +55,7 @@ pub(crate) fn start<I: Send + 'static>(
         .map(|index| {
             let (tx, rx) = async_channel::unbounded();
             let mailbox = Arc::new(Mailbox::default());
-            let (config, to_core) = (config.clone(), to_core.clone());
+            let (config, to_core, budget) = (config.clone(), to_core.clone(), budget.clone());
             let boot = core.take();
             let mb = mailbox.clone();
             std::thread::Builder::new()
@@ -66,6 +68,7 @@ pub(crate) fn start<I: Send + 'static>(
                         phases,
                         config,
                         to_core,
+                        budget,
                         slots: Slots::default(),
                         shared: Rc::new(Shared::new(phases)),
                         accepted: Cell::new(0),

@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -26,12 +25,16 @@ use bytes::Bytes;
 use chat_sansio::idmap::IdMap;
 use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
 use chat_sansio::server::RequestHead;
+use chat_sansio::{Code, Status};
 use h2::server::Connection;
 
 use crate::headers;
+use crate::inbound::Meter;
 use crate::io::Io;
+use crate::server::budget::Budget;
 use crate::server::config::ServerConfig;
 use crate::server::messages::{call_id, ToConn, ToCore};
+use crate::server::share::Share;
 use crate::server::slot::{Shared, Slot};
 use core_queue::CoreQueue;
 use keepalive::Keepalive;
@@ -40,6 +43,11 @@ use wake::PollWaker;
 
 /// Most rounds of work per wake-up before yielding to other tasks.
 const MAX_ROUNDS_PER_POLL: usize = 8;
+
+/// While the process budget is spent, a call with more than this queued
+/// is cut as one that is not keeping up. Readers that keep up have at most
+/// a few messages waiting; 64 KiB is hundreds of chat messages.
+const CUT_WHEN_FULL: usize = 64 * 1024;
 
 impl<T, I> Unpin for ConnDriver<T, I> {}
 
@@ -56,10 +64,21 @@ pub(crate) struct ConnDriver<T, I> {
     waker: Arc<PollWaker>,
     /// `waker` as a `Waker`, handed to h2.
     h2_waker: Waker,
-    /// Reads of the socket so far (counted by [`Io`]), and at the last full
-    /// pass over the streams: only a read can bring them anything.
-    reads: Arc<AtomicU64>,
+    /// What the socket under h2 tells us ([`Io`]): reads so far, floods.
+    meter: Arc<Meter>,
+    /// Reads at the last full pass over the streams: only a read can bring
+    /// them anything.
     reads_seen: u64,
+    /// The process-wide budget, and this connection's output counted in it.
+    budget: Arc<Budget>,
+    counted: usize,
+    /// Bytes of DATA handed to h2 so far (against what the socket took:
+    /// what h2 still holds for a client that does not read).
+    handed: u64,
+    /// The peer, for the log.
+    peer: Option<String>,
+    /// Sent GOAWAY ENHANCE_YOUR_CALM.
+    calmed: bool,
     /// The streams need a pass whatever the socket did: one stopped early
     /// (the core's queue was full), or a stream is new.
     streams_pending: bool,
@@ -82,14 +101,17 @@ where
     T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
     I: Send + 'static,
 {
+    #[allow(clippy::too_many_arguments)] // one per thing a connection is tied to
     pub(crate) fn new(
         id: u32,
         mut h2: Connection<Io<T>, Bytes>,
-        reads: Arc<AtomicU64>,
+        meter: Arc<Meter>,
         slot: Rc<RefCell<Slot>>,
         shared: Rc<Shared>,
         to_core: Sender<ToCore<I>>,
         config: Arc<ServerConfig>,
+        budget: Arc<Budget>,
+        peer: Option<String>,
     ) -> Self {
         let waker = Arc::new(PollWaker::default());
         let keepalive = config.keepalive_time.and_then(|time| {
@@ -103,12 +125,20 @@ where
             slot,
             shared,
             taken: Vec::new(),
-            core: CoreQueue::new(to_core),
+            core: CoreQueue::new(
+                to_core,
+                Arc::new(Share::new(config.max_input_in_flight, budget.clone())),
+            ),
             config,
             h2_waker: Waker::from(waker.clone()),
             waker,
-            reads,
+            meter,
             reads_seen: u64::MAX,
+            budget,
+            counted: 0,
+            handed: 0,
+            peer,
+            calmed: false,
             streams_pending: false,
             going_away: false,
             keepalive,
@@ -138,6 +168,17 @@ where
                         self.sweep_resets(cx);
                     }
                     let stream = respond.stream_id().as_u32();
+                    if self.budget.is_full() {
+                        // The process holds all it may for peers: refuse
+                        // new work until those behind have been let go.
+                        let status = Status::new(
+                            Code::ResourceExhausted,
+                            "server is out of memory for new calls; try again",
+                        );
+                        let mut respond = respond;
+                        let _ = respond.send_response(headers::trailers_only(200, &status), true);
+                        continue;
+                    }
                     let (parts, body) = req.into_parts();
                     let head = RequestHead {
                         method: parts.method.as_str().to_owned(),
@@ -280,6 +321,7 @@ where
         for (&sid, s) in &mut self.streams {
             let pass = s.flush(cx, &self.config);
             *progress |= pass.progress;
+            self.handed += pass.handed as u64;
             if pass.broken {
                 broken.push(sid);
                 continue;
@@ -293,6 +335,7 @@ where
                 done.push(sid);
             }
         }
+        self.enforce_budgets(cx, &mut done);
         for sid in done {
             // Dropping the stream after trailers: h2 resets the client's
             // side with NO_ERROR if it is still sending (PROTOCOL-HTTP2.md,
@@ -304,11 +347,48 @@ where
         }
     }
 
+    /// Keeps the connection's output within its own budget and, while the
+    /// process budget is spent, cuts its calls that are behind: the largest
+    /// backlogs first, each with RESOURCE_EXHAUSTED as a slow consumer.
+    fn enforce_budgets(&mut self, cx: &mut Context<'_>, done: &mut Vec<u32>) {
+        let limit = self.config.max_queued_bytes_per_conn;
+        let full = self.budget.is_full();
+        loop {
+            // What h2 holds for the socket: DATA handed to it and not yet
+            // written (an underestimate: what was written includes framing).
+            let in_h2 = self.handed.saturating_sub(self.meter.written()) as usize;
+            let behind: usize = self.streams.values().map(Stream::behind).sum::<usize>() + in_h2;
+            let Some((&sid, s)) = self
+                .streams
+                .iter_mut()
+                .filter(|(_, s)| s.behind() > 0 && !s.is_cut())
+                .max_by_key(|(_, s)| s.behind())
+            else {
+                break;
+            };
+            let over = behind > limit || (full && s.behind() > CUT_WHEN_FULL);
+            if !over || !s.cut(&self.config) {
+                break;
+            }
+            self.core.push(ToCore::Stalled {
+                call: call_id(self.id, sid),
+            });
+            // Its trailers (or, after a grace, its reset) go out now.
+            if s.flush(cx, &self.config).done {
+                done.push(sid);
+            }
+        }
+        let in_h2 = self.handed.saturating_sub(self.meter.written()) as usize;
+        let held = self.streams.values().map(Stream::queued).sum::<usize>() + in_h2;
+        self.budget.output_changed(self.counted, held);
+        self.counted = held;
+    }
+
     /// Reads request bodies and watches for client resets, if the socket
     /// has brought anything since the last pass, or if `asked` (h2 woke the
     /// task, as it does when it gives a stream frames).
     fn poll_streams(&mut self, cx: &mut Context<'_>, progress: &mut bool, asked: bool) {
-        let reads = self.reads.load(Ordering::Relaxed);
+        let reads = self.meter.reads();
         if reads == self.reads_seen && !self.streams_pending && !asked {
             return;
         }
@@ -333,7 +413,7 @@ where
                         *progress = true;
                         let _ = recv.flow_control().release_capacity(chunk.len());
                         if !s.ended && !chunk.is_empty() {
-                            core.push(ToCore::Data { call, chunk });
+                            core.push_data(call, chunk);
                             if !core.is_clear() {
                                 break;
                             }
@@ -365,6 +445,36 @@ where
     }
 }
 
+impl<T, I> Drop for ConnDriver<T, I> {
+    fn drop(&mut self) {
+        // What it held is freed with it.
+        self.budget.output_changed(self.counted, 0);
+    }
+}
+
+impl<T, I> ConnDriver<T, I>
+where
+    T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    /// If the peer has flooded us with control frames, ends the connection
+    /// with GOAWAY ENHANCE_YOUR_CALM (once). True when it did so now.
+    fn calm(&mut self) -> bool {
+        let Some(flood) = self.meter.flood() else {
+            return false;
+        };
+        if std::mem::replace(&mut self.calmed, true) {
+            return false;
+        }
+        tracing::warn!(
+            peer = self.peer.as_deref().unwrap_or("-"),
+            "closing a connection: {}; GOAWAY ENHANCE_YOUR_CALM",
+            flood.describe()
+        );
+        self.h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+        true
+    }
+}
+
 impl<T, I> Future for ConnDriver<T, I>
 where
     T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
@@ -376,6 +486,7 @@ where
         let this = self.get_mut();
         let task = cx.waker();
         this.waker.begin(task);
+        this.meter.begin_turn();
         let h2_waker = this.h2_waker.clone();
         let mut cx = Context::from_waker(&h2_waker);
         let mut ended = None;
@@ -388,7 +499,8 @@ where
         }
         for _ in 0..MAX_ROUNDS_PER_POLL {
             let mut progress = false;
-            this.core.poll_flush(&mut cx);
+            let clear = this.core.poll_flush(&mut cx);
+            this.meter.pause(!clear);
             this.drain_slot(task, &mut progress);
             this.flush_sends(&mut cx, &mut progress);
             // What h2 asked for so far (every `send_data` wakes its
@@ -403,17 +515,23 @@ where
             // too, and go round again in case it was the socket.
             let asked = this.waker.take_woken();
             this.poll_streams(&mut cx, &mut progress, asked);
-            this.core.poll_flush(&mut cx);
+            let clear = this.core.poll_flush(&mut cx);
+            this.meter.pause(!clear);
+            if this.calm() {
+                // h2 sends the GOAWAY and closes; the next poll sees it.
+                task.wake_by_ref();
+                break;
+            }
             // Another round only if something arrived or was asked for in
-            // this one: new streams, data, a wake-up from h2 or the socket.
+            // this one (new streams, data, a wake-up from h2 or the socket)
+            // and this turn's share of input is not spent.
             again = asked || (progress && this.waker.take_woken());
-            if !again {
+            if !again || this.meter.turn_spent(this.config.input.turn_bytes) {
                 break;
             }
         }
         if let (None, Some(keepalive)) = (&ended, &mut this.keepalive) {
-            let reads = this.reads.load(Ordering::Relaxed);
-            if keepalive.poll(&mut cx, reads).is_ready() {
+            if keepalive.poll(&mut cx, this.meter.reads()).is_ready() {
                 ended = Some(Ended::Unresponsive);
             }
         }

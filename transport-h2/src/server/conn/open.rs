@@ -4,15 +4,16 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::future;
 
 use super::{ConnDriver, Ended};
+use crate::inbound::{FrameWatch, Meter};
+use crate::io::Io;
 use crate::server::local::Local;
 use crate::server::messages::{NewConn, ToCore};
 use crate::server::slot::Slot;
@@ -33,7 +34,7 @@ pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: New
         .initial_window_size(config.initial_stream_window)
         .initial_connection_window_size(config.initial_connection_window)
         .max_send_buffer_size(config.max_send_buffer);
-    let reads = Arc::new(AtomicU64::new(0));
+    let meter = Arc::new(Meter::default());
     let handshakes = async {
         let io = match io.await {
             Ok(io) => io,
@@ -42,7 +43,9 @@ pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: New
                 return None;
             }
         };
-        let h2 = builder.handshake::<_, Bytes>(crate::io::Io::new(io, reads.clone()));
+        let watch = FrameWatch::server(&config.input, Instant::now());
+        let io = Io::new(io, meter.clone()).guarded(watch, config.input.turn_bytes);
+        let h2 = builder.handshake::<_, Bytes>(io);
         Some(h2.await)
     };
     let timeout = async {
@@ -76,11 +79,13 @@ pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: New
         let driver = ConnDriver::new(
             id,
             h2,
-            reads,
+            meter,
             slot.clone(),
             local.shared.clone(),
             to_core.clone(),
             config.clone(),
+            local.budget.clone(),
+            peer.clone(),
         );
         match driver.await {
             Ended::Closed => tracing::debug!(?peer, "connection closed"),

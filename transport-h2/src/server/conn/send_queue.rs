@@ -63,6 +63,8 @@ pub(super) struct Pass {
     pub done: bool,
     /// h2 refused to send: the client's side is gone.
     pub broken: bool,
+    /// Bytes of DATA handed to h2.
+    pub handed: usize,
 }
 
 impl Stream {
@@ -143,6 +145,7 @@ impl Stream {
                 front.split_to(capacity)
             };
             self.queued -= chunk.len();
+            pass.handed += chunk.len();
             pass.progress = true;
             if send.send_data(chunk, false).is_err() {
                 pass.broken = true;
@@ -177,13 +180,45 @@ impl Stream {
         pass
     }
 
+    /// Bytes waiting in the queue.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether the call was cut as a slow consumer.
+    pub(super) fn is_cut(&self) -> bool {
+        self.stalled
+    }
+
+    /// Cuts the call as a slow consumer now, whatever the per-call policy
+    /// says (the connection or the process is over its budget). True if it
+    /// was not cut already: the core must then be told.
+    pub(super) fn cut(&mut self, config: &ServerConfig) -> bool {
+        if self.stalled || self.send.is_none() {
+            return false;
+        }
+        self.stall(config.stall_grace);
+        true
+    }
+
     /// Whether more waits behind the message being sent than the
-    /// slow-consumer policy allows. One message of any size may always be
-    /// in flight.
+    /// slow-consumer policy allows.
     fn over_limit(&self, config: &ServerConfig) -> bool {
-        let front = self.queue.front().map_or(0, Bytes::len);
-        self.queued - front > config.max_queued_bytes_per_call
+        self.behind() > config.max_queued_bytes_per_call
             || self.queue.len().saturating_sub(1) > config.max_queued_messages_per_call
+    }
+
+    /// Bytes waiting behind the message in flight: what the slow-consumer
+    /// policy and the connection's budget count. One message of any size
+    /// may always be in flight, once the client has opened a window at
+    /// all: against a client that never has (a zero window), every byte
+    /// counts.
+    pub(super) fn behind(&self) -> usize {
+        let front = match self.max_capacity {
+            0 => 0,
+            _ => self.queue.front().map_or(0, Bytes::len),
+        };
+        self.queued - front
     }
 
     /// Ends a stream whose client is not reading: drops what it has not
