@@ -21,6 +21,36 @@ pub fn init_runtime() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as servers that
+/// hold one descriptor per client do (Go's runtime does it for every
+/// program); the 1,024 most systems start with would cap the server at
+/// about a thousand clients. Logs what it could not do.
+pub fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+                tracing::warn!(
+                    "cannot raise the open-file limit from {} to {}",
+                    lim.rlim_cur,
+                    lim.rlim_max
+                );
+            }
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chat_bins::store::{start_writer, Retention, Store, Writer};
 use chat_bins::{
-    config, init_logging, init_runtime, print_event, say, stop_on_signal, stop_signals,
+    config, init_logging, init_runtime, print_event, raise_descriptor_limit, say, stop_on_signal,
+    stop_signals,
 };
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
@@ -83,6 +84,15 @@ struct Args {
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Most memory, in MiB, that peers can make the server hold for them:
+    /// output waiting for clients, requests waiting for the core, partial
+    /// requests. While it is spent, new calls get RESOURCE_EXHAUSTED and the
+    /// calls furthest behind are cut. See the README's "Reliability".
+    #[arg(long, default_value_t = 256)]
+    memory_budget_mb: usize,
+    /// Most connections open at once from one IP address (0: no limit).
+    #[arg(long, default_value_t = 1024)]
+    max_conns_per_peer: usize,
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
@@ -121,6 +131,7 @@ fn main() {
     }
     init_runtime();
     init_logging();
+    raise_descriptor_limit();
     let policy = match &args.config {
         Some(path) => config::load(path).unwrap_or_else(|e| fail(e)),
         None => Policy::default(),
@@ -174,6 +185,8 @@ fn main() {
             keepalive_time: (args.keepalive_ms > 0)
                 .then(|| Duration::from_millis(args.keepalive_ms)),
             keepalive_timeout: Duration::from_millis(args.keepalive_timeout_ms),
+            memory_budget: args.memory_budget_mb.saturating_mul(1024 * 1024),
+            max_connections_per_peer: args.max_conns_per_peer,
             ..ServerConfig::default()
         };
         let server = Server::start(core, config, move |e| on_event(writer.as_ref(), e));

@@ -45,6 +45,10 @@ pub struct ServerConfig {
     /// the core's decoders. While it is spent, new calls are refused with
     /// RESOURCE_EXHAUSTED and calls that are behind are cut first.
     pub memory_budget: usize,
+    /// Most connections open at once from one peer address; more are
+    /// closed at once (and logged once per peer per interval). 0: no
+    /// limit. Clients behind one NAT share an address, so it is generous.
+    pub max_connections_per_peer: usize,
     /// What one connection may read per turn, and the rates of control
     /// frames it may send (see [`crate::inbound`]).
     pub input: crate::inbound::Limits,
@@ -111,6 +115,7 @@ impl Default for ServerConfig {
             max_input_in_flight: 256 * 1024,
             memory_budget: 256 * 1024 * 1024,
             input: crate::inbound::Limits::default(),
+            max_connections_per_peer: 1024,
             stall_grace: Duration::from_secs(5),
             core_queue: 4096,
             flush_interval: Duration::from_millis(40),

@@ -15,6 +15,7 @@ use chat_sansio::server::{CallId, RequestHead};
 use chat_sansio::Status;
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::admission::PeerSlot;
 use super::share::Claim;
 
 /// An event for the core, from a connection or from the application.
@@ -123,16 +124,19 @@ pub(crate) struct NewConn {
     pub peer: Option<String>,
     /// Counts the connection as live until it is dropped.
     pub live: Live,
+    /// How long it has for its handshakes.
+    pub handshake_limit: Duration,
 }
 
 /// One connection in the server's count of live connections, from when it
 /// is handed to a shard until its task is done with it.
-pub(crate) struct Live(Arc<AtomicUsize>);
+/// It also holds the connection's place in its peer's count, if it has one.
+pub(crate) struct Live(Arc<AtomicUsize>, #[allow(dead_code)] Option<PeerSlot>);
 
 impl Live {
-    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Live {
+    pub(crate) fn new(count: &Arc<AtomicUsize>, slot: Option<PeerSlot>) -> Live {
         count.fetch_add(1, Ordering::AcqRel);
-        Live(count.clone())
+        Live(count.clone(), slot)
     }
 }
 

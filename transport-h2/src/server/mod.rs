@@ -26,6 +26,7 @@ use chat_sansio::server::{Handler, Server as Core};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 
+mod admission;
 mod budget;
 mod config;
 mod conn;
@@ -43,8 +44,12 @@ mod slot;
 pub use config::ServerConfig;
 
 use crate::clock::Clock;
+use admission::PeerSlot;
 use messages::{ByteStream, Live, NewConn, Opening, ToCore};
 use shard::Shard;
+
+/// How often a failing `accept` is logged at most.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How long [`Server::shutdown`] waits, after the grace period, for
 /// connections to write their last trailers and close.
@@ -71,6 +76,7 @@ impl<H: Handler> Clone for Server<H> {
 
 struct Inner<I> {
     to_core: Sender<ToCore<I>>,
+    admission: Arc<admission::Admission>,
     shards: Vec<Shard>,
     next_shard: AtomicUsize,
     /// Connections handed to shards and not yet closed.
@@ -131,12 +137,15 @@ where
         });
         let shards = shard::start(&config, &tx, &budget, core_task);
         let _ = mailboxes_tx.send(shards.iter().map(|s| s.mailbox.clone()).collect());
+        let live = Arc::new(AtomicUsize::new(0));
+        let admission = admission::Admission::new(config.max_connections_per_peer, live.clone());
         Server {
             inner: Arc::new(Inner {
                 to_core: tx,
+                admission: Arc::new(admission),
                 shards,
                 next_shard: AtomicUsize::new(0),
-                live: Arc::new(AtomicUsize::new(0)),
+                live,
                 stop: async_channel::bounded(1),
             }),
             _handler: PhantomData,
@@ -153,8 +162,12 @@ where
     /// Accepts TCP connections on `listener`, handing each to a shard,
     /// until [`shutdown`](Self::shutdown) is called.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
-        self.accept(listener, |stream, peer| self.spawn_tcp(stream, peer))
-            .await
+        self.accept(listener, |stream, peer, slot| {
+            let _ = stream.set_nodelay(true);
+            let io: Box<dyn ByteStream> = Box::new(stream);
+            self.open_connection(Box::pin(future::ready(Ok(io))), Some(peer), slot);
+        })
+        .await
     }
 
     /// As [`serve`](Self::serve), with TLS on every connection (ALPN h2;
@@ -167,8 +180,8 @@ where
         tls: Arc<rustls::ServerConfig>,
     ) -> io::Result<()> {
         let acceptor = crate::tls::TlsAcceptor::from(tls);
-        self.accept(listener, |stream, peer| {
-            self.spawn_tls(stream, peer, acceptor.clone())
+        self.accept(listener, |stream, peer, slot| {
+            self.open_tls(stream, peer, acceptor.clone(), slot)
         })
         .await
     }
@@ -176,6 +189,17 @@ where
     /// Serves one accepted TCP connection with TLS on one of the shards.
     #[cfg(feature = "tls")]
     pub fn spawn_tls(&self, stream: TcpStream, peer: String, acceptor: crate::tls::TlsAcceptor) {
+        self.open_tls(stream, peer, acceptor, None);
+    }
+
+    #[cfg(feature = "tls")]
+    fn open_tls(
+        &self,
+        stream: TcpStream,
+        peer: String,
+        acceptor: crate::tls::TlsAcceptor,
+        slot: Option<PeerSlot>,
+    ) {
         let _ = stream.set_nodelay(true);
         let opening = async move {
             let tls = acceptor.accept(stream).await?;
@@ -183,16 +207,17 @@ where
             let io: Box<dyn ByteStream> = Box::new(tls);
             Ok(io)
         };
-        self.open_connection(Box::pin(opening), Some(peer));
+        self.open_connection(Box::pin(opening), Some(peer), slot);
     }
 
     /// Accepts TCP connections on `listener` until shutdown, handing each
-    /// to `spawn`.
+    /// its peer admits (see [`admission`]) to `spawn`.
     async fn accept(
         &self,
         listener: TcpListener,
-        spawn: impl Fn(TcpStream, String),
+        spawn: impl Fn(TcpStream, String, Option<PeerSlot>),
     ) -> io::Result<()> {
+        let mut last_warning: Option<std::time::Instant> = None;
         let stop = self.inner.stop.1.clone();
         loop {
             let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -205,19 +230,28 @@ where
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if is_transient(&e) => {
-                    tracing::warn!("accept failed: {e}; retrying");
+                    // Out of descriptors, typically: connections wait in
+                    // the kernel's queue; silent ones are let go sooner
+                    // (`Admission::handshake_limit`). One line per interval.
+                    if last_warning.is_none_or(|t| t.elapsed() >= ACCEPT_WARN_EVERY) {
+                        tracing::warn!("accept failed: {e}; retrying");
+                        last_warning = Some(std::time::Instant::now());
+                    }
                     Timer::after(Duration::from_millis(50)).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            spawn(stream, peer.to_string());
+            let Some(slot) = self.inner.admission.admit(peer.ip()) else {
+                continue; // Dropped: the peer sees the connection close.
+            };
+            spawn(stream, peer.to_string(), Some(slot));
         }
     }
 
     /// Serves one accepted TCP connection on one of the shards.
     pub fn spawn_tcp(&self, stream: TcpStream, peer: String) {
-        // Small chat messages must not wait for Nagle (T-8).
+        // Small chat messages must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         self.serve_connection(stream, Some(peer));
     }
@@ -230,12 +264,12 @@ where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let io: Box<dyn ByteStream> = Box::new(io);
-        self.open_connection(Box::pin(future::ready(Ok(io))), peer);
+        self.open_connection(Box::pin(future::ready(Ok(io))), peer, None);
     }
 
     /// Hands a connection whose byte stream is still `opening` (a TLS
     /// handshake) to one of the shards.
-    pub(crate) fn open_connection(&self, opening: Opening, peer: Option<String>) {
+    fn open_connection(&self, opening: Opening, peer: Option<String>, slot: Option<PeerSlot>) {
         if self.is_shutting_down() {
             return; // Dropped: the client sees the connection close.
         }
@@ -244,7 +278,8 @@ where
         let conn = NewConn {
             io: opening,
             peer,
-            live: Live::new(&self.inner.live),
+            live: Live::new(&self.inner.live, slot),
+            handshake_limit: self.inner.admission.handshake_limit(),
         };
         if !shards[i].serve(conn) {
             tracing::warn!("shard {i} is gone; connection dropped");

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_io::Timer;
 use bytes::Bytes;
@@ -18,13 +18,14 @@ use crate::server::local::Local;
 use crate::server::messages::{NewConn, ToCore};
 use crate::server::slot::Slot;
 
-/// Time a new connection has to complete its handshakes (TLS, if any, and
-/// HTTP/2) together.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// One connection, from the HTTP/2 handshake until it closes.
 pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
-    let NewConn { io, peer, live } = conn;
+    let NewConn {
+        io,
+        peer,
+        live,
+        handshake_limit,
+    } = conn;
     let _live = live;
     let config = &local.config;
     let mut builder = h2::server::Builder::new();
@@ -49,7 +50,7 @@ pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: New
         Some(h2.await)
     };
     let timeout = async {
-        Timer::after(HANDSHAKE_TIMEOUT).await;
+        Timer::after(handshake_limit).await;
         None
     };
     let h2 = match future::or(async { Some(handshakes.await) }, timeout).await {
