@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::run;
+use common::time::{run, within, SHORT};
 use std::collections::HashSet;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -111,25 +111,6 @@ fn chat_server() -> SocketAddr {
 fn echo_server() -> SocketAddr {
     start(Echo::default(), ServerConfig::default())
 }
-
-// ---------------------------------------------------------------------------
-// Time limits
-// ---------------------------------------------------------------------------
-
-/// Awaits `f`, panicking with `what` if it takes longer than `limit`.
-async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
-    let out = future::or(async { Some(f.await) }, async {
-        Timer::after(limit).await;
-        None
-    })
-    .await;
-    match out {
-        Some(v) => v,
-        None => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
-
-const SHORT: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------------------
 // Raw HTTP/2 client helpers
@@ -1121,7 +1102,6 @@ fn slow_consumer_scenario() -> (Vec<u8>, Option<HeaderMap>) {
         ..ServerConfig::default()
     };
     let addr = start(Chat::default(), config);
-    let mut result = None;
     run(20, async {
         let mut tiny = client::Builder::new();
         tiny.initial_window_size(1024);
@@ -1164,9 +1144,8 @@ fn slow_consumer_scenario() -> (Vec<u8>, Option<HeaderMap>) {
         )
         .await;
         assert!(slow_end.0.len() <= 1024, "more than the window was sent");
-        result = Some(slow_end);
-    });
-    result.expect("scenario finished")
+        slow_end
+    })
 }
 
 /// The slow call ends with RESOURCE_EXHAUSTED in its trailers.

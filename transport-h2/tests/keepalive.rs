@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::run;
+use common::time::{run, within};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -118,12 +118,8 @@ async fn join(channel: &Channel, id: &str) -> Call {
 
 /// The next message on `watch`, within `limit`.
 async fn next(watch: &mut Call, limit: Duration) -> ChatMessage {
-    let got = future::or(async { Some(watch.receiver.message().await) }, async {
-        Timer::after(limit).await;
-        None
-    })
-    .await;
-    got.expect("a message in time")
+    within(limit, "a message", watch.receiver.message())
+        .await
         .expect("the watch is open")
         .expect("a message")
 }

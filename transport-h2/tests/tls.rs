@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::run;
+use common::time::run;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

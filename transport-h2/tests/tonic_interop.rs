@@ -7,7 +7,9 @@
 //!
 //! Every test runs under a time limit, so a hang fails instead of blocking.
 
-use std::future::Future;
+mod common;
+
+use common::time::{before, run, run_tokio, within, SHORT};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,9 +27,6 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel as TonicChannel;
 use tonic::{Code, Request, Response, Status, Streaming};
 use transport_h2::{CallOptions, Channel, ServerConfig};
-
-/// Longest any test may take before it counts as hung.
-const TEST_LIMIT: Duration = Duration::from_secs(10);
 
 fn user(id: &str, name: &str) -> User {
     User {
@@ -83,27 +82,18 @@ async fn tonic_client(addr: SocketAddr) -> ChatServiceClient<TonicChannel> {
     ChatServiceClient::new(tonic_channel(addr).await)
 }
 
-/// Runs `f` under the test time limit, on the tokio runtime of the test.
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_LIMIT, f)
-        .await
-        .expect("test hung: time limit exceeded")
-}
-
 /// The next message of a tonic response stream, with a per-step limit.
 async fn next<T>(stream: &mut Streaming<T>) -> Result<Option<T>, Status> {
-    tokio::time::timeout(Duration::from_secs(3), stream.message())
-        .await
-        .expect("no response within 3 s")
+    within(SHORT, "a response message", stream.message()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
+#[test]
+fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
     use chat_proto::health::health_check_response::ServingStatus;
     use chat_proto::health::health_client::HealthClient;
     use chat_proto::health::HealthCheckRequest;
     let (addr, server) = start_our_server_handle();
-    within(async {
+    run_tokio(10, async {
         let channel = tonic_channel(addr).await;
         let mut health = HealthClient::new(channel.clone());
         let ask = |service: &str| HealthCheckRequest {
@@ -138,9 +128,7 @@ async fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
             matches!(late.code(), Code::Unavailable | Code::Cancelled),
             "{late:?}"
         );
-        let end = tokio::time::timeout(Duration::from_secs(3), stream.message())
-            .await
-            .expect("the open stream ends");
+        let end = within(SHORT, "the open stream's end", stream.message()).await;
         assert_eq!(end.unwrap_err().code(), Code::Unavailable);
         assert!(began.elapsed() >= Duration::from_millis(300));
         assert_eq!(
@@ -154,13 +142,12 @@ async fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
         assert_eq!(left, 0, "every connection closed");
         // The listener is closed.
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-    })
-    .await;
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_chat_room_replies_room_and_ends_ok_after_half_close() {
-    within(async {
+#[test]
+fn a_join_chat_room_replies_room_and_ends_ok_after_half_close() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let mut client = tonic_client(addr).await;
         let (tx, rx) = mpsc::channel(4);
@@ -186,13 +173,12 @@ async fn a_join_chat_room_replies_room_and_ends_ok_after_half_close() {
 
         drop(tx); // half-close
         assert!(next(&mut rooms).await.expect("ends with OK").is_none());
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_chat_broadcasts_to_all_in_one_order() {
-    within(async {
+#[test]
+fn a_join_chat_broadcasts_to_all_in_one_order() {
+    run_tokio(10, async {
         const N: usize = 20;
         let addr = start_our_server();
         let mut a = tonic_client(addr).await;
@@ -258,13 +244,12 @@ async fn a_join_chat_broadcasts_to_all_in_one_order() {
         assert!(next(&mut a_in).await.expect("a ends OK").is_none());
         drop(b_tx);
         assert!(next(&mut b_in).await.expect("b ends OK").is_none());
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_half_close_delivers_echo_then_ok() {
-    within(async {
+#[test]
+fn a_half_close_delivers_echo_then_ok() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let mut client = tonic_client(addr).await;
         // The whole request stream: one message, then the end.
@@ -279,8 +264,7 @@ async fn a_half_close_delivers_echo_then_ok() {
         assert_eq!((echo.user, echo.message), (sent.user, sent.message));
         assert_eq!((echo.room_id.as_str(), echo.seq), ("room1", 1));
         assert!(next(&mut stream).await.expect("ends with OK").is_none());
-    })
-    .await
+    });
 }
 
 /// Raw bytes in, raw bytes out: sends a payload as the message, as it is.
@@ -340,9 +324,9 @@ async fn raw_call(
     next(&mut response.into_inner()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unknown_method_is_unimplemented() {
-    within(async {
+#[test]
+fn a_unknown_method_is_unimplemented() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let mut grpc = tonic::client::Grpc::new(tonic_channel(addr).await);
         grpc.ready().await.expect("channel ready");
@@ -362,13 +346,12 @@ async fn a_unknown_method_is_unimplemented() {
             .await
             .expect_err("unknown service must fail");
         assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deadline_on_idle_join_chat_is_deadline_exceeded() {
-    within(async {
+#[test]
+fn a_deadline_on_idle_join_chat_is_deadline_exceeded() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let mut client = tonic_client(addr).await;
         let (tx, rx) = mpsc::channel::<ChatMessage>(1);
@@ -394,13 +377,12 @@ async fn a_deadline_on_idle_join_chat_is_deadline_exceeded() {
             "ended after {elapsed:?}"
         );
         drop(tx);
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_protobuf_is_internal() {
-    within(async {
+#[test]
+fn a_malformed_protobuf_is_internal() {
+    run_tokio(10, async {
         let addr = start_our_server();
         // A `User` whose user_id (field 1, length-delimited) is not UTF-8.
         let bad_utf8 = Bytes::from_static(&[0x0a, 0x02, 0xff, 0xfe]);
@@ -427,13 +409,12 @@ async fn a_malformed_protobuf_is_internal() {
             .expect("JoinChatRoom accepted")
             .into_inner();
         assert!(next(&mut rooms).await.expect("ok").is_some());
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_oversized_message_is_resource_exhausted() {
-    within(async {
+#[test]
+fn a_oversized_message_is_resource_exhausted() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let mut client = tonic_client(addr).await;
         let (tx, rx) = mpsc::channel(1);
@@ -447,13 +428,12 @@ async fn a_oversized_message_is_resource_exhausted() {
         tx.send(big).await.unwrap();
         let err = next(&mut stream).await.expect_err("too large");
         assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_tonic_stream_leaves_the_others_working() {
-    within(async {
+#[test]
+fn a_cancelled_tonic_stream_leaves_the_others_working() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let mut a = tonic_client(addr).await;
         let mut b = tonic_client(addr).await;
@@ -480,13 +460,12 @@ async fn a_cancelled_tonic_stream_leaves_the_others_working() {
         }
         drop(b_tx);
         assert!(next(&mut b_in).await.expect("ends OK").is_none());
-    })
-    .await
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_presence_ends_when_the_tonic_connection_closes() {
-    within(async {
+#[test]
+fn a_presence_ends_when_the_tonic_connection_closes() {
+    run_tokio(10, async {
         let addr = start_our_server();
         let alice = user("alice", "Alice");
         let bob = user("bob", "Bob");
@@ -522,8 +501,7 @@ async fn a_presence_ends_when_the_tonic_connection_closes() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    })
-    .await
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -705,23 +683,11 @@ fn start_tonic_server_watched() -> (
     (rt, addr.to_string(), ended_rx)
 }
 
-/// Runs `f` on smol (our client's executor) under the test time limit.
-fn smol_within<F: Future>(f: F) -> F::Output {
-    smol::block_on(smol::future::or(f, async {
-        smol::Timer::after(TEST_LIMIT).await;
-        panic!("test hung: time limit exceeded");
-    }))
-}
-
 /// The next message of one of our calls, with a per-step limit.
 async fn recv<M: prost::Message + Default>(
     receiver: &mut transport_h2::CallReceiver,
 ) -> Result<Option<M>, chat_sansio::Status> {
-    smol::future::or(receiver.message::<M>(), async {
-        smol::Timer::after(Duration::from_secs(3)).await;
-        panic!("no response within 3 s");
-    })
-    .await
+    within(SHORT, "a response message", receiver.message::<M>()).await
 }
 
 const JOIN_CHAT: &str = chat_proto::paths::JOIN_CHAT;
@@ -730,7 +696,7 @@ const JOIN_CHAT_ROOM: &str = chat_proto::paths::JOIN_CHAT_ROOM;
 #[test]
 fn b_join_chat_room_on_tonic() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         let (mut tx, mut rx) = channel
             .call(JOIN_CHAT_ROOM, CallOptions::default())
@@ -757,7 +723,7 @@ fn b_join_chat_room_on_tonic() {
 #[test]
 fn b_join_chat_messages_and_half_close_on_tonic() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel_a = Channel::connect(&addr).await.expect("connect a");
         let channel_b = Channel::connect(&addr).await.expect("connect b");
         let (mut a_tx, mut a_rx) = channel_a
@@ -835,7 +801,7 @@ fn b_join_chat_messages_and_half_close_on_tonic() {
 #[test]
 fn b_permission_denied_from_tonic() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         let (mut tx, mut rx) = channel
             .call(JOIN_CHAT_ROOM, CallOptions::default())
@@ -855,7 +821,7 @@ fn b_permission_denied_from_tonic() {
 #[test]
 fn b_error_after_one_message_from_tonic() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         let (mut tx, mut rx) = channel
             .call(JOIN_CHAT_ROOM, CallOptions::default())
@@ -877,7 +843,7 @@ fn b_error_after_one_message_from_tonic() {
 #[test]
 fn b_unknown_method_on_tonic_is_unimplemented() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         let (mut tx, mut rx) = channel
             .call("/ChatService/Nope", CallOptions::default())
@@ -893,7 +859,7 @@ fn b_unknown_method_on_tonic_is_unimplemented() {
 #[test]
 fn b_deadline_when_tonic_never_answers() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
 
         // No response at all (the handler never returns, so no headers).
@@ -946,21 +912,17 @@ fn b_deadline_when_tonic_never_answers() {
 }
 
 /// How the tonic server saw its next JoinChat call end, waiting up to `wait`.
-fn server_saw_end(ended: &mut mpsc::UnboundedReceiver<String>, wait: Duration) -> Option<String> {
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
-        match ended.try_recv() {
-            Ok(how) => return Some(how),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    None
+async fn server_saw_end(
+    ended: &mut mpsc::UnboundedReceiver<String>,
+    wait: Duration,
+) -> Option<String> {
+    before(wait, ended.recv()).await.flatten()
 }
 
 #[test]
 fn b_dropping_a_call_after_its_deadline_ends_it_on_the_server() {
     let (_rt, addr, mut ended) = start_tonic_server_watched();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         let options = CallOptions::default().timeout(Duration::from_millis(200));
         let (tx, mut rx) = channel
@@ -974,7 +936,7 @@ fn b_dropping_a_call_after_its_deadline_ends_it_on_the_server() {
         // h2 resets the dropped stream with CANCEL; hyper (under tonic)
         // reports a CANCEL reset of the request body as its clean end, so
         // the server sees "ok" here.
-        let how = server_saw_end(&mut ended, Duration::from_secs(2));
+        let how = server_saw_end(&mut ended, Duration::from_secs(2)).await;
         assert!(how.is_some(), "the server never saw the call end");
     });
 }
@@ -983,7 +945,7 @@ fn b_dropping_a_call_after_its_deadline_ends_it_on_the_server() {
 
 fn b_deadline_cancels_the_call_while_the_sender_is_held() {
     let (_rt, addr, mut ended) = start_tonic_server_watched();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         // A watcher that sees everything broadcast on the tonic server.
         let (mut w_tx, mut w_rx) = channel
@@ -1008,17 +970,14 @@ fn b_deadline_cancels_the_call_while_the_sender_is_held() {
 
         // The call is over for the client; gRPC clients cancel it on the
         // wire (RST_STREAM CANCEL), so the server must see it end...
-        let how = server_saw_end(&mut ended, Duration::from_secs(1));
+        let how = server_saw_end(&mut ended, Duration::from_secs(1)).await;
         // ...and nothing sent on it afterwards may reach the server.
         let late = tx.send(&chat_message("late", "after the deadline")).await;
-        let leaked = smol::future::or(
-            async { recv::<ChatMessage>(&mut w_rx).await.ok().flatten() },
-            async {
-                smol::Timer::after(Duration::from_millis(500)).await;
-                None
-            },
-        )
-        .await;
+        let leaked = before(Duration::from_millis(500), async {
+            recv::<ChatMessage>(&mut w_rx).await.ok().flatten()
+        })
+        .await
+        .flatten();
         assert_eq!(
             leaked.as_ref().map(|m| m.message.as_str()),
             None,
@@ -1032,7 +991,7 @@ fn b_deadline_cancels_the_call_while_the_sender_is_held() {
 #[test]
 fn b_oversized_message_to_tonic_is_resource_exhausted() {
     let (_rt, addr) = start_tonic_server();
-    smol_within(async {
+    run(10, async {
         let channel = Channel::connect(&addr).await.expect("connect");
         let (mut tx, mut rx) = channel
             .call(JOIN_CHAT, CallOptions::default())
