@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::server::{start, start_with};
 use common::time::{run, within, SHORT};
 use std::collections::HashSet;
 use std::future::poll_fn;
@@ -27,10 +28,10 @@ use h2::client::{self, ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, Method, Request, StatusCode};
 use prost::Message as _;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use smol::Timer;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
-use transport_h2::{Server, ServerConfig};
+use transport_h2::ServerConfig;
 
 const JOIN_CHAT: &str = chat_proto::paths::JOIN_CHAT;
 const ECHO: &str = "/test.Echo/Echo";
@@ -85,23 +86,6 @@ impl Handler for Echo {
     ) {
         self.unary.remove(&call);
     }
-}
-
-/// Starts a server for `handler` on 127.0.0.1:0, serving from a background
-/// thread; returns its address.
-fn start<H>(handler: H, config: ServerConfig) -> SocketAddr
-where
-    H: Handler + Send + 'static,
-    H::Event: Send + 'static,
-    H::Input: Send + 'static,
-{
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let server = Server::start(chat_sansio::server::Server::new(handler), config, |_ev| {});
-    std::thread::spawn(move || {
-        let _ = smol::block_on(server.serve(listener));
-    });
-    addr
 }
 
 fn chat_server() -> SocketAddr {
@@ -1511,21 +1495,12 @@ fn write_coalescing_never_holds_a_closed_loop_answer() {
         ..ChatConfig::default()
     });
     let (persist_tx, persist_rx) = smol::channel::unbounded();
-    let server = Server::start(
-        chat_sansio::server::Server::new(handler),
-        config,
-        move |ev| {
-            if let ChatEvent::Persist { epoch, id, .. } = ev {
-                let _ = persist_tx.try_send((epoch, id));
-            }
-        },
-    );
-    let inputs = server.inputs();
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    std::thread::spawn(move || {
-        let _ = smol::block_on(server.serve(listener));
+    let (addr, server) = start_with(handler, config, move |ev| {
+        if let ChatEvent::Persist { epoch, id, .. } = ev {
+            let _ = persist_tx.try_send((epoch, id));
+        }
     });
+    let inputs = server.inputs();
     run(20, async {
         let c = Client::connect(addr).await;
         let (resp, mut stream) = c.call(JOIN_CHAT).await;

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::server::start;
 use common::time::{run, within};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,21 +21,10 @@ use chat_sansio::chat::Chat;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
-use transport_h2::{Call, CallOptions, Channel, Server, ServerConfig};
+use transport_h2::{Call, CallOptions, Channel, ServerConfig};
 
 const KEEPALIVE_TIME: Duration = Duration::from_millis(200);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(400);
-
-fn start(config: ServerConfig) -> SocketAddr {
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let core = chat_sansio::server::Server::new(Chat::default());
-    let server = Server::start(core, config, |_ev| {});
-    std::thread::spawn(move || {
-        let _ = smol::block_on(server.serve(listener));
-    });
-    addr
-}
 
 fn keepalive_config() -> ServerConfig {
     ServerConfig {
@@ -126,7 +116,7 @@ async fn next(watch: &mut Call, limit: Duration) -> ChatMessage {
 
 #[test]
 fn a_vanished_member_leaves_its_room_after_an_unanswered_ping() {
-    let server = start(keepalive_config());
+    let server = start(Chat::default(), keepalive_config());
     run(30, async {
         let direct = Channel::connect(&server.to_string())
             .await

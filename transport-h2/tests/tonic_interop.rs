@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::server::start_with;
 use common::time::{before, run, run_tokio, within, SHORT};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -56,18 +57,7 @@ fn start_our_server() -> SocketAddr {
 
 /// [`start_our_server`], with a handle on the server.
 fn start_our_server_handle() -> (SocketAddr, transport_h2::Server<Chat>) {
-    let listener = smol::block_on(smol::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("local_addr");
-    let core = chat_sansio::server::Server::new(Chat::default());
-    let server = transport_h2::Server::start(core, ServerConfig::default(), |_ev| {});
-    let serving = server.clone();
-    std::thread::Builder::new()
-        .name(format!("our-server-{addr}"))
-        .spawn(move || {
-            let _ = smol::block_on(serving.serve(listener));
-        })
-        .expect("spawn server thread");
-    (addr, server)
+    start_with(Chat::default(), ServerConfig::default(), |_ev| {})
 }
 
 async fn tonic_channel(addr: SocketAddr) -> TonicChannel {

@@ -4,4 +4,5 @@
 //! it, hence the `dead_code` allowance here rather than copies per binary.
 #![allow(dead_code)]
 
+pub mod server;
 pub mod time;
