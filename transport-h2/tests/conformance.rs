@@ -9,20 +9,19 @@
 
 mod common;
 
+use common::echo::{Echo, ECHO, ECHO_UNARY};
+use common::messages::chat;
 use common::server::{start, start_with};
 use common::time::{run, within, SHORT};
-use std::collections::HashSet;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use chat_proto::{ChatMessage, User};
+use chat_proto::ChatMessage;
 use chat_sansio::chat::Chat;
 use chat_sansio::codec;
-use chat_sansio::server::{CallId, CloseReason, Handler, Outbox, Request as CoreRequest};
-use chat_sansio::{Status, Time};
 use futures_lite::future;
 use h2::client::{self, ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
@@ -34,59 +33,6 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use transport_h2::ServerConfig;
 
 const JOIN_CHAT: &str = chat_proto::paths::JOIN_CHAT;
-const ECHO: &str = "/test.Echo/Echo";
-const ECHO_UNARY: &str = "/test.Echo/Unary";
-
-// ---------------------------------------------------------------------------
-// Servers
-// ---------------------------------------------------------------------------
-
-/// Echoes every request message back as-is; ends with OK on half-close.
-/// On [`ECHO_UNARY`] it ends the call with OK right after the first echo,
-/// in the same callback, as a unary method does.
-#[derive(Default)]
-struct Echo {
-    unary: HashSet<CallId>,
-}
-
-impl Handler for Echo {
-    type Event = ();
-    type Input = ();
-
-    fn open(
-        &mut self,
-        _now: Time,
-        req: &CoreRequest<'_>,
-        _out: &mut Outbox<'_, ()>,
-    ) -> Result<(), Status> {
-        if req.path == ECHO_UNARY {
-            self.unary.insert(req.call);
-        }
-        Ok(())
-    }
-
-    fn message(&mut self, _now: Time, call: CallId, msg: Bytes, out: &mut Outbox<'_, ()>) {
-        out.send(call, codec::encode_raw(&msg).unwrap());
-        if self.unary.remove(&call) {
-            out.finish(call, Status::ok());
-        }
-    }
-
-    fn half_close(&mut self, _now: Time, call: CallId, out: &mut Outbox<'_, ()>) {
-        self.unary.remove(&call);
-        out.finish(call, Status::ok());
-    }
-
-    fn closed(
-        &mut self,
-        _now: Time,
-        call: CallId,
-        _reason: CloseReason,
-        _out: &mut Outbox<'_, ()>,
-    ) {
-        self.unary.remove(&call);
-    }
-}
 
 fn chat_server() -> SocketAddr {
     start(Chat::default(), ServerConfig::default())
@@ -347,18 +293,6 @@ async fn send_all(stream: &mut SendStream<Bytes>, mut data: Bytes) {
         }
         let chunk = data.split_to(capacity.min(data.len()));
         stream.send_data(chunk, false).expect("send_data");
-    }
-}
-
-fn chat(user: &str, text: &str) -> ChatMessage {
-    ChatMessage {
-        user: Some(User {
-            user_id: user.into(),
-            username: user.into(),
-            room_id: String::new(),
-        }),
-        message: text.into(),
-        ..Default::default()
     }
 }
 

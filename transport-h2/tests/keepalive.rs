@@ -86,11 +86,11 @@ async fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
     }
 }
 
+/// User `id`, in room1.
 fn user(id: &str) -> User {
     User {
-        user_id: id.into(),
-        username: id.into(),
         room_id: "room1".into(),
+        ..common::messages::user(id, id)
     }
 }
 

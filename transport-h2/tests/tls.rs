@@ -8,13 +8,14 @@
 
 mod common;
 
+use common::messages::chat;
 use common::server::start_tls;
 use common::time::run;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chat_proto::{paths, ChatMessage, User};
+use chat_proto::{paths, ChatMessage};
 use chat_sansio::chat::Chat;
 use smol::net::TcpStream;
 use transport_h2::tls::{self, rustls, TlsConnector};
@@ -65,16 +66,7 @@ async fn echo(channel: &Channel, text: &str) {
         .call(paths::JOIN_CHAT, CallOptions::default())
         .await
         .expect("JoinChat");
-    let msg = ChatMessage {
-        user: Some(User {
-            user_id: "t".into(),
-            username: "T".into(),
-            room_id: String::new(),
-        }),
-        message: text.into(),
-        ..ChatMessage::default()
-    };
-    call.sender.send(&msg).await.expect("send");
+    call.sender.send(&chat("t", text)).await.expect("send");
     call.sender.close().expect("half-close");
     let got: ChatMessage = call.receiver.message().await.expect("ok").expect("echo");
     assert_eq!(got.message, text);

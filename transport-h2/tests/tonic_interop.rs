@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::messages::{chat, user};
 use common::server::start_with;
 use common::time::{before, run, run_tokio, within, SHORT};
 use std::net::SocketAddr;
@@ -28,22 +29,6 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel as TonicChannel;
 use tonic::{Code, Request, Response, Status, Streaming};
 use transport_h2::{CallOptions, Channel, ServerConfig};
-
-fn user(id: &str, name: &str) -> User {
-    User {
-        user_id: id.to_owned(),
-        username: name.to_owned(),
-        room_id: String::new(),
-    }
-}
-
-fn chat_message(id: &str, text: &str) -> ChatMessage {
-    ChatMessage {
-        user: Some(user(id, id)),
-        message: text.to_owned(),
-        ..Default::default()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // A. tonic client -> our server
@@ -193,9 +178,7 @@ fn a_join_chat_broadcasts_to_all_in_one_order() {
             let a_tx = a_tx.clone();
             async move {
                 for i in 0..N {
-                    a_tx.send(chat_message("a", &format!("a{i}")))
-                        .await
-                        .unwrap();
+                    a_tx.send(chat("a", &format!("a{i}"))).await.unwrap();
                 }
             }
         });
@@ -203,9 +186,7 @@ fn a_join_chat_broadcasts_to_all_in_one_order() {
             let b_tx = b_tx.clone();
             async move {
                 for i in 0..N {
-                    b_tx.send(chat_message("b", &format!("b{i}")))
-                        .await
-                        .unwrap();
+                    b_tx.send(chat("b", &format!("b{i}"))).await.unwrap();
                 }
             }
         });
@@ -243,14 +224,14 @@ fn a_half_close_delivers_echo_then_ok() {
         let addr = start_our_server();
         let mut client = tonic_client(addr).await;
         // The whole request stream: one message, then the end.
-        let request = tokio_stream::iter(vec![chat_message("carol", "hello and bye")]);
+        let request = tokio_stream::iter(vec![chat("carol", "hello and bye")]);
         let mut stream = client
             .join_chat(request)
             .await
             .expect("JoinChat accepted")
             .into_inner();
         let echo = next(&mut stream).await.expect("ok").expect("the echo");
-        let sent = chat_message("carol", "hello and bye");
+        let sent = chat("carol", "hello and bye");
         assert_eq!((echo.user, echo.message), (sent.user, sent.message));
         assert_eq!((echo.room_id.as_str(), echo.seq), ("room1", 1));
         assert!(next(&mut stream).await.expect("ends with OK").is_none());
@@ -414,7 +395,7 @@ fn a_oversized_message_is_resource_exhausted() {
             .expect("JoinChat accepted")
             .into_inner();
         // Over the server's 4 MiB limit on a request message.
-        let big = chat_message("big", &"x".repeat(5 * 1024 * 1024));
+        let big = chat("big", &"x".repeat(5 * 1024 * 1024));
         tx.send(big).await.unwrap();
         let err = next(&mut stream).await.expect_err("too large");
         assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
@@ -444,7 +425,7 @@ fn a_cancelled_tonic_stream_leaves_the_others_working() {
         drop(a_tx);
         for i in 0..3 {
             let text = format!("still here {i}");
-            b_tx.send(chat_message("b", &text)).await.unwrap();
+            b_tx.send(chat("b", &text)).await.unwrap();
             let m = next(&mut b_in).await.expect("ok").expect("echo");
             assert_eq!(m.message, text);
         }
@@ -722,7 +703,7 @@ fn b_join_chat_messages_and_half_close_on_tonic() {
             .expect("call a")
             .split();
         // A's own echo shows its subscription is in place.
-        a_tx.send(&chat_message("a", "a0")).await.unwrap();
+        a_tx.send(&chat("a", "a0")).await.unwrap();
         let m: ChatMessage = recv(&mut a_rx).await.unwrap().unwrap();
         assert_eq!(m.message, "a0");
 
@@ -731,7 +712,7 @@ fn b_join_chat_messages_and_half_close_on_tonic() {
             .await
             .expect("call b")
             .split();
-        b_tx.send(&chat_message("b", "b0")).await.unwrap();
+        b_tx.send(&chat("b", "b0")).await.unwrap();
         let m: ChatMessage = recv(&mut b_rx).await.unwrap().unwrap();
         assert_eq!(m.message, "b0", "B receives its own message");
         let m: ChatMessage = recv(&mut a_rx).await.unwrap().unwrap();
@@ -739,12 +720,8 @@ fn b_join_chat_messages_and_half_close_on_tonic() {
 
         // Both subscribed: interleave sends, compare orders.
         for i in 1..=5 {
-            a_tx.send(&chat_message("a", &format!("a{i}")))
-                .await
-                .unwrap();
-            b_tx.send(&chat_message("b", &format!("b{i}")))
-                .await
-                .unwrap();
+            a_tx.send(&chat("a", &format!("a{i}"))).await.unwrap();
+            b_tx.send(&chat("b", &format!("b{i}"))).await.unwrap();
         }
         let mut seen_a = Vec::new();
         let mut seen_b = Vec::new();
@@ -774,7 +751,7 @@ fn b_join_chat_messages_and_half_close_on_tonic() {
         assert_eq!(sorted, want);
 
         // Half-close with one last message: its echo, then OK.
-        a_tx.send(&chat_message("a", "bye")).await.unwrap();
+        a_tx.send(&chat("a", "bye")).await.unwrap();
         a_tx.close().unwrap();
         let m: ChatMessage = recv(&mut a_rx).await.unwrap().unwrap();
         assert_eq!(m.message, "bye");
@@ -943,7 +920,7 @@ fn b_deadline_cancels_the_call_while_the_sender_is_held() {
             .await
             .expect("watcher")
             .split();
-        w_tx.send(&chat_message("w", "w0")).await.unwrap();
+        w_tx.send(&chat("w", "w0")).await.unwrap();
         let m: ChatMessage = recv(&mut w_rx).await.unwrap().unwrap();
         assert_eq!(m.message, "w0");
 
@@ -962,7 +939,7 @@ fn b_deadline_cancels_the_call_while_the_sender_is_held() {
         // wire (RST_STREAM CANCEL), so the server must see it end...
         let how = server_saw_end(&mut ended, Duration::from_secs(1)).await;
         // ...and nothing sent on it afterwards may reach the server.
-        let late = tx.send(&chat_message("late", "after the deadline")).await;
+        let late = tx.send(&chat("late", "after the deadline")).await;
         let leaked = before(Duration::from_millis(500), async {
             recv::<ChatMessage>(&mut w_rx).await.ok().flatten()
         })
@@ -992,7 +969,7 @@ fn b_oversized_message_to_tonic_is_resource_exhausted() {
         // answers and resets our side before we finish sending; the send
         // fails, but the receiver must still get tonic's status, not a
         // transport error.
-        let big = chat_message("big", &"x".repeat(5 * 1024 * 1024));
+        let big = chat("big", &"x".repeat(5 * 1024 * 1024));
         let sent = tx.send(&big).await;
         let err = recv::<ChatMessage>(&mut rx).await.expect_err("too large");
         // The spec code is RESOURCE_EXHAUSTED; tonic 0.14 sends OUT_OF_RANGE
