@@ -2,8 +2,6 @@
 //! compressed flags, truncated streams and malformed protobuf each end
 //! their own call, and the connection goes on serving.
 
-use std::future::poll_fn;
-
 use bytes::Bytes;
 use chat_sansio::codec;
 use h2::Reason;
@@ -32,8 +30,7 @@ fn oversized_message_is_refused_from_its_prefix() {
         assert_eq!(reply.grpc_status(), Some("8"), "{reply:?}");
         assert!(reply.body.is_empty());
         // HC-3: early trailers are followed by RST_STREAM(NO_ERROR).
-        let reset = within(SHORT, "RST_STREAM", poll_fn(|cx| stream.poll_reset(cx))).await;
-        assert_eq!(reset.expect("a reset"), Reason::NO_ERROR);
+        assert_eq!(reset_of(&mut stream).await, Reason::NO_ERROR);
         drop(stream);
         // The connection still works.
         let reply = c.unary_raw(ECHO, codec::encode_raw(b"ok").unwrap()).await;
@@ -88,8 +85,7 @@ fn malformed_protobuf_fails_only_its_call() {
     run(10, async {
         let a = Client::connect(addr).await;
         let b = Client::connect(addr).await;
-        let (resp, _sb) = b.call(JOIN_CHAT).await;
-        let mut sub = Messages::open(resp).await;
+        let (mut sub, _sb) = b.open(JOIN_CHAT).await;
 
         // Field 1, length-delimited, 5 bytes announced, 1 present.
         let garbage = codec::encode_raw(&[0x0a, 0x05, 0x01]).unwrap();
@@ -99,7 +95,7 @@ fn malformed_protobuf_fails_only_its_call() {
 
         // Same connection, a good message: everyone gets it, and it is the
         // first thing the subscriber sees.
-        let reply = a.unary_raw(JOIN_CHAT, frame(&chat("ann", "after"))).await;
+        let reply = a.post(&chat("ann", "after")).await;
         assert_ended_with(&reply, "0");
         assert_eq!(sub.next_chat().await, chat("ann", "after"));
     });
@@ -114,20 +110,12 @@ fn oversized_request_headers_get_431() {
     run(10, async {
         let c = Client::connect(addr).await;
         // Under the limit: served.
-        let req = c
-            .request(JOIN_CHAT)
-            .header("x-medium", "m".repeat(6 * 1024))
-            .body(())
-            .unwrap();
-        let (resp, _s) = c.start(req, true).await;
-        check_zero_message_ok(&within(SHORT, "reply", read_reply(resp)).await);
+        let req = c.request_with(JOIN_CHAT, "x-medium", &"m".repeat(6 * 1024));
+        let (reply, _s) = c.ask(req, true).await;
+        check_zero_message_ok(&reply);
 
         for size in [9 * 1024, 12 * 1024] {
-            let req = c
-                .request(JOIN_CHAT)
-                .header("x-big", "b".repeat(size))
-                .body(())
-                .unwrap();
+            let req = c.request_with(JOIN_CHAT, "x-big", &"b".repeat(size));
             let (resp, _s) = c.start(req, true).await;
             match within(SHORT, "reply", resp).await {
                 Ok(resp) => {
@@ -137,12 +125,7 @@ fn oversized_request_headers_get_431() {
                 Err(e) => assert_eq!(e.reason(), Some(Reason::REFUSED_STREAM), "{e}"),
             }
             // The next call on the same connection is served.
-            let reply = within(
-                SHORT,
-                "reply",
-                c.unary_raw(JOIN_CHAT, frame(&chat("h", "after big headers"))),
-            )
-            .await;
+            let reply = c.post(&chat("h", "after big headers")).await;
             assert_ended_with(&reply, "0");
             assert_eq!(reply.messages().len(), 1);
         }

@@ -15,14 +15,12 @@ fn cancellation_ends_only_the_cancelled_call() {
     let addr = chat_server();
     run(15, async {
         let sub_conn = Client::connect(addr).await;
-        let (resp, _sub_stream) = sub_conn.call(JOIN_CHAT).await;
-        let mut sub = Messages::open(resp).await;
+        let (mut sub, _sub_stream) = sub_conn.open(JOIN_CHAT).await;
 
         let c = Client::connect(addr).await;
-        let (resp, mut victim) = c.call(JOIN_CHAT).await;
-        let mut victim_msgs = Messages::open(resp).await;
+        let (mut victim_msgs, mut victim) = c.open(JOIN_CHAT).await;
         // The victim is subscribed: it sees a broadcast...
-        let reply = c.unary_raw(JOIN_CHAT, frame(&chat("p", "one"))).await;
+        let reply = c.post(&chat("p", "one")).await;
         assert_ended_with(&reply, "0");
         assert_eq!(victim_msgs.next_chat().await, chat("p", "one"));
         assert_eq!(sub.next_chat().await, chat("p", "one"));
@@ -41,12 +39,7 @@ fn cancellation_ends_only_the_cancelled_call() {
         }
 
         // The connection still serves calls, and broadcasts still flow.
-        let reply = within(
-            SHORT,
-            "reply",
-            c.unary_raw(JOIN_CHAT, frame(&chat("p", "two"))),
-        )
-        .await;
+        let reply = c.post(&chat("p", "two")).await;
         assert_ended_with(&reply, "0");
         assert_eq!(
             reply.messages().len(),
@@ -64,22 +57,20 @@ fn vanishing_client_does_not_disturb_others() {
     let addr = chat_server();
     run(10, async {
         let b = Client::connect(addr).await;
-        let (resp, _sb) = b.call(JOIN_CHAT).await;
-        let mut sub = Messages::open(resp).await;
+        let (mut sub, _sb) = b.open(JOIN_CHAT).await;
 
         for round in 0..3 {
             let gone = Client::connect(addr).await;
             let mut streams = Vec::new();
             for _ in 0..3 {
-                let (resp, stream) = gone.call(JOIN_CHAT).await;
-                streams.push((Messages::open(resp).await, stream));
+                streams.push(gone.open(JOIN_CHAT).await);
             }
             // One stream is in the middle of a message.
             let half = frame(&chat("gone", "never finished"));
             streams[0].1.send_data(half.slice(..8), false).unwrap();
             // And one has received part of the broadcast traffic.
             let text = format!("before {round}");
-            let reply = b.unary_raw(JOIN_CHAT, frame(&chat("b", &text))).await;
+            let reply = b.post(&chat("b", &text)).await;
             assert_ended_with(&reply, "0");
             assert_eq!(streams[1].0.next_chat().await, chat("b", &text));
             assert_eq!(sub.next_chat().await, chat("b", &text));
@@ -91,13 +82,13 @@ fn vanishing_client_does_not_disturb_others() {
             drop((send, streams));
 
             let text = format!("after {round}");
-            let reply = b.unary_raw(JOIN_CHAT, frame(&chat("b", &text))).await;
+            let reply = b.post(&chat("b", &text)).await;
             assert_ended_with(&reply, "0");
             assert_eq!(sub.next_chat().await, chat("b", &text));
         }
         // New connections are still served.
         let c = Client::connect(addr).await;
-        let reply = c.unary_raw(JOIN_CHAT, frame(&chat("c", "new"))).await;
+        let reply = c.post(&chat("c", "new")).await;
         assert_ended_with(&reply, "0");
         assert_eq!(sub.next_chat().await, chat("c", "new"));
     });
@@ -112,8 +103,7 @@ fn cancel_after_begin_in_batches() {
     let addr = chat_server();
     run(15, async {
         let sub_conn = Client::connect(addr).await;
-        let (resp, _sub_stream) = sub_conn.call(JOIN_CHAT).await;
-        let mut sub = Messages::open(resp).await;
+        let (mut sub, _sub_stream) = sub_conn.open(JOIN_CHAT).await;
         let c = Client::connect(addr).await;
         for batch in 0..20 {
             for _ in 0..10 {
@@ -121,12 +111,7 @@ fn cancel_after_begin_in_batches() {
                 stream.send_reset(Reason::CANCEL);
             }
             let text = format!("batch {batch}");
-            let reply = within(
-                SHORT,
-                "reply",
-                c.unary_raw(JOIN_CHAT, frame(&chat("p", &text))),
-            )
-            .await;
+            let reply = c.post(&chat("p", &text)).await;
             assert_ended_with(&reply, "0");
             assert_eq!(reply.messages().len(), 1);
             assert_eq!(sub.next_chat().await, chat("p", &text));

@@ -13,11 +13,7 @@ fn deadlines_end_calls_with_deadline_exceeded() {
     let addr = chat_server();
     run(10, async {
         let c = Client::connect(addr).await;
-        let req = c
-            .request(JOIN_CHAT)
-            .header("grpc-timeout", "200m")
-            .body(())
-            .unwrap();
+        let req = c.request_with(JOIN_CHAT, "grpc-timeout", "200m");
         let started = Instant::now();
         let (resp, _stream) = c.start(req, false).await;
         let reply = within(SHORT, "DEADLINE_EXCEEDED", read_reply(resp)).await;
@@ -30,11 +26,7 @@ fn deadlines_end_calls_with_deadline_exceeded() {
         );
 
         for zero in ["0n", "0S", "0m"] {
-            let req = c
-                .request(JOIN_CHAT)
-                .header("grpc-timeout", zero)
-                .body(())
-                .unwrap();
+            let req = c.request_with(JOIN_CHAT, "grpc-timeout", zero);
             let started = Instant::now();
             let (resp, _stream) = c.start(req, false).await;
             let reply = within(SHORT, "DEADLINE_EXCEEDED", read_reply(resp)).await;
@@ -43,11 +35,7 @@ fn deadlines_end_calls_with_deadline_exceeded() {
         }
 
         // A deadline that does not expire does not disturb the call.
-        let req = c
-            .request(JOIN_CHAT)
-            .header("grpc-timeout", "5S")
-            .body(())
-            .unwrap();
+        let req = c.request_with(JOIN_CHAT, "grpc-timeout", "5S");
         let (resp, mut stream) = c.start(req, false).await;
         stream
             .send_data(frame(&chat("d", "in time")), true)

@@ -1,12 +1,10 @@
 //! Request and response headers: status, content-type, `te`, method,
 //! `grpc-timeout` and `grpc-encoding` validation, Trailers-Only answers.
 
-use std::future::poll_fn;
-
 use bytes::Bytes;
 use chat_proto::ChatMessage;
 use h2::Reason;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use prost::Message as _;
 
 use crate::common::messages::chat;
@@ -52,8 +50,7 @@ fn response_headers_then_trailers_with_ok() {
         );
 
         // Zero messages, END_STREAM on the request HEADERS.
-        let (resp, _s) = c.start(c.request(JOIN_CHAT).body(()).unwrap(), true).await;
-        let reply = within(SHORT, "reply", read_reply(resp)).await;
+        let (reply, _s) = c.ask(c.request(JOIN_CHAT).body(()).unwrap(), true).await;
         check_zero_message_ok(&reply);
 
         // Zero messages, END_STREAM on an empty DATA frame (HC-1).
@@ -70,9 +67,7 @@ fn te_trailers_is_not_required() {
     let addr = chat_server();
     run(10, async {
         let c = Client::connect(addr).await;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://{addr}{JOIN_CHAT}"))
+        let req = bare_request(addr, JOIN_CHAT)
             .header("content-type", "application/grpc")
             .body(())
             .unwrap();
@@ -92,36 +87,27 @@ fn wrong_or_missing_content_type_is_415() {
     let addr = chat_server();
     run(10, async {
         let c = Client::connect(addr).await;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://{addr}{JOIN_CHAT}"))
+        let req = bare_request(addr, JOIN_CHAT)
             .header("content-type", "application/json")
             .header("te", "trailers")
             .body(())
             .unwrap();
-        let (resp, _s) = c.start(req, false).await;
-        let reply = within(SHORT, "reply", read_reply(resp)).await;
+        let (reply, _s) = c.ask(req, false).await;
         assert_trailers_only(&reply, 415, "3");
 
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://{addr}{JOIN_CHAT}"))
+        let req = bare_request(addr, JOIN_CHAT)
             .header("te", "trailers")
             .body(())
             .unwrap();
-        let (resp, _s) = c.start(req, true).await;
-        let reply = within(SHORT, "reply", read_reply(resp)).await;
+        let (reply, _s) = c.ask(req, true).await;
         assert_trailers_only(&reply, 415, "3");
 
         for ct in ["application/grpc+proto", "application/grpc;charset=utf-8"] {
-            let req = Request::builder()
-                .method(Method::POST)
-                .uri(format!("http://{addr}{JOIN_CHAT}"))
+            let req = bare_request(addr, JOIN_CHAT)
                 .header("content-type", ct)
                 .body(())
                 .unwrap();
-            let (resp, _s) = c.start(req, true).await;
-            let reply = within(SHORT, "reply", read_reply(resp)).await;
+            let (reply, _s) = c.ask(req, true).await;
             check_zero_message_ok(&reply);
         }
     });
@@ -146,12 +132,11 @@ fn unknown_method_and_service_are_unimplemented() {
             assert_trailers_only(&reply, 200, "12");
             // HC-3: the server then resets the client's side with NO_ERROR
             // (not CANCEL, which clients would report as CANCELLED).
-            let reset = within(SHORT, "RST_STREAM", poll_fn(|cx| stream.poll_reset(cx))).await;
-            assert_eq!(reset.expect("a reset"), Reason::NO_ERROR);
+            assert_eq!(reset_of(&mut stream).await, Reason::NO_ERROR);
         }
         // The connection still serves calls.
-        let (resp, _s) = c.start(c.request(JOIN_CHAT).body(()).unwrap(), true).await;
-        check_zero_message_ok(&within(SHORT, "reply", read_reply(resp)).await);
+        let (reply, _s) = c.ask(c.request(JOIN_CHAT).body(()).unwrap(), true).await;
+        check_zero_message_ok(&reply);
     });
 }
 
@@ -165,37 +150,21 @@ fn bad_method_timeout_and_encoding() {
         let c = Client::connect(addr).await;
 
         let req = c.request(JOIN_CHAT).method(Method::GET).body(()).unwrap();
-        let (resp, _s) = c.start(req, true).await;
-        let reply = within(SHORT, "reply", read_reply(resp)).await;
+        let (reply, _s) = c.ask(req, true).await;
         assert_trailers_only(&reply, 405, "13");
 
-        let req = c
-            .request(JOIN_CHAT)
-            .header("grpc-timeout", "1x")
-            .body(())
-            .unwrap();
-        let (resp, _s) = c.start(req, false).await;
-        let reply = within(SHORT, "reply", read_reply(resp)).await;
+        let req = c.request_with(JOIN_CHAT, "grpc-timeout", "1x");
+        let (reply, _s) = c.ask(req, false).await;
         assert_trailers_only(&reply, 400, "13");
 
         for bad in ["123456789m", "m", "-1S", "1.5S"] {
-            let req = c
-                .request(JOIN_CHAT)
-                .header("grpc-timeout", bad)
-                .body(())
-                .unwrap();
-            let (resp, _s) = c.start(req, true).await;
-            let reply = within(SHORT, "reply", read_reply(resp)).await;
+            let req = c.request_with(JOIN_CHAT, "grpc-timeout", bad);
+            let (reply, _s) = c.ask(req, true).await;
             assert_trailers_only(&reply, 400, "13");
         }
 
-        let req = c
-            .request(JOIN_CHAT)
-            .header("grpc-encoding", "gzip")
-            .body(())
-            .unwrap();
-        let (resp, _s) = c.start(req, false).await;
-        let reply = within(SHORT, "reply", read_reply(resp)).await;
+        let req = c.request_with(JOIN_CHAT, "grpc-encoding", "gzip");
+        let (reply, _s) = c.ask(req, false).await;
         assert_trailers_only(&reply, 200, "12");
         let accept = header_str(&reply.headers, "grpc-accept-encoding")
             .expect("grpc-accept-encoding in the rejection");
@@ -205,12 +174,8 @@ fn bad_method_timeout_and_encoding() {
         );
 
         // `identity` is always accepted.
-        let req = c
-            .request(JOIN_CHAT)
-            .header("grpc-encoding", "identity")
-            .body(())
-            .unwrap();
-        let (resp, _s) = c.start(req, true).await;
-        check_zero_message_ok(&within(SHORT, "reply", read_reply(resp)).await);
+        let req = c.request_with(JOIN_CHAT, "grpc-encoding", "identity");
+        let (reply, _s) = c.ask(req, true).await;
+        check_zero_message_ok(&reply);
     });
 }

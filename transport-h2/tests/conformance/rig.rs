@@ -13,7 +13,7 @@ use chat_sansio::chat::Chat;
 use chat_sansio::codec;
 use futures_lite::future;
 use h2::client::{self, ResponseFuture, SendRequest};
-use h2::{RecvStream, SendStream};
+use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, Method, Request, StatusCode};
 use prost::Message as _;
 use smol::net::TcpStream;
@@ -67,6 +67,11 @@ impl Client {
         grpc_request(self.addr, path)
     }
 
+    /// A gRPC request to `path` with one more header, `name: value`.
+    pub fn request_with(&self, path: &str, name: &str, value: &str) -> Request<()> {
+        self.request(path).header(name, value).body(()).unwrap()
+    }
+
     /// Sends a request's headers, waiting for a stream slot.
     pub async fn start(
         &self,
@@ -81,6 +86,27 @@ impl Client {
     pub async fn call(&self, path: &str) -> (ResponseFuture, SendStream<Bytes>) {
         self.start(self.request(path).body(()).unwrap(), false)
             .await
+    }
+
+    /// Sends a request's headers and reads the whole response, within
+    /// [`SHORT`]. The request's stream comes back too, for the caller to
+    /// keep open for as long as the original test kept it.
+    pub async fn ask(&self, req: Request<()>, end_of_stream: bool) -> (Reply, SendStream<Bytes>) {
+        let (resp, stream) = self.start(req, end_of_stream).await;
+        (within(SHORT, "reply", read_reply(resp)).await, stream)
+    }
+
+    /// Opens a call to `path` and waits for its response headers: the
+    /// messages it will receive, and its request stream.
+    pub async fn open(&self, path: &str) -> (Messages, SendStream<Bytes>) {
+        let (resp, stream) = self.call(path).await;
+        (Messages::open(resp).await, stream)
+    }
+
+    /// Posts one chat message on a JoinChat call of its own (sent with
+    /// END_STREAM) and reads the whole response, within [`SHORT`].
+    pub async fn post(&self, msg: &ChatMessage) -> Reply {
+        within(SHORT, "reply", self.unary_raw(JOIN_CHAT, frame(msg))).await
     }
 
     /// A call that sends `frames` as one DATA frame with END_STREAM and
@@ -114,11 +140,17 @@ pub async fn driving<T>(conn: Pin<&mut Driven>, f: impl Future<Output = T>) -> T
     .await
 }
 
-/// A gRPC request to `path` on `addr`: POST, absolute URI, content-type and te.
-pub fn grpc_request(addr: SocketAddr, path: &str) -> http::request::Builder {
+/// A POST to `path` on `addr`, with an absolute URI and no header.
+pub fn bare_request(addr: SocketAddr, path: &str) -> http::request::Builder {
     Request::builder()
         .method(Method::POST)
         .uri(format!("http://{addr}{path}"))
+}
+
+/// A gRPC request to `path` on `addr`: POST, absolute URI, content-type
+/// and te.
+pub fn grpc_request(addr: SocketAddr, path: &str) -> http::request::Builder {
+    bare_request(addr, path)
         .header("content-type", "application/grpc")
         .header("te", "trailers")
 }
@@ -263,6 +295,15 @@ impl Messages {
         }
     }
 
+    /// Half-closes `stream`, then reads to the end, which must be OK with no
+    /// message left.
+    pub async fn end_ok(self, stream: &mut SendStream<Bytes>) {
+        stream.send_data(Bytes::new(), true).unwrap();
+        let (rest, status) = within(SHORT, "trailers", self.finish()).await;
+        assert!(rest.is_empty());
+        assert_eq!(status, "0");
+    }
+
     /// Reads to the end; returns the remaining messages and grpc-status.
     pub async fn finish(mut self) -> (Vec<Bytes>, String) {
         let mut rest = Vec::new();
@@ -307,6 +348,13 @@ pub async fn send_all(stream: &mut SendStream<Bytes>, mut data: Bytes) {
         let chunk = data.split_to(capacity.min(data.len()));
         stream.send_data(chunk, false).expect("send_data");
     }
+}
+
+/// Waits for the server's RST_STREAM on `stream`; returns its reason.
+pub async fn reset_of(stream: &mut SendStream<Bytes>) -> Reason {
+    within(SHORT, "RST_STREAM", poll_fn(|cx| stream.poll_reset(cx)))
+        .await
+        .expect("a reset")
 }
 
 /// `msg`, framed as one gRPC message.

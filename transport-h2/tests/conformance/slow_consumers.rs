@@ -22,6 +22,21 @@ use crate::common::server::start;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
+/// A client whose stream windows are 1 KiB.
+fn tiny_window() -> client::Builder {
+    let mut tiny = client::Builder::new();
+    tiny.initial_window_size(1024);
+    tiny
+}
+
+/// A client with 16 MiB stream windows and a 32 MiB connection window.
+fn wide_window() -> client::Builder {
+    let mut wide = client::Builder::new();
+    wide.initial_window_size(16 * 1024 * 1024)
+        .initial_connection_window_size(32 * 1024 * 1024);
+    wide
+}
+
 /// Reads a stream's DATA without ever releasing window, then its trailers.
 async fn drain_unreleased(body: &mut RecvStream) -> (Vec<u8>, Option<HeaderMap>) {
     let mut data = Vec::new();
@@ -44,21 +59,17 @@ fn slow_consumer_scenario() -> (Vec<u8>, Option<HeaderMap>) {
     };
     let addr = start(Chat::default(), config);
     run(20, async {
-        let mut tiny = client::Builder::new();
-        tiny.initial_window_size(1024);
-        let slow = Client::connect_with(addr, &tiny).await;
+        let slow = Client::connect_with(addr, &tiny_window()).await;
         let (resp, _slow_send) = slow.call(JOIN_CHAT).await;
         let resp = within(SHORT, "headers", resp).await.expect("headers");
         assert_eq!(resp.status(), StatusCode::OK);
         let mut slow_body = resp.into_body();
 
         let b = Client::connect(addr).await;
-        let (resp, _sb) = b.call(JOIN_CHAT).await;
-        let mut sub = Messages::open(resp).await;
+        let (mut sub, _sb) = b.open(JOIN_CHAT).await;
 
         let p = Client::connect(addr).await;
-        let (resp, mut pub_stream) = p.call(JOIN_CHAT).await;
-        let mut own = Messages::open(resp).await;
+        let (mut own, mut pub_stream) = p.open(JOIN_CHAT).await;
 
         // Lock-step, one message at a time, so the fast readers never have
         // more than one message queued (see
@@ -73,10 +84,7 @@ fn slow_consumer_scenario() -> (Vec<u8>, Option<HeaderMap>) {
             );
             assert_eq!(sub.next_chat().await.message, text, "subscriber");
         }
-        pub_stream.send_data(Bytes::new(), true).unwrap();
-        let (rest, status) = within(SHORT, "publisher's trailers", own.finish()).await;
-        assert!(rest.is_empty());
-        assert_eq!(status, "0");
+        own.end_ok(&mut pub_stream).await;
 
         let slow_end = within(
             SHORT,
@@ -117,9 +125,7 @@ fn slow_consumer_trailers_follow_whole_messages() {
 /// finds a partly sent message. Returns the slow call's body stream, with
 /// the publisher done. `grace` is the server's `stall_grace`.
 async fn stalled_mid_message(addr: SocketAddr) -> RecvStream {
-    let mut tiny = client::Builder::new();
-    tiny.initial_window_size(1024);
-    let slow = Client::connect_with(addr, &tiny).await;
+    let slow = Client::connect_with(addr, &tiny_window()).await;
     let (resp, slow_send) = slow.call(JOIN_CHAT).await;
     // Keep the connection and the request side open after we return.
     std::mem::forget(slow_send);
@@ -127,8 +133,7 @@ async fn stalled_mid_message(addr: SocketAddr) -> RecvStream {
     let resp = within(SHORT, "headers", resp).await.expect("headers");
     let slow_body = resp.into_body();
     let p = Client::connect(addr).await;
-    let (resp, mut pub_stream) = p.call(JOIN_CHAT).await;
-    let mut own = Messages::open(resp).await;
+    let (mut own, mut pub_stream) = p.open(JOIN_CHAT).await;
     let big = "B".repeat(3000);
     send_all(&mut pub_stream, frame(&chat("p", &big))).await;
     assert_eq!(own.next_chat().await.message, big);
@@ -214,12 +219,9 @@ fn burst_does_not_stall_a_fast_reader() {
     };
     let addr = start(Chat::default(), config);
     run(10, async {
-        let mut wide = client::Builder::new();
-        wide.initial_window_size(16 * 1024 * 1024)
-            .initial_connection_window_size(32 * 1024 * 1024);
+        let wide = wide_window();
         let b = Client::connect_with(addr, &wide).await;
-        let (resp, _sb) = b.call(JOIN_CHAT).await;
-        let mut sub = Messages::open(resp).await;
+        let (mut sub, _sb) = b.open(JOIN_CHAT).await;
 
         let texts: Vec<String> = (0..20)
             .map(|i| format!("{i:02} {}", "z".repeat(100)))
@@ -262,9 +264,7 @@ fn a_full_core_queue_slows_clients_but_loses_nothing() {
     run(30, async {
         // A wide window: h2 budgets small DATA frames by it, and this client
         // gets over a thousand small echoes at once.
-        let mut wide = client::Builder::new();
-        wide.initial_window_size(16 * 1024 * 1024)
-            .initial_connection_window_size(32 * 1024 * 1024);
+        let wide = wide_window();
         let c = Client::connect_with(addr, &wide).await;
         let mut calls = Vec::new();
         for s in 0..3u8 {
