@@ -1,7 +1,9 @@
-//! Server keepalive (GRPC-CONFORMANCE K-4): a client that vanishes without
-//! closing its socket is found out by an unanswered PING, its connection
-//! closed and its calls ended, so it leaves its room; a client that is
-//! merely quiet answers the pings and stays.
+//! Server keepalive (grpc/proposal A9-server-side-conn-mgt.md,
+//! `KEEPALIVE_TIME` and `KEEPALIVE_TIMEOUT`; PROTOCOL-HTTP2.md, "PING
+//! Frame"): a client that vanishes without closing its socket is found out
+//! by an unanswered PING, its connection closed and its calls ended, so it
+//! leaves its room; a client that is merely quiet answers the pings and
+//! stays.
 //!
 //! The vanishing is a TCP proxy between client and server that stops
 //! forwarding in both directions and keeps both sockets open, as a cut

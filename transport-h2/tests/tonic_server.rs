@@ -466,8 +466,9 @@ fn oversized_message_to_tonic_is_resource_exhausted() {
         let big = chat("big", &"x".repeat(5 * 1024 * 1024));
         let sent = tx.send(&big).await;
         let err = recv::<ChatMessage>(&mut rx).await.expect_err("too large");
-        // The spec code is RESOURCE_EXHAUSTED; tonic 0.14 sends OUT_OF_RANGE
-        // ("decoded message length too large"). Either is tonic's own answer.
+        // The spec code (statuscodes.md) is RESOURCE_EXHAUSTED; tonic 0.14
+        // sends OUT_OF_RANGE ("decoded message length too large"). Either is
+        // tonic's own answer.
         assert!(
             matches!(err.code, OurCode::ResourceExhausted | OurCode::OutOfRange),
             "{err:?} (send: {sent:?})"

@@ -12,8 +12,9 @@ use crate::common::messages::chat;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// Z-2: a prefix announcing 5 MiB (over the 4 MiB limit) ends the call
-/// with RESOURCE_EXHAUSTED at once, without waiting for the body.
+/// A prefix announcing 5 MiB (over the 4 MiB limit) ends the call with
+/// RESOURCE_EXHAUSTED (statuscodes.md: "Sent or received message was larger
+/// than configured limit") at once, without waiting for the body.
 #[test]
 fn oversized_message_is_refused_from_its_prefix() {
     let addr = echo_server();
@@ -29,7 +30,8 @@ fn oversized_message_is_refused_from_its_prefix() {
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.grpc_status(), Some("8"), "{reply:?}");
         assert!(reply.body.is_empty());
-        // HC-3: early trailers are followed by RST_STREAM(NO_ERROR).
+        // Early trailers are followed by RST_STREAM(NO_ERROR)
+        // (PROTOCOL-HTTP2.md, "Early Server Closure"; RFC 9113 §8.1).
         assert_eq!(reset_of(&mut stream).await, Reason::NO_ERROR);
         drop(stream);
         // The connection still works.
@@ -39,8 +41,11 @@ fn oversized_message_is_refused_from_its_prefix() {
     });
 }
 
-/// F-2, F-4: compressed flag 1 without grpc-encoding, flag 2, and a stream
-/// ending inside a message (or inside a prefix) all end with INTERNAL.
+/// Compressed flag 1 without grpc-encoding, flag 2 (PROTOCOL-HTTP2.md,
+/// "Requests": the flag is 0 or 1, and 0 without Message-Encoding; grpc-go
+/// `rpc_util.go` `checkRecvPayload` answers INTERNAL), and a stream ending
+/// inside a message or a prefix (tonic `codec/decode.rs`: "Unexpected EOF
+/// decoding stream", INTERNAL) all end with INTERNAL.
 #[test]
 fn bad_compressed_flag_and_truncated_stream_are_internal() {
     let addr = echo_server();
@@ -101,8 +106,9 @@ fn malformed_protobuf_fails_only_its_call() {
     });
 }
 
-/// T-4, M-6: request headers over the 8 KiB SETTINGS_MAX_HEADER_LIST_SIZE
-/// get HTTP 431 (or a refused stream); headers under it are served; the
+/// Request headers over the 8 KiB SETTINGS_MAX_HEADER_LIST_SIZE
+/// (PROTOCOL-HTTP2.md, "Requests", suggests 8 KiB; RFC 9113 §6.5.2) get
+/// HTTP 431 (or a refused stream); headers under it are served; the
 /// connection goes on serving.
 #[test]
 fn oversized_request_headers_get_431() {

@@ -8,8 +8,9 @@ use crate::common::messages::chat;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// X-2, SEC-1: a client's RST_STREAM(CANCEL) ends only that call; 200
-/// open+cancel cycles on one connection leave it working.
+/// A client's RST_STREAM(CANCEL) ends only that call (PROTOCOL-HTTP2.md,
+/// "Errors" and "Client Cancellation"); 200 open+cancel cycles on one
+/// connection (the pattern of Rapid Reset, CVE-2023-44487) leave it working.
 #[test]
 fn cancellation_ends_only_the_cancelled_call() {
     let addr = chat_server();
@@ -50,8 +51,9 @@ fn cancellation_ends_only_the_cancelled_call() {
     });
 }
 
-/// a client that drops its TCP connection with open streams, one of
-/// them mid-message, does not disturb anyone else.
+/// A client that drops its TCP connection with open streams, one of them
+/// mid-message, does not disturb anyone else (PROTOCOL-HTTP2.md,
+/// "Connection failure": the server closes that connection's calls).
 #[test]
 fn vanishing_client_does_not_disturb_others() {
     let addr = chat_server();
@@ -94,7 +96,8 @@ fn vanishing_client_does_not_disturb_others() {
     });
 }
 
-/// X-2, §18 cancel_after_begin: calls cancelled right after their HEADERS,
+/// interop-test-descriptions.md, "cancel_after_begin", in bulk: calls
+/// cancelled right after their HEADERS,
 /// before any answer, 200 of them in batches of 10 (h2 itself allows 20
 /// resets of not-yet-accepted streams at once; more is Rapid Reset and gets
 /// GOAWAY ENHANCE_YOUR_CALM), leave the connection and the server working.

@@ -6,8 +6,10 @@ use crate::common::messages::chat;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// D-1, H-6: `grpc-timeout: 200m` on an idle call ends it with
-/// DEADLINE_EXCEEDED after about 200 ms; `0n` ends it at once.
+/// `grpc-timeout: 200m` on an idle call ends it with DEADLINE_EXCEEDED after
+/// about 200 ms; `0n` ends it at once (PROTOCOL-HTTP2.md, "Requests" for
+/// the Timeout syntax and "Client Cancellation" for the server tracking
+/// it; grpc-js's server ends such calls with DEADLINE_EXCEEDED too).
 #[test]
 fn deadlines_end_calls_with_deadline_exceeded() {
     let addr = chat_server();

@@ -11,7 +11,9 @@ use crate::common::echo::{ECHO, ECHO_UNARY};
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// F-1: one message split over many DATA frames, the prefix split too.
+/// One message split over many DATA frames, the prefix split too
+/// (PROTOCOL-HTTP2.md, "Data Frames": frame boundaries have no relation to
+/// message boundaries).
 #[test]
 fn message_split_over_many_data_frames() {
     let addr = echo_server();
@@ -36,8 +38,9 @@ fn message_split_over_many_data_frames() {
     });
 }
 
-/// F-1, F-3: many messages in one DATA frame, zero-length ones included,
-/// come back in order.
+/// Many messages in one DATA frame (PROTOCOL-HTTP2.md, "Data Frames"),
+/// zero-length ones included ("Length-Prefixed-Message": a Message is
+/// zero or more octets), come back in order.
 #[test]
 fn many_messages_in_one_data_frame_and_zero_length_messages() {
     let addr = echo_server();
@@ -72,9 +75,11 @@ fn many_messages_in_one_data_frame_and_zero_length_messages() {
     });
 }
 
-/// FC-1, FC-3: 3 MiB through both directions in messages of 1000 KiB,
-/// one at a time: the server must release receive capacity (its stream
-/// window is 1 MiB) and respect the client's 64 KiB window when sending.
+/// Flow control (RFC 9113 §5.2; h2 `share.rs`, `FlowControl` and
+/// `SendStream::reserve_capacity`): 3 MiB through both directions in
+/// messages of 1000 KiB, one at a time: the server must release receive
+/// capacity (its stream window is 1 MiB) and respect the client's 64 KiB
+/// window when sending.
 #[test]
 fn large_messages_round_trip_with_flow_control() {
     let addr = echo_server();
@@ -93,8 +98,9 @@ fn large_messages_round_trip_with_flow_control() {
     });
 }
 
-/// FC-1, FC-3, Z-1: a single 3 MiB message (under the 4 MiB limit) is
-/// echoed back intact; the client keeps its side open until the echo is in.
+/// Flow control as above: a single 3 MiB message (under the 4 MiB default
+/// limit of grpc-go's `server.go` and tonic) is echoed back intact; the
+/// client keeps its side open until the echo is in.
 #[test]
 fn three_mib_message_is_echoed_intact() {
     let addr = echo_server();
@@ -117,10 +123,11 @@ fn three_mib_message_is_echoed_intact() {
     });
 }
 
-/// R-2, §11: a call must never end with OK after dropping one of its
-/// messages. A unary-style handler sends a 2 MiB echo and finishes with OK
-/// in the same callback; the echo overflows the 1 MiB per-call send queue,
-/// so the transport drops it and asks the core to end the call with
+/// A call must never end with OK after dropping one of its messages: the status
+/// in the trailers (PROTOCOL-HTTP2.md, "Responses") speaks for every message
+/// before it. A unary-style handler sends a 2 MiB echo and finishes with OK in
+/// the same callback; the echo overflows the 1 MiB per-call send queue, so the
+/// transport drops it and asks the core to end the call with
 /// RESOURCE_EXHAUSTED, but the core has already finished the call: the
 /// handler's OK goes out after nothing.
 #[test]

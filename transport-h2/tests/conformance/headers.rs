@@ -11,17 +11,19 @@ use crate::common::messages::chat;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// R-1, R-2, F-3/HC-1: response headers are `:status 200` and
+/// PROTOCOL-HTTP2.md, "Responses": response headers are `:status 200` and
 /// `content-type: application/grpc` without grpc-status; trailers carry
-/// `grpc-status: 0` for OK; zero-message calls end OK.
+/// `grpc-status: 0` for OK ("Status must be sent in Trailers even if the
+/// status code is OK"); zero-message calls end OK.
 #[test]
 fn response_headers_then_trailers_with_ok() {
     let addr = chat_server();
     run(10, async {
         let c = Client::connect(addr).await;
 
-        // R-8: response headers come before any message, without the
-        // client sending anything.
+        // Response headers come at once, before any message and without the
+        // client sending anything: our choice (PROTOCOL-HTTP2.md only orders
+        // them before the messages), so clients see initial metadata early.
         let (resp, _idle) = c.call(JOIN_CHAT).await;
         let head = within(SHORT, "early response headers", resp).await.unwrap();
         assert_eq!(head.status(), StatusCode::OK);
@@ -53,7 +55,8 @@ fn response_headers_then_trailers_with_ok() {
         let (reply, _s) = c.ask(c.request(JOIN_CHAT).body(()).unwrap(), true).await;
         check_zero_message_ok(&reply);
 
-        // Zero messages, END_STREAM on an empty DATA frame (HC-1).
+        // Zero messages, END_STREAM on an empty DATA frame
+        // (PROTOCOL-HTTP2.md, "Requests": EOS).
         let (resp, mut stream) = c.call(JOIN_CHAT).await;
         stream.send_data(Bytes::new(), true).unwrap();
         let reply = within(SHORT, "reply", read_reply(resp)).await;
@@ -61,7 +64,9 @@ fn response_headers_then_trailers_with_ok() {
     });
 }
 
-/// H-4: the server must not require `te: trailers`.
+/// The server must not require `te: trailers`: PROTOCOL-HTTP2.md,
+/// "Requests" has clients send it, but grpc-go's server does not check it
+/// and proxies such as Envoy strip it (grpc/grpc#35841).
 #[test]
 fn te_trailers_is_not_required() {
     let addr = chat_server();
@@ -79,9 +84,10 @@ fn te_trailers_is_not_required() {
     });
 }
 
-/// H-5: a non-gRPC content-type gets HTTP 415 with grpc-status 3
-/// (INVALID_ARGUMENT) and a gRPC content-type, in one END_STREAM block;
-/// `application/grpc+proto` and `;params` are accepted.
+/// A non-gRPC content-type gets HTTP 415 (PROTOCOL-HTTP2.md, "Requests")
+/// with grpc-status 3 (INVALID_ARGUMENT, as grpc-go `http2_server.go`) and
+/// a gRPC content-type, in one END_STREAM block; `application/grpc+proto`
+/// and `;params` are accepted.
 #[test]
 fn wrong_or_missing_content_type_is_415() {
     let addr = chat_server();
@@ -113,7 +119,8 @@ fn wrong_or_missing_content_type_is_415() {
     });
 }
 
-/// §18 unimplemented_method / unimplemented_service: Trailers-Only,
+/// interop-test-descriptions.md, "unimplemented_method" and
+/// "unimplemented_service": Trailers-Only,
 /// `:status 200`, grpc-status 12, content-type present.
 #[test]
 fn unknown_method_and_service_are_unimplemented() {
@@ -130,8 +137,9 @@ fn unknown_method_and_service_are_unimplemented() {
             let _ = stream.send_data(frame(&chat("x", "y")), false);
             let reply = within(SHORT, "reply", read_reply(resp)).await;
             assert_trailers_only(&reply, 200, "12");
-            // HC-3: the server then resets the client's side with NO_ERROR
-            // (not CANCEL, which clients would report as CANCELLED).
+            // The server then resets the client's side with NO_ERROR (not
+            // CANCEL, which clients would report as CANCELLED):
+            // PROTOCOL-HTTP2.md, "Early Server Closure"; RFC 9113 §8.1.
             assert_eq!(reset_of(&mut stream).await, Reason::NO_ERROR);
         }
         // The connection still serves calls.
@@ -140,9 +148,10 @@ fn unknown_method_and_service_are_unimplemented() {
     });
 }
 
-/// H-1, H-6, Z-C1: GET → 405; malformed `grpc-timeout` → 400 with
-/// INTERNAL; `grpc-encoding: gzip` → UNIMPLEMENTED with a
-/// `grpc-accept-encoding` that does not list gzip.
+/// GET → 405 (grpc-go `http2_server.go`); malformed `grpc-timeout` (syntax
+/// in PROTOCOL-HTTP2.md, "Requests") → 400 with INTERNAL (grpc-go
+/// `http_util.go`, `decodeTimeout`); `grpc-encoding: gzip` → UNIMPLEMENTED
+/// with a `grpc-accept-encoding` that does not list gzip (compression.md).
 #[test]
 fn bad_method_timeout_and_encoding() {
     let addr = chat_server();

@@ -8,10 +8,11 @@ use crate::common::messages::chat;
 use crate::common::time::run;
 use crate::rig::echo_server;
 
-/// HC-3 seen from the client: a unary-style method answers and ends before
-/// the client half-closes, and the server then resets the request side
-/// with NO_ERROR. Half-closing afterwards is not an error (there is nothing
-/// left to close), and a send says the call has ended, never INTERNAL.
+/// PROTOCOL-HTTP2.md, "Early Server Closure", seen from the client: a
+/// unary-style method answers and ends before the client half-closes, and the
+/// server then resets the request side with NO_ERROR. Half-closing afterwards
+/// is not an error (there is nothing left to close), and a send says the call
+/// has ended, never INTERNAL.
 #[test]
 fn our_client_may_half_close_a_call_the_server_has_ended() {
     let addr = echo_server();

@@ -375,7 +375,7 @@ pub fn header_str<'a>(map: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A Trailers-Only response with `http` status and `grpc` status, and a
-/// gRPC content-type.
+/// gRPC content-type (PROTOCOL-HTTP2.md, "Responses": Trailers-Only).
 pub fn assert_trailers_only(reply: &Reply, http: u16, grpc: &str) {
     assert!(reply.trailers_only, "expected Trailers-Only, got {reply:?}");
     assert_eq!(reply.status.as_u16(), http, "{reply:?}");
@@ -393,7 +393,8 @@ pub fn assert_trailers_only(reply: &Reply, http: u16, grpc: &str) {
         reply.body.is_empty() && reply.trailers.is_none(),
         "{reply:?}"
     );
-    // grpc-message is percent-encoded, so visible ASCII and space only.
+    // grpc-message is percent-encoded, so visible ASCII and space only
+    // (PROTOCOL-HTTP2.md, "Responses": Status-Message).
     if let Some(msg) = reply.headers.get("grpc-message") {
         assert!(
             msg.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b)),

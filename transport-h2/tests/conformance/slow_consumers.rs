@@ -47,11 +47,11 @@ async fn drain_unreleased(body: &mut RecvStream) -> (Vec<u8>, Option<HeaderMap>)
     (data, trailers)
 }
 
-/// FC-2, §11: a JoinChat client with a 1 KiB window that never releases
-/// it, while a publisher sends 500 messages (the server's per-call queue
-/// limit is 8 KiB). Checks that the publisher's
-/// own stream and a normal subscriber get every message in order, and
-/// returns what the slow call received: its body and its trailers.
+/// A JoinChat client with a 1 KiB window (RFC 9113 §5.2) that never releases
+/// it, while a publisher sends 500 messages (the server's per-call queue limit
+/// is 8 KiB). Checks that the publisher's own stream and a normal subscriber
+/// get every message in order, and returns what the slow call received: its
+/// body and its trailers.
 fn slow_consumer_scenario() -> (Vec<u8>, Option<HeaderMap>) {
     let config = ServerConfig {
         max_queued_bytes_per_call: 8 * 1024,
@@ -109,9 +109,9 @@ fn slow_consumer_is_ended_with_resource_exhausted() {
     );
 }
 
-/// F-4, X-3: the slow call's body before its trailers must hold whole
-/// messages only; otherwise clients report INTERNAL ("stream ended inside a
-/// message") instead of RESOURCE_EXHAUSTED.
+/// The slow call's body before its trailers must hold whole messages only;
+/// otherwise clients report INTERNAL (tonic `codec/decode.rs`: "Unexpected
+/// EOF decoding stream") instead of RESOURCE_EXHAUSTED.
 #[test]
 fn slow_consumer_trailers_follow_whole_messages() {
     let (body, trailers) = slow_consumer_scenario();
@@ -145,9 +145,10 @@ async fn stalled_mid_message(addr: SocketAddr) -> RecvStream {
     slow_body
 }
 
-/// X-3: cut off in the middle of a message and never reading again, a
-/// slow client's stream is reset with CANCEL once the grace period is over
-/// (trailers after half a message would read as a corrupt stream).
+/// Cut off in the middle of a message and never reading again, a slow
+/// client's stream is reset with CANCEL once the grace period is over
+/// (trailers after half a message would read as a corrupt stream;
+/// PROTOCOL-HTTP2.md, "Errors": CANCEL is for an incomplete payload).
 #[test]
 fn slow_consumer_cut_mid_message_is_reset_after_grace() {
     let config = ServerConfig {
@@ -207,10 +208,11 @@ fn slow_consumer_cut_mid_message_gets_the_rest_then_resource_exhausted() {
     });
 }
 
-/// §11 slow-consumer policy: the per-call limit is on bytes left waiting
-/// for a client's window. A subscriber with a 16 MiB window that reads
-/// promptly has nothing waiting, so one DATA frame carrying 20 small chat
-/// messages (about 2.4 KiB in all, against a 1 KiB limit) must reach it.
+/// The slow-consumer policy (`ServerConfig::max_queued_bytes_per_call`):
+/// the per-call limit is on bytes left waiting for a client's window. A
+/// subscriber with a 16 MiB window that reads promptly has nothing waiting,
+/// so one DATA frame carrying 20 small chat messages (about 2.4 KiB in all,
+/// against a 1 KiB limit) must reach it.
 #[test]
 fn burst_does_not_stall_a_fast_reader() {
     let config = ServerConfig {
@@ -249,8 +251,8 @@ fn burst_does_not_stall_a_fast_reader() {
     });
 }
 
-/// FC-2: with a core queue of one event every connection runs into
-/// backpressure at once and stops reading, with DATA frames already read
+/// Backpressure: with a core queue of one event every connection runs into
+/// it at once and stops reading, with DATA frames already read
 /// and left in h2's stream buffers. Once the core catches up they must still
 /// reach it, though the socket brings nothing new: every message on every
 /// stream comes back.

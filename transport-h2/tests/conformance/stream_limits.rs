@@ -8,7 +8,8 @@ use transport_h2::ServerConfig;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// T-4: the server advertises SETTINGS_MAX_CONCURRENT_STREAMS.
+/// The server advertises SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §6.5.2;
+/// h2's server advertises none unless told).
 #[test]
 fn server_advertises_max_concurrent_streams() {
     let addr = chat_server();
@@ -32,9 +33,10 @@ fn server_advertises_max_concurrent_streams() {
     });
 }
 
-/// T-4, T-6: a client at the stream limit that cancels one call and opens
-/// another right away (the RST_STREAM and the new HEADERS in one write) is
-/// within the advertised limit, so the new call must be served.
+/// A client at the stream limit that cancels one call and opens another
+/// right away (the RST_STREAM and the new HEADERS in one write) is within
+/// the advertised limit (RFC 9113 §5.1.2: only open and half-closed streams
+/// count), so the new call must be served.
 #[test]
 fn cancel_and_reopen_at_the_stream_limit() {
     let addr = chat_server();
