@@ -1,7 +1,9 @@
-//! Server keepalive (GRPC-CONFORMANCE K-4): a client that vanishes without
-//! closing its socket is found out by an unanswered PING, its connection
-//! closed and its calls ended, so it leaves its room; a client that is
-//! merely quiet answers the pings and stays.
+//! Server keepalive (grpc/proposal A9-server-side-conn-mgt.md,
+//! `KEEPALIVE_TIME` and `KEEPALIVE_TIMEOUT`; PROTOCOL-HTTP2.md, "PING
+//! Frame"): a client that vanishes without closing its socket is found out
+//! by an unanswered PING, its connection closed and its calls ended, so it
+//! leaves its room; a client that is merely quiet answers the pings and
+//! stays.
 //!
 //! The vanishing is a TCP proxy between client and server that stops
 //! forwarding in both directions and keeps both sockets open, as a cut
@@ -9,7 +11,8 @@
 
 mod common;
 
-use common::run;
+use common::server::start;
+use common::time::{run, within};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,21 +23,10 @@ use chat_sansio::chat::Chat;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
-use transport_h2::{Call, CallOptions, Channel, Server, ServerConfig};
+use transport_h2::{Call, CallOptions, Channel, ServerConfig};
 
 const KEEPALIVE_TIME: Duration = Duration::from_millis(200);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(400);
-
-fn start(config: ServerConfig) -> SocketAddr {
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let core = chat_sansio::server::Server::new(Chat::default());
-    let server = Server::start(core, config, |_ev| {});
-    std::thread::spawn(move || {
-        let _ = smol::block_on(server.serve(listener));
-    });
-    addr
-}
 
 fn keepalive_config() -> ServerConfig {
     ServerConfig {
@@ -96,11 +88,11 @@ async fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
     }
 }
 
+/// User `id`, in room1.
 fn user(id: &str) -> User {
     User {
-        user_id: id.into(),
-        username: id.into(),
         room_id: "room1".into(),
+        ..common::messages::user(id, id)
     }
 }
 
@@ -118,19 +110,15 @@ async fn join(channel: &Channel, id: &str) -> Call {
 
 /// The next message on `watch`, within `limit`.
 async fn next(watch: &mut Call, limit: Duration) -> ChatMessage {
-    let got = future::or(async { Some(watch.receiver.message().await) }, async {
-        Timer::after(limit).await;
-        None
-    })
-    .await;
-    got.expect("a message in time")
+    within(limit, "a message", watch.receiver.message())
+        .await
         .expect("the watch is open")
         .expect("a message")
 }
 
 #[test]
 fn a_vanished_member_leaves_its_room_after_an_unanswered_ping() {
-    let server = start(keepalive_config());
+    let server = start(Chat::default(), keepalive_config());
     run(30, async {
         let direct = Channel::connect(&server.to_string())
             .await

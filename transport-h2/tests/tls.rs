@@ -8,16 +8,18 @@
 
 mod common;
 
-use common::run;
+use common::messages::chat;
+use common::server::start_tls;
+use common::time::run;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chat_proto::{paths, ChatMessage, User};
+use chat_proto::{paths, ChatMessage};
 use chat_sansio::chat::Chat;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use transport_h2::tls::{self, rustls, TlsConnector};
-use transport_h2::{CallOptions, Channel, Server, ServerConfig};
+use transport_h2::{CallOptions, Channel, ServerConfig};
 
 /// A fresh self-signed certificate for localhost and 127.0.0.1, as PEM
 /// (certificate, key).
@@ -49,13 +51,7 @@ fn start() -> (SocketAddr, String) {
     let (cert, key) = certificate();
     let paths = write_files(&[("cert.pem", &cert), ("key.pem", &key)]);
     let config = tls::server_config_from_pem(&paths[0], &paths[1]).expect("server config");
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let core = chat_sansio::server::Server::new(Chat::default());
-    let server = Server::start(core, ServerConfig::default(), |_ev| {});
-    std::thread::spawn(move || {
-        let _ = smol::block_on(server.serve_tls(listener, config));
-    });
+    let addr = start_tls(Chat::default(), ServerConfig::default(), config);
     (addr, cert)
 }
 
@@ -70,16 +66,7 @@ async fn echo(channel: &Channel, text: &str) {
         .call(paths::JOIN_CHAT, CallOptions::default())
         .await
         .expect("JoinChat");
-    let msg = ChatMessage {
-        user: Some(User {
-            user_id: "t".into(),
-            username: "T".into(),
-            room_id: String::new(),
-        }),
-        message: text.into(),
-        ..ChatMessage::default()
-    };
-    call.sender.send(&msg).await.expect("send");
+    call.sender.send(&chat("t", text)).await.expect("send");
     call.sender.close().expect("half-close");
     let got: ChatMessage = call.receiver.message().await.expect("ok").expect("echo");
     assert_eq!(got.message, text);

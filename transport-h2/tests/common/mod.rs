@@ -1,23 +1,11 @@
-//! What the transport's integration tests share.
+//! What the transport's integration tests share: time limits, our server on
+//! a free port, the [`echo::Echo`] handler and chat messages.
+//!
+//! Every test binary compiles this module on its own and uses only part of
+//! it, hence the `dead_code` allowance here rather than copies per binary.
+#![allow(dead_code)]
 
-use std::future::Future;
-use std::time::Duration;
-
-use futures_lite::future;
-use smol::Timer;
-
-/// Runs a test body on the current thread, failing if it takes longer than
-/// `secs` seconds.
-pub fn run(secs: u64, test: impl Future<Output = ()>) {
-    let finished = smol::block_on(future::or(
-        async {
-            test.await;
-            true
-        },
-        async {
-            Timer::after(Duration::from_secs(secs)).await;
-            false
-        },
-    ));
-    assert!(finished, "test timed out after {secs} s");
-}
+pub mod echo;
+pub mod messages;
+pub mod server;
+pub mod time;
