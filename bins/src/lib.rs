@@ -1,13 +1,13 @@
 //! Shared code of the chat binaries: config file, records, start-up.
 
 pub mod config;
+pub mod console;
 pub mod store;
 
 use std::io::Write;
 use std::time::Duration;
 
 use async_signal::{Signal, Signals};
-use chat_sansio::chat::ChatEvent;
 use chat_sansio::server::Handler;
 use futures_lite::{future, StreamExt};
 use transport_h2::Server;
@@ -55,8 +55,11 @@ pub fn raise_descriptor_limit() {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: escape codes in a log file or a journal
+    // are noise, and a reader's terminal is not ours to recolour.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -67,34 +70,6 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(line);
     let _ = out.write_all(b"\n");
     let _ = out.flush();
-}
-
-/// Prints a chat event as the seed's server does (`Received message from
-/// ...`, `User ... joined the chat room ...`), and refused logins. Storage
-/// requests print nothing.
-pub fn print_event(event: &ChatEvent) {
-    match event {
-        ChatEvent::Message { user_id, text, .. } => {
-            say(format_args!("Received message from {user_id}: {text}"));
-        }
-        ChatEvent::Login {
-            user_id,
-            room,
-            outcome: Ok(()),
-            ..
-        } => say(format_args!("User {user_id} joined the chat room {room}.")),
-        ChatEvent::Login {
-            user_id,
-            room,
-            outcome: Err(status),
-            peer,
-            ..
-        } => say(format_args!(
-            "Login refused: user {user_id:?}, room {room:?}, peer {}: {status}",
-            peer.as_deref().unwrap_or("-")
-        )),
-        ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
-    }
 }
 
 /// SIGTERM and SIGINT, caught from now on (call it before announcing the

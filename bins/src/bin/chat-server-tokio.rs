@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chat_bins::{config, print_event, say};
+use chat_bins::console::Console;
+use chat_bins::{config, say};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig};
 use chat_sansio::metadata::Metadata;
@@ -86,6 +87,7 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
     let clock = Clock::new();
     let mut writers: HashMap<CallId, mpsc::UnboundedSender<Write>> = HashMap::new();
     let mut expand = Expand::default();
+    let mut console = Console::new();
     let mut expanded = std::collections::VecDeque::new();
     loop {
         let wake = core.poll_timeout().map(|t| clock.instant(t));
@@ -115,7 +117,7 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
         while let Some(output) = expanded.pop_front() {
             let (call, write) = match output {
                 Output::Event(event) => {
-                    print_event(&event);
+                    console.print(&event);
                     continue;
                 }
                 // `Expand` has turned these into messages.

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chat_bins::console::Console;
 use chat_bins::store::{start_writer, Retention, Store, Writer};
 use chat_bins::{
-    config, init_logging, init_runtime, print_event, raise_descriptor_limit, say, stop_on_signal,
-    stop_signals,
+    config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
@@ -107,7 +107,7 @@ enum Command {
     },
 }
 
-fn on_event(writer: Option<&Writer>, event: ChatEvent) {
+fn on_event(console: &mut Console, writer: Option<&Writer>, event: ChatEvent) {
     let event = match writer {
         Some(w) => match w.take(event) {
             Some(e) => e,
@@ -115,7 +115,7 @@ fn on_event(writer: Option<&Writer>, event: ChatEvent) {
         },
         None => event,
     };
-    print_event(&event);
+    console.print(&event);
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -189,7 +189,10 @@ fn main() {
             max_connections_per_peer: args.max_conns_per_peer,
             ..ServerConfig::default()
         };
-        let server = Server::start(core, config, move |e| on_event(writer.as_ref(), e));
+        let server = Server::start(core, config, {
+            let mut console = Console::new();
+            move |e| on_event(&mut console, writer.as_ref(), e)
+        });
         if let Some(store) = store {
             start_writer(store, requests, server.inputs())?;
         }
