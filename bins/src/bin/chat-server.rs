@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_bins::store::{start_writer, Retention, Store, Writer};
 use chat_bins::{
     config, init_logging, init_runtime, print_event, say, stop_on_signal, stop_signals,
 };
+use chat_engine::sqlite::SqliteStore;
+use chat_engine::{start_writer, Backend, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
@@ -140,7 +141,7 @@ fn main() {
                 .then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
             logins: args.retain_logins,
         };
-        let store = Store::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        let mut store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
         let rooms = store
             .restore_into(&mut chat, args.history)
             .unwrap_or_else(|e| fail(e));
@@ -178,7 +179,8 @@ fn main() {
         };
         let server = Server::start(core, config, move |e| on_event(writer.as_ref(), e));
         if let Some(store) = store {
-            start_writer(store, requests, server.inputs())?;
+            let inputs = server.inputs();
+            start_writer(store, requests, move |input| inputs.send_blocking(input))?;
         }
         let signals = stop_signals()?;
         say(format_args!(
