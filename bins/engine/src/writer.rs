@@ -197,7 +197,8 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
         true
     }
 
-    /// `last` is the epoch and id of the last message, if any.
+    /// Commits a batch and tells the core the outcome; `last` is the epoch
+    /// and id of its last message, if any. False once the core is gone.
     fn commit(
         &mut self,
         messages: &[ChatMessage],

@@ -109,10 +109,10 @@ impl fmt::Display for StoreError {
         let dir = path.parent().unwrap_or(Path::new("")).display();
         let file = path.file_name().unwrap_or_default().to_string_lossy();
         match self {
-            StoreError::CreateDir { dir, source } => write!(
+            StoreError::CreateDir { source, .. } => write!(
                 f,
                 "{}: cannot create the data directory: {source}",
-                dir.display()
+                path.display()
             ),
             StoreError::Open { source, .. } => write!(f, "{dir}: cannot open {file}: {source}"),
             StoreError::NotADatabase { source, .. } => {
@@ -155,6 +155,80 @@ impl std::error::Error for StoreError {
             | StoreError::Write { source, .. }
             | StoreError::Prune { source, .. } => Some(source),
             StoreError::Damaged { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines operators saw before the errors were typed, word for word.
+    #[test]
+    fn the_messages_operators_see() {
+        let path = PathBuf::from("/data/chat.db");
+        let e = || rusqlite::Error::QueryReturnedNoRows;
+        let cases = [
+            (
+                StoreError::CreateDir {
+                    dir: "/data".into(),
+                    source: std::io::Error::other("in the way"),
+                },
+                "/data: cannot create the data directory: in the way",
+            ),
+            (
+                StoreError::Open {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "/data: cannot open chat.db: Query returned no rows",
+            ),
+            (
+                StoreError::NotADatabase {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "/data: chat.db is not a usable SQLite database: Query returned no rows",
+            ),
+            (
+                StoreError::Damaged {
+                    path: path.clone(),
+                    report: "page 3: bad\npage 4: bad".into(),
+                },
+                "/data: chat.db failed its integrity check: page 3: bad; page 4: bad \
+                 (restore it from a backup, or move it aside to start afresh)",
+            ),
+            (
+                StoreError::Schema {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "/data: cannot set up chat.db: Query returned no rows",
+            ),
+            (
+                StoreError::NotWritable {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "/data: chat.db cannot be written: Query returned no rows",
+            ),
+            (
+                StoreError::Read {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "/data/chat.db: cannot read: Query returned no rows",
+            ),
+            (
+                StoreError::Write {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "cannot write to /data/chat.db: Query returned no rows",
+            ),
+        ];
+        for (err, line) in cases {
+            assert_eq!(err.to_string(), line);
         }
     }
 }
