@@ -1,8 +1,8 @@
-//! Shared code of the chat binaries: config file, records, start-up.
+//! Shared code of the chat binaries: config file, console output, signals,
+//! start-up.
 
 pub mod config;
 pub mod console;
-pub mod store;
 
 use std::io::Write;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! seed 004 `RouteGuide`) on our transport, each driven by a grpcio client
 //! replaying the seed's flow and by our Rust `seed-client`; and the chat
 //! core embedded in tokio (`chat-server-tokio`) passing the chat interop
-//! scripts the smol server passes.
+//! scripts the smol server passes, durable as it is by default.
 
 #![cfg(unix)]
 
@@ -10,8 +10,10 @@ mod common;
 
 use std::process::Command;
 
+use chat_proto::{paths, ChatRoom, User};
 use common::python::script_passes;
 use common::ChatServer;
+use transport_h2::{CallOptions, Channel};
 
 fn seed_server(service: &str) -> ChatServer {
     ChatServer::start_binary(env!("CARGO_BIN_EXE_seed-server"), &[service], false, &[])
@@ -74,8 +76,12 @@ fn seed_004_route_guide() {
     assert_eq!(out, want);
 }
 
+const TOKIO: &str = env!("CARGO_BIN_EXE_chat-server-tokio");
+
+/// The tokio example as it runs by default (durable), on a fresh data
+/// directory.
 fn tokio_server(extra: &[&str]) -> ChatServer {
-    ChatServer::start_binary(env!("CARGO_BIN_EXE_chat-server-tokio"), &[], false, extra)
+    ChatServer::start_binary(TOKIO, &[], true, extra)
 }
 
 #[test]
@@ -102,4 +108,43 @@ fn tokio_embedding_serves_rooms_and_permissions() {
 fn tokio_embedding_handles_bad_input() {
     let mut server = tokio_server(&[]);
     script_passes(&mut server, "bad_input.py", &[]);
+}
+
+#[test]
+fn tokio_embedding_keeps_history_across_a_restart() {
+    let dir = common::fresh_dir("tokio-durable");
+    let args = ["--data-dir", dir.to_str().expect("UTF-8 path")];
+    let mut server = ChatServer::start_binary(TOKIO, &[], false, &args);
+    script_passes(&mut server, "seed000_client.py", &[]);
+    server.kill();
+    let server = ChatServer::start_binary(TOKIO, &[], false, &args);
+    let addr = server.addr().to_string();
+    let history = smol::block_on(async {
+        let channel = Channel::connect(&addr).await.expect("connect");
+        let mut join = channel
+            .call(paths::JOIN_CHAT_ROOM, CallOptions::default())
+            .await
+            .expect("JoinChatRoom");
+        let user = User {
+            user_id: "after".into(),
+            username: "After".into(),
+            room_id: "room1".into(),
+        };
+        join.sender.send(&user).await.expect("send");
+        let room: ChatRoom = join
+            .receiver
+            .message()
+            .await
+            .expect("ok")
+            .expect("a ChatRoom");
+        room.history
+    });
+    let texts: Vec<&str> = history.iter().map(|m| m.message.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["hello", "how are you?", "héllo wörld ✓", "bye"],
+        "{}",
+        server.output_report()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

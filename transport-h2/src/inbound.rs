@@ -5,14 +5,14 @@
 //! the socket has bytes, so a peer that streams such frames keeps its
 //! connection's task, and the shard thread under it, busy for ever without
 //! ever reaching our code. Two defences sit in the byte stream under h2
-//! ([`crate::io::Io`]):
+//! (the `io` module):
 //!
 //! - **A share of the shard per turn.** A connection's task reads at most
 //!   [`Limits::turn_bytes`] per poll; then reads answer `Pending` and the
 //!   task goes to the back of its shard's queue, so the shard serves its
 //!   other connections (RFC 9113 §10.5 asks implementations to bound the
 //!   work a peer can cause).
-//! - **A rate for control frames.** [`FrameWatch`] follows the frame
+//! - **A rate for control frames.** `FrameWatch` follows the frame
 //!   headers (RFC 9113 §4.1: a 9-byte header with a 24-bit length, then the
 //!   payload) and counts the frames that need no answer (WINDOW_UPDATE,
 //!   PRIORITY, RST_STREAM, unknown types, SETTINGS and PING acks) and those

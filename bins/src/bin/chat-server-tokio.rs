@@ -11,10 +11,14 @@
 //!   routes each output to the call's writer, in order, multicasts turned
 //!   into one message per member by `Expand`;
 //! - it sleeps until `poll_timeout()` and then calls `handle_timeout`;
-//! - connections report opens, DATA, half-closes, resets and disconnects.
+//! - connections report opens, DATA, half-closes, resets and disconnects;
+//! - durable mode: the core's storage events go to `chat_engine::Writer`, and
+//!   the writer thread's answers come back through the same channel as
+//!   everything else (`Event::Input`), with tokio's `blocking_send`.
 //!
-//! It runs the chat in memory mode (no store), so history does not survive
-//! a restart here; `chat-server` shows the durable mode.
+//! Durable by default, as `chat-server` is: history and login records live
+//! in `<data-dir>/chat.db` (default retention), and a message is delivered
+//! only once it is on disk. `--memory` keeps everything in memory.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -24,8 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chat_bins::console::Console;
 use chat_bins::{config, say};
+use chat_engine::sqlite::SqliteStore;
+use chat_engine::{start_writer, Backend, Retention, Writer};
 use chat_sansio::chat::policy::Policy;
-use chat_sansio::chat::{Chat, ChatConfig};
+use chat_sansio::chat::{Chat, ChatConfig, ChatInput};
 use chat_sansio::metadata::Metadata;
 use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server, RESPONSE_HEADERS};
 use chat_sansio::{Status, Time};
@@ -46,6 +52,14 @@ struct Args {
     /// Users and room permissions (TOML), as for chat-server.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where the database (chat.db: history and login records) is kept, as
+    /// for chat-server.
+    #[arg(long, default_value = "chat-data")]
+    data_dir: PathBuf,
+    /// Keep nothing on disk: history lives in memory only and is lost on
+    /// restart, and messages are delivered without waiting for a disk.
+    #[arg(long)]
+    memory: bool,
 }
 
 /// What a call's writer task is told to do.
@@ -63,6 +77,8 @@ enum Event {
     Data(CallId, Bytes),
     End(CallId),
     Reset(CallId),
+    /// From the store's writer thread.
+    Input(ChatInput),
 }
 
 /// The core's clock: monotonic, anchored to the wall clock once.
@@ -83,7 +99,11 @@ impl Clock {
     }
 }
 
-async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
+async fn core_loop(
+    mut core: Server<Chat>,
+    mut events: mpsc::Receiver<Event>,
+    store: Option<Writer>,
+) {
     let clock = Clock::new();
     let mut writers: HashMap<CallId, mpsc::UnboundedSender<Write>> = HashMap::new();
     let mut expand = Expand::default();
@@ -109,6 +129,7 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
                 writers.remove(&call);
                 core.handle_reset(now, call);
             }
+            Some(Event::Input(input)) => core.handle_input(now, input),
             None => core.handle_timeout(now),
         }
         while let Some(output) = core.poll_output() {
@@ -117,7 +138,13 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>) {
         while let Some(output) = expanded.pop_front() {
             let (call, write) = match output {
                 Output::Event(event) => {
-                    console.print(&event);
+                    let event = match &store {
+                        Some(w) => w.take(event),
+                        None => Some(event),
+                    };
+                    if let Some(event) = event {
+                        console.print(&event);
+                    }
                     continue;
                 }
                 // `Expand` has turned these into messages.
@@ -289,29 +316,50 @@ async fn write_call(mut respond: SendResponse<Bytes>, mut writes: mpsc::Unbounde
     }
 }
 
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("chat-server-tokio: {msg}");
+    std::process::exit(1);
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
     let policy = match &args.config {
-        Some(path) => config::load(path).unwrap_or_else(|e| {
-            eprintln!("chat-server-tokio: {e}");
-            std::process::exit(1)
-        }),
+        Some(path) => config::load(path).unwrap_or_else(|e| fail(e)),
         None => Policy::default(),
     };
-    let core = Server::new(Chat::new(ChatConfig {
+    let mut chat = Chat::new(ChatConfig {
         policy,
+        durable: !args.memory,
         ..ChatConfig::default()
-    }));
+    });
     let (events, rx) = mpsc::channel(4096);
-    tokio::spawn(core_loop(core, rx));
-    let listener = match TcpListener::bind(&args.addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("chat-server-tokio: {e}");
-            std::process::exit(1)
-        }
+    let store = if args.memory {
+        None
+    } else {
+        let mut store =
+            SqliteStore::open(&args.data_dir, Retention::default()).unwrap_or_else(|e| fail(e));
+        let rooms = store
+            .restore_into(&mut chat, chat_sansio::limits::DEFAULT_HISTORY_CAPACITY)
+            .unwrap_or_else(|e| fail(e));
+        say(format_args!(
+            "history: {} ({rooms} rooms)",
+            store.path().display()
+        ));
+        let (writer, requests) = Writer::new();
+        // The writer is a thread of its own, outside the runtime, so it may
+        // block while the core's queue is full.
+        let to_core = events.clone();
+        start_writer(store, requests, move |input| {
+            to_core.blocking_send(Event::Input(input)).is_ok()
+        })
+        .unwrap_or_else(|e| fail(e));
+        Some(writer)
     };
+    tokio::spawn(core_loop(Server::new(chat), rx, store));
+    let listener = TcpListener::bind(&args.addr)
+        .await
+        .unwrap_or_else(|e| fail(e));
     let local = listener
         .local_addr()
         .map(|a| a.to_string())

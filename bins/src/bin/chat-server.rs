@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_bins::console::Console;
-use chat_bins::store::{start_writer, Retention, Store, Writer};
 use chat_bins::{
     config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
+use chat_engine::sqlite::SqliteStore;
+use chat_engine::{start_writer, Backend, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
@@ -151,7 +152,7 @@ fn main() {
                 .then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
             logins: args.retain_logins,
         };
-        let store = Store::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        let mut store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
         let rooms = store
             .restore_into(&mut chat, args.history)
             .unwrap_or_else(|e| fail(e));
@@ -194,7 +195,8 @@ fn main() {
             move |e| on_event(&mut console, writer.as_ref(), e)
         });
         if let Some(store) = store {
-            start_writer(store, requests, server.inputs())?;
+            let inputs = server.inputs();
+            start_writer(store, requests, move |input| inputs.send_blocking(input))?;
         }
         let signals = stop_signals()?;
         say(format_args!(
