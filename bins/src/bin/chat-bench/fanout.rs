@@ -138,6 +138,11 @@ pub struct Args {
     /// the lean reader; costs the bench about twice the CPU.
     #[arg(long)]
     pub h2_subscribers: bool,
+    /// Closed loop: each publisher sends its next message as soon as the
+    /// echo of the last one arrives (`--rate` is then ignored), so the
+    /// rate is whatever the server sustains at that latency.
+    #[arg(long)]
+    pub closed_loop: bool,
 }
 
 /// Text of a message sent `at` after `start`: 20 digits of nanoseconds,
@@ -259,15 +264,51 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sent_in_window = Arc::new(AtomicU64::new(0));
     let mut pubs = Vec::new();
     for (p, (channel, mut tx, mut rx)) in publishers.into_iter().enumerate() {
-        // Publishers read their own stream too (it gets every message).
-        smol::spawn(async move { while let Ok(Some(_)) = rx.message::<ChatMessage>().await {} })
-            .detach();
-        let (size, rate, sent) = (args.size, args.rate, sent_in_window.clone());
         let user = User {
             user_id: format!("pub{p}"),
             username: format!("publisher {p}"),
             room_id: String::new(),
         };
+        if args.closed_loop {
+            let (size, sent) = (args.size, sent_in_window.clone());
+            pubs.push(smol::spawn(async move {
+                Timer::at(start + t0).await;
+                loop {
+                    let at = start.elapsed();
+                    if at >= window.1 {
+                        break;
+                    }
+                    let msg = ChatMessage {
+                        user: Some(user.clone()),
+                        message: text(at, size),
+                        ..Default::default()
+                    };
+                    if tx.send(&msg).await.is_err() {
+                        break;
+                    }
+                    if at >= window.0 {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Its own echo (the stream gets every message of the
+                    // room; the others' are skipped).
+                    loop {
+                        match rx.message::<ChatMessage>().await {
+                            Ok(Some(m)) if m.message == msg.message => break,
+                            Ok(Some(_)) => continue,
+                            _ => return (channel, tx),
+                        }
+                    }
+                }
+                smol::spawn(async move { while let Ok(Some(_)) = rx.message::<ChatMessage>().await {} })
+                    .detach();
+                (channel, tx)
+            }));
+            continue;
+        }
+        // Publishers read their own stream too (it gets every message).
+        smol::spawn(async move { while let Ok(Some(_)) = rx.message::<ChatMessage>().await {} })
+            .detach();
+        let (size, rate, sent) = (args.size, args.rate, sent_in_window.clone());
         pubs.push(smol::spawn(async move {
             let interval = Duration::from_secs_f64(1.0 / rate as f64);
             let offset = interval.mul_f64(p as f64 / 2.0);
@@ -326,12 +367,17 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
         _ => "n/a".into(),
     };
+    let rate = if args.closed_loop {
+        "closed-loop".to_owned()
+    } else {
+        format!("{}/s", args.rate)
+    };
     println!(
-        "fanout {}: {} subs x {} pubs x {}/s, {} B: {:.0} deliveries/s; latency ms p50 {} p99 {} p99.9 {}; lost {} of {}; server cpu/delivery {}",
+        "fanout {}: {} subs x {} pubs x {}, {} B: {:.0} deliveries/s; latency ms p50 {} p99 {} p99.9 {}; lost {} of {}; server cpu/delivery {}",
         args.label,
         args.subscribers,
         args.publishers,
-        args.rate,
+        rate,
         args.size,
         deliveries,
         ms(lat.pct(50.0)),
