@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use crate::codec::Decoder;
 use crate::time::Time;
 
-use super::{CallId, ConnId, GroupId};
+use super::ids::{CallId, ConnId, GroupId};
 
 /// Protocol state of one open call.
 #[derive(Debug)]

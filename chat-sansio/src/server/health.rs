@@ -26,7 +26,8 @@ use crate::idmap::IdMap;
 use crate::limits::MAX_HEALTH_LIST;
 use crate::status::{Code, Status};
 
-use super::{CallId, Outbox};
+use super::handler::Outbox;
+use super::ids::CallId;
 
 pub use chat_proto::health::health_check_response::ServingStatus;
 

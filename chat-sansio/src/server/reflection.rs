@@ -30,7 +30,8 @@ use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 use crate::idmap::IdMap;
 use crate::status::{Code, Status};
 
-use super::{CallId, Outbox};
+use super::handler::Outbox;
+use super::ids::CallId;
 
 /// One described file.
 #[derive(Debug)]
