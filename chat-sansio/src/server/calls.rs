@@ -25,7 +25,8 @@ pub(crate) struct Call {
     pub by: ServedBy,
 }
 
-/// Who serves a call.
+/// Who serves a call; decided once, at open, by
+/// [`Services::route`](super::dispatch::Services::route).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ServedBy {
     Handler,
