@@ -64,6 +64,7 @@ pub fn print_event(event: &ChatEvent) {
             peer.as_deref().unwrap_or("-")
         )),
         ChatEvent::Persist { .. } | ChatEvent::ReadHistory { .. } => {}
+        _ => {}
     }
 }
 

@@ -149,6 +149,7 @@ pub fn on_event(
             assert!(!user_id.is_empty());
             model.sessions.insert(conn, (user_id.clone(), room.clone()));
         }
+        other => panic!("an event the model does not know: {other:?}"),
     }
 }
 
