@@ -195,6 +195,18 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
+/// UNIMPLEMENTED for a path no service here serves (statuscodes.md: "Method
+/// not found at server").
+pub fn unimplemented(path: &str) -> Status {
+    Status::new(Code::Unimplemented, format!("unknown method {path}"))
+}
+
+/// INTERNAL for a request message that is not valid protobuf of its type
+/// (statuscodes.md: "Error parsing request proto").
+pub fn malformed(what: &str, err: &prost::DecodeError) -> Status {
+    Status::new(Code::Internal, format!("malformed {what}: {err}"))
+}
+
 /// Percent-encodes a status message for `grpc-message`.
 ///
 /// Exactly the bytes outside `%x20-24 / %x26-7E` (space and visible ASCII

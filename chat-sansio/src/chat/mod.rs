@@ -47,6 +47,9 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use chat_proto::{ChatMessage, User};
 
+/// The status helpers' old home; they are in [`crate::status`].
+#[doc(no_inline)]
+pub use crate::status::{malformed, unimplemented};
 pub use events::{ChatEvent, ChatInput};
 pub use history::History;
 pub use pages::{DEFAULT_PAGE, MAX_PAGE};
@@ -336,25 +339,10 @@ impl Handler for Chat {
     }
 }
 
-/// UNIMPLEMENTED for a path no service here serves.
-pub fn unimplemented(path: &str) -> Status {
-    Status::new(Code::Unimplemented, format!("unknown method {path}"))
-}
-
-/// INTERNAL for a request message that is not valid protobuf of its type
-/// (statuscodes.md: "Error parsing request proto").
-pub fn malformed(what: &str, err: &prost::DecodeError) -> Status {
-    Status::new(Code::Internal, format!("malformed {what}: {err}"))
-}
-
 fn display(user: &User) -> &str {
     if user.username.is_empty() {
         &user.user_id
     } else {
         &user.username
     }
-}
-
-fn micros(t: Time) -> i64 {
-    i64::try_from(t.as_micros()).unwrap_or(i64::MAX)
 }

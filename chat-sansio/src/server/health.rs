@@ -24,7 +24,7 @@ use prost::Message as _;
 
 use crate::idmap::IdMap;
 use crate::limits::MAX_HEALTH_LIST;
-use crate::status::{Code, Status};
+use crate::status::{malformed, unimplemented, Code, Status};
 
 use super::handler::Outbox;
 use super::ids::CallId;
@@ -86,12 +86,7 @@ impl Health {
             paths::CHECK => Method::Check,
             paths::LIST => Method::List,
             paths::WATCH => Method::Watch,
-            _ => {
-                return Err(Status::new(
-                    Code::Unimplemented,
-                    format!("unknown method {path}"),
-                ))
-            }
+            _ => return Err(unimplemented(path)),
         };
         let request = None;
         self.calls.insert(call, HealthCall { method, request });
@@ -114,10 +109,7 @@ impl Health {
         };
         let service = match service {
             Ok(s) => s,
-            Err(e) => {
-                let status = Status::new(Code::Internal, format!("malformed request: {e}"));
-                return self.finish(call, status, out);
-            }
+            Err(e) => return self.finish(call, malformed("request", &e), out),
         };
         if method == Method::Watch {
             out.send_message(call, &response(self.watched(&service)));

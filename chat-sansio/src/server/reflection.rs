@@ -28,7 +28,7 @@ use prost::Message as _;
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 
 use crate::idmap::IdMap;
-use crate::status::{Code, Status};
+use crate::status::{malformed, unimplemented, Code, Status};
 
 use super::handler::Outbox;
 use super::ids::CallId;
@@ -145,8 +145,7 @@ impl Reflection {
     /// A new reflection stream.
     pub fn open(&mut self, call: CallId, path: &str) -> Result<(), Status> {
         if path != paths::INFO && path != paths::INFO_V1ALPHA {
-            let status = Status::new(Code::Unimplemented, format!("unknown method {path}"));
-            return Err(status);
+            return Err(unimplemented(path));
         }
         self.streams.insert(call, HashSet::new());
         Ok(())
@@ -159,10 +158,7 @@ impl Reflection {
         }
         let req = match ServerReflectionRequest::decode(msg) {
             Ok(r) => r,
-            Err(e) => {
-                let status = Status::new(Code::Internal, format!("malformed request: {e}"));
-                return self.finish(call, status, out);
-            }
+            Err(e) => return self.finish(call, malformed("request", &e), out),
         };
         let Some(request) = req.message_request.clone() else {
             let status = Status::new(Code::InvalidArgument, "empty reflection request");
