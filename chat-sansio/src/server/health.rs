@@ -1,6 +1,6 @@
 //! The standard health service, `grpc.health.v1.Health`, which the
 //! [`Server`](super::Server) answers itself for any handler (gRPC's
-//! doc/health-checking.md; GRPC-CONFORMANCE HE-1..HE-5):
+//! doc/health-checking.md and grpc-proto's grpc/health/v1/health.proto):
 //!
 //! - `Check` answers SERVING or NOT_SERVING for a known service name, the
 //!   empty name standing for the whole server, and NOT_FOUND for others;

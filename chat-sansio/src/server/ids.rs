@@ -1,8 +1,8 @@
 //! The identifiers the server and its driver share: calls, connections and
 //! multicast groups.
 
-/// Identifies a call for the whole life of a [`Server`]. Chosen by the
-/// driver; never reused.
+/// Identifies a call for the whole life of a
+/// [`Server`](crate::server::Server). Chosen by the driver; never reused.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CallId(pub u64);
 

@@ -287,7 +287,8 @@ impl<H: Handler> Server<H> {
 
     /// Sends response headers of an accepted call at once, if nothing else
     /// did: long-lived streams show as answered to clients and proxies
-    /// before the first message (GRPC-CONFORMANCE R-8).
+    /// before the first message (Response-Headers first, PROTOCOL-HTTP2.md
+    /// "Responses").
     fn answer(&mut self, call: CallId) {
         if let Some(c) = self.calls.get_mut(call) {
             if !c.headers_sent {
@@ -322,7 +323,8 @@ impl<H: Handler> Server<H> {
                 Ok(None) => return,
                 Ok(Some(m)) if m.compressed => {
                     // No grpc-encoding was accepted, so a compressed message
-                    // is a protocol violation (F-2).
+                    // is a protocol violation: INTERNAL (doc/compression.md,
+                    // test case 6).
                     let status =
                         Status::new(Code::Internal, "compressed message without grpc-encoding");
                     return self.fail(now, call, status);

@@ -1,6 +1,8 @@
 //! gRPC server reflection (`grpc.reflection.v1` and `v1alpha`, the same
 //! messages on two paths), which the [`Server`](super::Server) answers itself
-//! from an encoded `FileDescriptorSet` (GRPC-CONFORMANCE RF-1..RF-4), so
+//! from an encoded `FileDescriptorSet` (grpc/grpc
+//! src/proto/grpc/reflection/v1/reflection.proto and doc/server-reflection.md,
+//! answering as grpc-go's reflection/internal/internal.go does), so
 //! grpcurl, grpcui, Postman and the like work without the proto files:
 //!
 //! - `list_services`: the services the server runs, health and reflection
