@@ -14,7 +14,7 @@ use crate::server::{CallId, ConnId};
 use crate::status::{Code, Status};
 use crate::time::Time;
 
-use super::drain::{ChatServer, Drained};
+use super::record::{ChatServer, Drained};
 use super::state::{Kind, Model, Notice, Pending, Read};
 
 /// A message on a call: JoinChat streams get `ChatMessage`s (posts and

@@ -11,8 +11,9 @@ use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_USER_FIELD_LEN}
 use crate::server::CallId;
 use crate::status::Code;
 
-use super::drain::{drain, ignored, ChatServer, Drained};
-use super::ops::{Name, RoomName};
+use super::drain::{drain, ignored};
+use super::ops::{Join, Name, Post, RoomName};
+use super::record::{ChatServer, Drained};
 use super::state::{account_name, is_registered, page_size, Kind, Model, Who};
 
 /// Claimed names that collide: users with and without accounts, guests.
@@ -79,22 +80,6 @@ fn feed_split(
     drain(server, model, Some(id))
 }
 
-/// A `ChatMessage` to post.
-pub struct Post {
-    /// Claimed user id.
-    pub user_id: Name,
-    /// Claimed user name.
-    pub username: Name,
-    /// The text.
-    pub text: String,
-    /// Send no `user`.
-    pub no_user: bool,
-    /// `room_id`.
-    pub room: Option<RoomName>,
-    /// Make the text too long.
-    pub too_long: bool,
-}
-
 /// A `ChatMessage` on a JoinChat stream is posted to its room (delivered at
 /// once, or handed to the store in durable mode) if its sender, room and
 /// text are valid and its caller may post there; otherwise the stream ends
@@ -103,12 +88,12 @@ pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, 
     let listening = model.calls.get(&id).is_some_and(|c| c.listening());
     let who = predicted(model, id, Kind::JoinChat);
     let caller = model.calls.get(&id).and_then(|c| c.who);
-    let mut text = post.text;
-    if post.too_long {
+    let mut text = post.text.0;
+    if post.too_long.0 {
         text.push_str(&"x".repeat(MAX_CHAT_TEXT_LEN + 1));
     }
     let msg = ChatMessage {
-        user: (!post.no_user).then(|| User {
+        user: (!post.no_user.0).then(|| User {
             user_id: post.user_id.resolve(caller),
             username: post.username.resolve(caller),
             room_id: String::new(),
@@ -165,25 +150,18 @@ pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, 
 /// A `User` on a JoinChatRoom call joins (or switches the connection to)
 /// its room if the sender is valid and may read it, and is answered with a
 /// `ChatRoom`; otherwise the refusal is recorded and the call ends.
-pub fn join(
-    server: &mut ChatServer,
-    model: &mut Model,
-    id: CallId,
-    (user_id, username, room): (Name, Name, Option<RoomName>),
-    too_long: bool,
-    split: u16,
-) {
+pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, split: u16) {
     let listening = model.calls.get(&id).is_some_and(|c| c.listening());
     let who = predicted(model, id, Kind::JoinChatRoom);
     let caller = model.calls.get(&id).and_then(|c| c.who);
-    let mut user_id = user_id.resolve(caller);
-    if too_long {
+    let mut user_id = join.user_id.resolve(caller);
+    if join.too_long.0 {
         user_id.push_str(&"u".repeat(MAX_USER_FIELD_LEN + 1));
     }
     let user = User {
         user_id,
-        username: username.resolve(caller),
-        room_id: room.map(RoomName::into_string).unwrap_or_default(),
+        username: join.username.resolve(caller),
+        room_id: join.room.map(RoomName::into_string).unwrap_or_default(),
     };
     let room = match user.room_id.as_str() {
         "" => DEFAULT_ROOM.to_owned(),

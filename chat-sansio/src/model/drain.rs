@@ -1,50 +1,15 @@
 //! Draining `poll_output()` after an operation, with the protocol checks on
 //! every output; and the checks on the whole state after every operation.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
-use bytes::Bytes;
-use chat_proto::{ChatMessage, HistoryPage};
-
-use crate::chat::{Chat, ChatEvent};
-use crate::server::{CallId, Output, Server};
+use crate::chat::ChatEvent;
+use crate::server::{CallId, Output};
 use crate::status::Code;
 
 use super::chat;
-use super::state::{Kind, Model, Read};
-
-/// The server under test.
-pub type ChatServer = Server<Chat>;
-
-/// What one operation's outputs did, for the per-operation checks.
-#[derive(Default, Debug)]
-pub struct Drained {
-    /// Outputs, after expansion.
-    pub outputs: usize,
-    /// Calls that got their final output, with its code.
-    pub ended: BTreeMap<CallId, Code>,
-    /// Trailers-Only answers: call -> (HTTP status, code).
-    pub trailers_only: BTreeMap<CallId, (u16, Code)>,
-    /// Calls that got response headers.
-    pub headers: BTreeSet<CallId>,
-    /// Messages delivered to their rooms, as broadcast.
-    pub posts: Vec<ChatMessage>,
-    /// Messages handed to the store (`ChatEvent::Persist`).
-    pub persists: Vec<ChatMessage>,
-    /// Successful logins.
-    pub logins: usize,
-    /// Refused logins: (user id, code).
-    pub refused: Vec<(String, Code)>,
-    /// `ChatEvent::ReadHistory` requests.
-    pub reads: Vec<Read>,
-    /// History pages sent.
-    pub pages: Vec<(CallId, HistoryPage)>,
-    /// `ChatRoom` replies sent.
-    pub replies: usize,
-    /// Chat messages sent to streams since the last `ChatEvent::Message`:
-    /// each must belong to the broadcast that event closes.
-    pub unconfirmed: Vec<(CallId, Bytes)>,
-}
+use super::record::{ChatServer, Drained};
+use super::state::{Kind, Model};
 
 /// Drains `poll_output()`, checking every output against the model in
 /// order. `target` is the call the operation fed, if any.

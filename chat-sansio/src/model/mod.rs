@@ -86,8 +86,10 @@ mod chat_ops;
 mod drain;
 mod open;
 mod ops;
+mod record;
 mod state;
 mod step;
+mod weights;
 
 use arbitrary::{Arbitrary, Unstructured};
 
@@ -95,9 +97,9 @@ use crate::chat::Chat;
 use crate::server::{Server, ServerConfig};
 
 pub use ops::{
-    ContentTypeChoice, Credential, GrpcVariant, Name, NotGrpc, OddQuirk, OddTimeout, Operation,
-    OtherPath, PathChoice, Quirk, Rarely, RoomName, RuleChoice, Setup, Short, ShortBytes,
-    TimeoutChoice,
+    ContentTypeChoice, Credential, GrpcVariant, Headers, Join, Name, NotGrpc, OddQuirk, OddTimeout,
+    Operation, OtherPath, PathChoice, Post, Quirk, Rarely, RoomName, RuleChoice, Setup, Short,
+    ShortBytes, TimeoutChoice,
 };
 
 /// One run: how the chat is set up, and what the driver does.

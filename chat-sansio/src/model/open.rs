@@ -11,7 +11,7 @@ use crate::time::Time;
 use crate::timeout::parse_timeout;
 
 use super::ops::{
-    ContentTypeChoice, Credential, GrpcVariant, NotGrpc, OddQuirk, OddTimeout, OtherPath,
+    ContentTypeChoice, Credential, GrpcVariant, Headers, NotGrpc, OddQuirk, OddTimeout, OtherPath,
     PathChoice, Quirk, RoomName, TimeoutChoice,
 };
 use super::state::{token, Kind, Model, Who, ROOMS};
@@ -93,28 +93,11 @@ fn timeout_header(choice: &TimeoutChoice) -> Option<(Vec<u8>, Result<Duration, (
     })
 }
 
-/// The choices of one `Open`.
-#[derive(Debug)]
-pub struct OpenChoices {
-    /// `:path`.
-    pub path: PathChoice,
-    /// `content-type`.
-    pub content_type: ContentTypeChoice,
-    /// `grpc-timeout`.
-    pub timeout: TimeoutChoice,
-    /// Other headers.
-    pub quirk: Quirk,
-    /// `authorization`.
-    pub credential: Credential,
-    /// `chat-room`.
-    pub room: Option<RoomName>,
-}
-
-/// Builds the request for `choices` on `conn`, and predicts the answer: the
+/// Builds the request with `choices` on `conn`, and predicts the answer: the
 /// HTTP-level checks, shutdown, the per-connection limit and the deadline
 /// (the `Server`), then the credentials, the path and the stream's room
 /// (the `Chat`), in that order.
-pub fn open_request(model: &Model, conn: ConnId, choices: OpenChoices) -> OpenRequest {
+pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenRequest {
     let path = match choices.path {
         PathChoice::JoinChat => chat_proto::paths::JOIN_CHAT.to_owned(),
         PathChoice::JoinChatRoom => chat_proto::paths::JOIN_CHAT_ROOM.to_owned(),

@@ -9,9 +9,10 @@ use crate::server::{CallId, ConnId};
 use crate::status::Code;
 
 use super::chat_ops;
-use super::drain::{check_state, drain, ignored, ChatServer};
-use super::open::{open_request, Expect, OpenChoices};
-use super::ops::Operation;
+use super::drain::{check_state, drain, ignored};
+use super::open::{open_request, Expect};
+use super::ops::{Headers, Operation};
+use super::record::ChatServer;
 use super::state::{CallModel, ConnModel, Kind, Model, CALL_SLOTS, CONN_SLOTS};
 
 /// Applies `op` to the server and the model, checks its outputs, then the
@@ -25,62 +26,16 @@ pub fn step(server: &mut ChatServer, model: &mut Model, op: Operation) {
         Operation::Open {
             conn,
             call,
-            path,
-            content_type,
-            timeout,
-            quirk,
-            credential,
-            room,
-        } => {
-            let choices = OpenChoices {
-                path,
-                content_type,
-                timeout,
-                quirk,
-                credential,
-                room,
-            };
-            open(server, model, conn, call, choices)
-        }
+            headers,
+        } => open(server, model, conn, call, headers),
         Operation::Data { call, bytes } => data(server, model, call, &bytes.0),
-        Operation::FramedChatMessage {
-            call,
-            user_id,
-            username,
-            text,
-            no_user,
-            room,
-            too_long,
-            split,
-        } => {
+        Operation::FramedChatMessage { call, post, split } => {
             let id = model.target(call, Some(Kind::JoinChat));
-            let post = chat_ops::Post {
-                user_id,
-                username,
-                text: text.0,
-                no_user: no_user.0,
-                room,
-                too_long: too_long.0,
-            };
             chat_ops::post(server, model, id, post, split)
         }
-        Operation::FramedUser {
-            call,
-            user_id,
-            username,
-            room,
-            too_long,
-            split,
-        } => {
+        Operation::FramedUser { call, join, split } => {
             let id = model.target(call, Some(Kind::JoinChatRoom));
-            chat_ops::join(
-                server,
-                model,
-                id,
-                (user_id, username, room),
-                too_long.0,
-                split,
-            )
+            chat_ops::join(server, model, id, join, split)
         }
         Operation::FramedHistoryRequest {
             call,
@@ -153,12 +108,12 @@ pub fn disconnect(server: &mut ChatServer, model: &mut Model, slot: usize) {
 /// A request on one of the connections that are up (none arrives on a
 /// connection that is not there), with a fresh call id: answered at once,
 /// with headers or with exactly the predicted refusal.
-fn open(server: &mut ChatServer, model: &mut Model, conn: u8, call: u8, choices: OpenChoices) {
+fn open(server: &mut ChatServer, model: &mut Model, conn: u8, call: u8, headers: Headers) {
     let up: Vec<ConnModel> = model.conns.iter().flatten().cloned().collect();
     let Some(c) = up.get(usize::from(conn) % up.len().max(1)).cloned() else {
         return;
     };
-    let req = open_request(model, c.id, choices);
+    let req = open_request(model, c.id, headers);
     let id = CallId(model.next_call);
     model.next_call += 1;
     model.slots[usize::from(call) % CALL_SLOTS] = Some(id);
