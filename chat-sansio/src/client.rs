@@ -1,8 +1,8 @@
 //! The client side of a call's response: response headers, messages,
 //! trailers and resets turned into messages and one final [`Status`].
 //!
-//! Spec: PROTOCOL-HTTP2.md "Responses"; http-grpc-status-mapping.md;
-//! GRPC-CONFORMANCE §7-§9.
+//! Spec: PROTOCOL-HTTP2.md "Responses" and "Errors";
+//! http-grpc-status-mapping.md.
 
 use bytes::Bytes;
 
@@ -39,7 +39,8 @@ impl ResponseReader {
             .is_some_and(is_grpc_content_type);
         if http_status != 200 || !grpc {
             // Use grpc-status if a gRPC server sent one; otherwise map the
-            // HTTP status (CS-1, CS-2).
+            // HTTP status (http-grpc-status-mapping.md; a 200 without
+            // grpc-status is UNKNOWN there too).
             if grpc {
                 if let Some(status) = status_from_trailers(headers) {
                     return Some(status);
@@ -98,7 +99,8 @@ fn missing_status() -> Status {
 }
 
 /// The status in a trailers block (or Trailers-Only headers), if it has a
-/// `grpc-status`. An unparsable value gives UNKNOWN (CS-4).
+/// `grpc-status`. An unparsable value gives UNKNOWN, as grpc-go does
+/// ("malformed grpc-status").
 pub fn status_from_trailers(fields: &Metadata) -> Option<Status> {
     let raw = fields.get("grpc-status")?;
     let message = fields

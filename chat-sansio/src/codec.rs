@@ -3,8 +3,9 @@
 //! `Length-Prefixed-Message → Compressed-Flag Message-Length Message`, where
 //! the flag is one byte (0 or 1) and the length a 4-byte big-endian unsigned
 //! integer (PROTOCOL-HTTP2.md "Length-Prefixed-Message"). DATA frame
-//! boundaries have no relation to message boundaries (F-1), so decoding is
-//! incremental: push chunks as they arrive, then pull whole messages.
+//! boundaries have no relation to message boundaries (PROTOCOL-HTTP2.md
+//! "Data Frames"), so decoding is incremental: push chunks as they arrive,
+//! then pull whole messages.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -23,17 +24,20 @@ pub struct Message {
 /// Why a message stream cannot be decoded. Each is the peer's fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecodeError {
-    /// The Compressed-Flag was neither 0 nor 1 (F-2).
+    /// The Compressed-Flag was neither 0 nor 1 (PROTOCOL-HTTP2.md
+    /// "Length-Prefixed-Message").
     InvalidFlag(u8),
     /// The announced length is over the limit; detected from the prefix,
-    /// before any of the body is buffered (Z-2).
+    /// before any of the body is buffered (statuscodes.md: RESOURCE_EXHAUSTED
+    /// for a message larger than the configured limit).
     TooLarge {
         /// The length the prefix announced.
         len: u32,
         /// The configured limit.
         max: usize,
     },
-    /// The stream ended in the middle of a message (F-4).
+    /// The stream ended in the middle of a message (INTERNAL, as in tonic's
+    /// codec/decode.rs).
     Truncated {
         /// Bytes of the unfinished message that had arrived.
         buffered: usize,
@@ -182,7 +186,7 @@ impl Decoder {
     }
 
     /// Call when the request stream has ended: an error if it ended inside
-    /// a message (F-4).
+    /// a message (see [`DecodeError::Truncated`]).
     pub fn finish(&self) -> Result<(), DecodeError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());

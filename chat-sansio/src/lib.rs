@@ -23,6 +23,8 @@ pub mod codec;
 pub mod idmap;
 pub mod limits;
 pub mod metadata;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod server;
 pub mod services;
 pub mod status;

@@ -4,7 +4,8 @@
 //! struct; the rest are fixed here.
 
 /// Default largest gRPC message we accept, in bytes (4 MiB, as grpc-go,
-/// C-core and tonic default to; GRPC-CONFORMANCE Z-1).
+/// C-core and tonic default to: grpc-go server.go
+/// `defaultServerMaxReceiveMessageSize`, tonic `DEFAULT_MAX_RECV_MESSAGE_SIZE`).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
 /// Length of the gRPC message prefix: a 1-byte compressed flag and a 4-byte
@@ -12,7 +13,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 pub const MESSAGE_HEADER_LEN: usize = 5;
 
 /// Longest `grpc-message` we put in trailers, in bytes before percent-encoding.
-/// Long trailers break peers with small header limits (GRPC-CONFORMANCE M-6, R-6).
+/// Long trailers break peers with small header limits (PROTOCOL-HTTP2.md
+/// suggests 8 KiB for a header list).
 pub const MAX_STATUS_MESSAGE_LEN: usize = 512;
 
 /// Most calls one connection may have open in the core at once. The h2
@@ -25,7 +27,7 @@ pub const MAX_CALLS_PER_CONNECTION: usize = 128;
 pub const MAX_CALLS: usize = 1 << 20;
 
 /// Most services the health service's `List` answers; with more it
-/// answers RESOURCE_EXHAUSTED (GRPC-CONFORMANCE HE-4).
+/// answers RESOURCE_EXHAUSTED (grpc-proto grpc/health/v1/health.proto, `List`).
 pub const MAX_HEALTH_LIST: usize = 100;
 
 /// Longest chat text accepted in one `ChatMessage`, in bytes.

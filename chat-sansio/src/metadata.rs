@@ -1,14 +1,15 @@
 //! Call metadata: the request headers a call arrived with, and the rules for
 //! ASCII and binary (`-bin`) values.
 //!
-//! Spec: PROTOCOL-HTTP2.md "Custom-Metadata"; GRPC-CONFORMANCE §3.
+//! Spec: PROTOCOL-HTTP2.md "Custom-Metadata", which every rule below cites.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
 use bytes::Bytes;
 
-/// Standard alphabet, unpadded output, padded or unpadded input (M-3).
+/// Standard alphabet, unpadded output, padded or unpadded input
+/// (PROTOCOL-HTTP2.md, on `-bin` values).
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new()
@@ -52,7 +53,7 @@ impl std::fmt::Display for MetadataError {
 impl std::error::Error for MetadataError {}
 
 /// An ordered list of header fields as they arrived (lower-case names, raw
-/// values). Duplicate keys keep their relative order (M-4).
+/// values). Duplicate keys keep their relative order (PROTOCOL-HTTP2.md).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     entries: Vec<(String, Bytes)>,
@@ -81,7 +82,7 @@ impl Metadata {
     }
 
     /// The first value for `key` if it is valid UTF-8, with surrounding
-    /// whitespace trimmed (M-2 allows stripping it).
+    /// whitespace trimmed (PROTOCOL-HTTP2.md allows stripping it).
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key)
             .and_then(|v| std::str::from_utf8(v).ok())
@@ -97,7 +98,7 @@ impl Metadata {
     }
 
     /// Every decoded binary value for a `-bin` key. Values joined with `,`
-    /// are split before decoding (M-4).
+    /// are split before decoding, as PROTOCOL-HTTP2.md asks.
     pub fn get_bin(&self, key: &str) -> Result<Vec<Vec<u8>>, MetadataError> {
         let mut out = Vec::new();
         for value in self.get_all(key) {
@@ -135,7 +136,8 @@ pub fn is_reserved(key: &str) -> bool {
     key.starts_with(':') || RESERVED.contains(&key)
 }
 
-/// Whether `key` is a valid metadata key: `1*(0-9 / a-z / "_" / "-" / ".")` (M-1).
+/// Whether `key` is a valid metadata key: `1*(0-9 / a-z / "_" / "-" / ".")`
+/// (PROTOCOL-HTTP2.md "Custom-Metadata").
 pub fn is_valid_key(key: &str) -> bool {
     !key.is_empty()
         && key
@@ -143,12 +145,14 @@ pub fn is_valid_key(key: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'_' | b'-' | b'.'))
 }
 
-/// Encodes a binary value for a `-bin` key: standard base64, unpadded (M-3).
+/// Encodes a binary value for a `-bin` key: standard base64, unpadded
+/// (PROTOCOL-HTTP2.md).
 pub fn encode_bin(value: &[u8]) -> String {
     BASE64.encode(value)
 }
 
-/// Decodes a `-bin` value; padded and unpadded input are both accepted (M-3),
+/// Decodes a `-bin` value; padded and unpadded input are both accepted
+/// (PROTOCOL-HTTP2.md),
 /// and surrounding whitespace is ignored.
 pub fn decode_bin(value: &[u8]) -> Result<Vec<u8>, MetadataError> {
     BASE64

@@ -50,7 +50,7 @@ pub enum Code {
 
 impl Code {
     /// The code for a numeric value; values above 16 map to `Unknown`
-    /// (GRPC-CONFORMANCE CS-4).
+    /// (as tonic's `Code::from_bytes` and grpc-go do).
     pub fn from_u32(value: u32) -> Code {
         use Code::*;
         const ALL: [Code; 17] = [
@@ -85,7 +85,8 @@ impl Code {
         Some(Code::from_u32(u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
-    /// The decimal form used in `grpc-status`, without leading zeros (R-5).
+    /// The decimal form used in `grpc-status`, without leading zeros
+    /// (PROTOCOL-HTTP2.md "Status").
     pub fn as_header_value(self) -> &'static str {
         const TEXT: [&str; 17] = [
             "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
@@ -119,7 +120,7 @@ impl Code {
     }
 
     /// The code a client reports for a response that carried no `grpc-status`,
-    /// from its HTTP status (http-grpc-status-mapping.md; CS-1).
+    /// from its HTTP status (http-grpc-status-mapping.md).
     pub fn from_http_status(http: u16) -> Code {
         match http {
             400 => Code::Internal,
@@ -195,12 +196,25 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
+/// UNIMPLEMENTED for a path no service here serves (statuscodes.md: "Method
+/// not found at server").
+pub fn unimplemented(path: &str) -> Status {
+    Status::new(Code::Unimplemented, format!("unknown method {path}"))
+}
+
+/// INTERNAL for a request message that is not valid protobuf of its type
+/// (statuscodes.md: "Error parsing request proto").
+pub fn malformed(what: &str, err: &prost::DecodeError) -> Status {
+    Status::new(Code::Internal, format!("malformed {what}: {err}"))
+}
+
 /// Percent-encodes a status message for `grpc-message`.
 ///
 /// Exactly the bytes outside `%x20-24 / %x26-7E` (space and visible ASCII
 /// except `%`) become `%XX` with upper-case hex, as PROTOCOL-HTTP2.md asks and
 /// grpc-go does; nothing more, because grpc-js and dart decode only partially
-/// (GRPC-CONFORMANCE R-6, pitfall 4).
+/// (grpc-js decodes with `decodeURI`, grpc-node `subchannel-call.ts`; dart
+/// does not decode at all, grpc/grpc-dotnet#218).
 pub fn percent_encode(message: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(message.len());
@@ -217,7 +231,8 @@ pub fn percent_encode(message: &str) -> String {
 }
 
 /// Decodes a `grpc-message` value leniently: invalid `%` sequences stay as
-/// they are and invalid UTF-8 is replaced, never rejected (R-6: "MUST NOT
+/// they are and invalid UTF-8 is replaced, never rejected (PROTOCOL-HTTP2.md
+/// "Status-Message": "MUST NOT
 /// error or throw away the message").
 pub fn percent_decode(value: &[u8]) -> String {
     fn hex(b: u8) -> Option<u8> {

@@ -27,6 +27,16 @@ impl Time {
         self.0
     }
 
+    /// Microseconds since the Unix epoch as an `i64`, saturating: the
+    /// signed form protobuf timestamps (`timestamp_us`) and databases use.
+    pub const fn as_micros_i64(self) -> i64 {
+        if self.0 > i64::MAX as u64 {
+            i64::MAX
+        } else {
+            self.0 as i64
+        }
+    }
+
     /// Milliseconds since the Unix epoch.
     pub const fn as_millis(self) -> u64 {
         self.0 / 1_000
@@ -45,5 +55,16 @@ impl Add<Duration> for Time {
     fn add(self, d: Duration) -> Time {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         Time(self.0.saturating_add(micros))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_micros_saturate() {
+        assert_eq!(Time::from_micros(7).as_micros_i64(), 7);
+        assert_eq!(Time::from_micros(u64::MAX).as_micros_i64(), i64::MAX);
     }
 }

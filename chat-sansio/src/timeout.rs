@@ -1,5 +1,5 @@
 //! The `grpc-timeout` header: `1*8DIGIT unit`, unit one of `H M S m u n`
-//! (PROTOCOL-HTTP2.md "Timeout"; GRPC-CONFORMANCE H-6).
+//! (PROTOCOL-HTTP2.md "Timeout").
 
 use std::time::Duration;
 

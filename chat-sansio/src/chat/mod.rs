@@ -32,6 +32,7 @@
 //! [`ChatEvent::Persist`] and are delivered only when the driver answers
 //! [`ChatInput::Durable`]; see the `post` module.
 
+mod events;
 mod history;
 mod identity;
 mod pages;
@@ -44,8 +45,12 @@ use crate::idmap::IdMap;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, HistoryPage, User};
+use chat_proto::{ChatMessage, User};
 
+/// The status helpers' old home; they are in [`crate::status`].
+#[doc(no_inline)]
+pub use crate::status::{malformed, unimplemented};
+pub use events::{ChatEvent, ChatInput};
 pub use history::History;
 pub use pages::{DEFAULT_PAGE, MAX_PAGE};
 use policy::{Identity, Policy};
@@ -85,91 +90,6 @@ impl Default for ChatConfig {
             durable: false,
         }
     }
-}
-
-/// What the chat tells its driver.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ChatEvent {
-    /// A message was delivered to its room (for logs).
-    Message {
-        /// The room.
-        room: String,
-        /// Its number in the room.
-        seq: u64,
-        /// The sender of record.
-        user_id: String,
-        /// The sender's name.
-        username: String,
-        /// The text.
-        text: String,
-        /// When the server accepted it.
-        at: Time,
-    },
-    /// Someone tried to log in: a JoinChatRoom request, or any call with
-    /// credentials that were refused. Record it.
-    Login {
-        /// The user id, as authenticated or claimed ("" if unknown).
-        user_id: String,
-        /// The room asked for ("" if none).
-        room: String,
-        /// The peer address of the connection, if known.
-        peer: Option<String>,
-        /// `Ok` if the user got in, else why not.
-        outcome: Result<(), Status>,
-        /// When.
-        at: Time,
-    },
-    /// Durable mode: store `message` durably, then answer
-    /// [`ChatInput::Durable`] with `epoch` and an `up_to` of at least `id`.
-    /// Requests must be made durable in `id` order.
-    Persist {
-        /// The store epoch the request belongs to.
-        epoch: u64,
-        /// Increasing number of the request.
-        id: u64,
-        /// The message as it will be delivered (room, number, time set).
-        message: ChatMessage,
-    },
-    /// Durable mode: read a page of `room`'s stored history (up to `limit`
-    /// messages numbered below `before_seq`, 0 meaning the latest) and
-    /// answer [`ChatInput::HistoryPage`] for `call`.
-    ReadHistory {
-        /// The History call to answer.
-        call: CallId,
-        /// The room.
-        room: String,
-        /// Messages numbered below this; 0 for the latest.
-        before_seq: u64,
-        /// At most this many.
-        limit: u32,
-    },
-}
-
-/// What the driver tells the chat.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ChatInput {
-    /// Every [`ChatEvent::Persist`] of `epoch` up to `up_to` is durable.
-    Durable {
-        /// The epoch of the requests.
-        epoch: u64,
-        /// The highest request id now durable.
-        up_to: u64,
-    },
-    /// Requests of `epoch` could not be stored; none of the pending ones
-    /// will be. Requests of later epochs must still be accepted.
-    StoreFailed {
-        /// The epoch of the failed requests.
-        epoch: u64,
-        /// Why, for the posters' statuses.
-        reason: String,
-    },
-    /// The answer to a [`ChatEvent::ReadHistory`].
-    HistoryPage {
-        /// The History call.
-        call: CallId,
-        /// The page, or why it could not be read.
-        page: Result<HistoryPage, String>,
-    },
 }
 
 /// A JoinChat stream.
@@ -419,25 +339,10 @@ impl Handler for Chat {
     }
 }
 
-/// UNIMPLEMENTED for a path no service here serves.
-pub fn unimplemented(path: &str) -> Status {
-    Status::new(Code::Unimplemented, format!("unknown method {path}"))
-}
-
-/// INTERNAL for a request message that is not valid protobuf of its type
-/// (statuscodes.md: "Error parsing request proto").
-pub fn malformed(what: &str, err: &prost::DecodeError) -> Status {
-    Status::new(Code::Internal, format!("malformed {what}: {err}"))
-}
-
 fn display(user: &User) -> &str {
     if user.username.is_empty() {
         &user.user_id
     } else {
         &user.username
     }
-}
-
-fn micros(t: Time) -> i64 {
-    i64::try_from(t.as_micros()).unwrap_or(i64::MAX)
 }

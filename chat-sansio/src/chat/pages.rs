@@ -6,10 +6,10 @@ use chat_proto::{HistoryPage, HistoryRequest};
 use prost::Message as _;
 
 use crate::server::{CallId, Outbox};
-use crate::status::{Code, Status};
+use crate::status::{malformed, Code, Status};
 
 use super::policy::Identity;
-use super::{malformed, Chat, ChatCall, ChatEvent, DEFAULT_ROOM};
+use super::{Chat, ChatCall, ChatEvent, DEFAULT_ROOM};
 
 /// Messages in a page when the request says 0.
 pub const DEFAULT_PAGE: u32 = 50;

@@ -17,11 +17,11 @@ use prost::Message as _;
 use crate::codec;
 use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES};
 use crate::server::{CallId, Outbox};
-use crate::status::{Code, Status};
+use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
 use super::identity;
-use super::{malformed, micros, Chat, ChatCall, ChatEvent};
+use super::{Chat, ChatCall, ChatEvent};
 
 /// A message accepted and waiting to be durable.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl Chat {
             message: msg.message,
             room_id,
             seq: room.next_seq(),
-            timestamp_us: micros(now),
+            timestamp_us: now.as_micros_i64(),
             presence: Presence::None as i32,
         };
         if !self.durable {

@@ -8,15 +8,13 @@ use prost::Message as _;
 use crate::codec;
 use crate::limits::MAX_ROOMS;
 use crate::server::{CallId, ConnId, Outbox};
-use crate::status::{Code, Status};
+use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
 use super::identity;
 use super::policy::Identity;
 use super::room::Room;
-use super::{
-    display, malformed, micros, Chat, ChatCall, ChatEvent, Session, StreamCall, DEFAULT_ROOM,
-};
+use super::{display, Chat, ChatCall, ChatEvent, Session, StreamCall, DEFAULT_ROOM};
 
 impl Chat {
     /// The room, created if there is space (the caller has checked that the
@@ -104,7 +102,7 @@ impl Chat {
             message: format!("{} {verb} {room}", display(user)),
             room_id: room.to_owned(),
             seq: 0,
-            timestamp_us: micros(now),
+            timestamp_us: now.as_micros_i64(),
             presence: presence as i32,
         };
         if let Ok(frame) = codec::encode(&notice) {

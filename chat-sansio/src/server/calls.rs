@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use crate::codec::Decoder;
 use crate::time::Time;
 
-use super::{CallId, ConnId, GroupId};
+use super::ids::{CallId, ConnId, GroupId};
 
 /// Protocol state of one open call.
 #[derive(Debug)]
@@ -25,7 +25,8 @@ pub(crate) struct Call {
     pub by: ServedBy,
 }
 
-/// Who serves a call.
+/// Who serves a call; decided once, at open, by
+/// [`Services::route`](super::dispatch::Services::route).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ServedBy {
     Handler,

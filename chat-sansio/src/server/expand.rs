@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 
 use crate::idmap::IdMap;
 
-use super::{CallId, GroupId, Output};
+use super::ids::{CallId, GroupId};
+use super::output::Output;
 
 /// Follows `Subscribe`/`Unsubscribe` and turns each `Multicast` into one
 /// `Message` per member, in the order the outputs define. Every other output

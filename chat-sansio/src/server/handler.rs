@@ -11,7 +11,8 @@ use crate::status::{Code, Status};
 use crate::time::Time;
 
 use super::calls::{Call, Calls};
-use super::{CallId, ConnId, GroupId, Output};
+use super::ids::{CallId, ConnId, GroupId};
+use super::output::Output;
 
 /// A call the server has accepted at the protocol level, offered to the
 /// handler.

@@ -1,6 +1,6 @@
 //! The standard health service, `grpc.health.v1.Health`, which the
 //! [`Server`](super::Server) answers itself for any handler (gRPC's
-//! doc/health-checking.md; GRPC-CONFORMANCE HE-1..HE-5):
+//! doc/health-checking.md and grpc-proto's grpc/health/v1/health.proto):
 //!
 //! - `Check` answers SERVING or NOT_SERVING for a known service name, the
 //!   empty name standing for the whole server, and NOT_FOUND for others;
@@ -24,9 +24,10 @@ use prost::Message as _;
 
 use crate::idmap::IdMap;
 use crate::limits::MAX_HEALTH_LIST;
-use crate::status::{Code, Status};
+use crate::status::{malformed, unimplemented, Code, Status};
 
-use super::{CallId, Outbox};
+use super::handler::Outbox;
+use super::ids::CallId;
 
 pub use chat_proto::health::health_check_response::ServingStatus;
 
@@ -85,12 +86,7 @@ impl Health {
             paths::CHECK => Method::Check,
             paths::LIST => Method::List,
             paths::WATCH => Method::Watch,
-            _ => {
-                return Err(Status::new(
-                    Code::Unimplemented,
-                    format!("unknown method {path}"),
-                ))
-            }
+            _ => return Err(unimplemented(path)),
         };
         let request = None;
         self.calls.insert(call, HealthCall { method, request });
@@ -113,10 +109,7 @@ impl Health {
         };
         let service = match service {
             Ok(s) => s,
-            Err(e) => {
-                let status = Status::new(Code::Internal, format!("malformed request: {e}"));
-                return self.finish(call, status, out);
-            }
+            Err(e) => return self.finish(call, malformed("request", &e), out),
         };
         if method == Method::Watch {
             out.send_message(call, &response(self.watched(&service)));

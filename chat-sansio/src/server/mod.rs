@@ -6,9 +6,12 @@
 //! writes: response headers, framed messages, trailers.
 
 mod calls;
+mod dispatch;
 mod expand;
 mod handler;
 mod health;
+mod ids;
+mod output;
 mod reflection;
 mod request;
 
@@ -19,103 +22,15 @@ use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS, MAX_CALLS_PER_CONNECTIO
 use crate::status::{Code, Status};
 use crate::time::Time;
 
-use calls::{Call, Calls, ServedBy};
+use calls::{Call, Calls};
+use dispatch::Services;
 pub use expand::Expand;
 pub use handler::{CloseReason, Handler, Outbox, Request};
 pub use health::ServingStatus;
-use health::{is_health_path, Health};
-use reflection::{is_reflection_path, Reflection};
+pub use ids::{CallId, ConnId, GroupId};
+pub use output::{Output, RESPONSE_HEADERS};
 use request::check;
 pub use request::{is_grpc_content_type, Rejection, RequestHead};
-
-/// Identifies a call for the whole life of a [`Server`]. Chosen by the
-/// driver; never reused.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CallId(pub u64);
-
-/// Identifies a connection (an HTTP/2 session). Chosen by the driver.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(pub u64);
-
-/// A multicast group (a chat room's readers, say). Chosen by the handler.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GroupId(pub u64);
-
-/// What the driver must do next. Outputs for one call must be carried out in
-/// the order they are returned.
-///
-/// A [`Multicast`](Output::Multicast) is a [`Message`](Output::Message) for
-/// every call subscribed to its group at that point of the sequence: a
-/// call's messages, direct and multicast, reach it in the order of the
-/// outputs. A driver that keeps no groups of its own passes the outputs
-/// through [`Expand`], which turns each multicast into those messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output<E> {
-    /// Send the response headers: `:status 200`, `content-type:
-    /// application/grpc` (see [`RESPONSE_HEADERS`]); not end of stream.
-    Headers {
-        /// The call.
-        call: CallId,
-    },
-    /// Send one framed message as DATA.
-    Message {
-        /// The call.
-        call: CallId,
-        /// A length-prefixed message, ready to write.
-        frame: bytes::Bytes,
-    },
-    /// Subscribe the call to a group (it leaves the one it was in, if any).
-    Subscribe {
-        /// The call.
-        call: CallId,
-        /// The group.
-        group: GroupId,
-    },
-    /// The call leaves its group. Every subscribed call that ends gets one,
-    /// before its `Trailers` or `TrailersOnly` (or alone, when the client
-    /// reset it or its connection closed).
-    Unsubscribe {
-        /// The call.
-        call: CallId,
-    },
-    /// Send one framed message to every call subscribed to `group` now.
-    Multicast {
-        /// The group.
-        group: GroupId,
-        /// A length-prefixed message, ready to write, the same for all.
-        frame: bytes::Bytes,
-    },
-    /// End the call with a trailers block (`grpc-status`, `grpc-message`)
-    /// with END_STREAM, after everything queued before it. The call is over
-    /// for the core; if the client is still sending, reset its side with
-    /// NO_ERROR (PROTOCOL-HTTP2.md "Early Server Closure").
-    Trailers {
-        /// The call.
-        call: CallId,
-        /// The final status.
-        status: Status,
-    },
-    /// End the call with a single HEADERS block with END_STREAM holding
-    /// `:status`, `content-type` and the status (Trailers-Only). Used when
-    /// nothing else was sent.
-    TrailersOnly {
-        /// The call.
-        call: CallId,
-        /// The HTTP status: 200, or 4xx when the request was not gRPC.
-        http_status: u16,
-        /// The final status.
-        status: Status,
-    },
-    /// An application event from the handler.
-    Event(E),
-}
-
-/// Header fields of every response-headers block and Trailers-Only response,
-/// after `:status`.
-pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
-    ("content-type", "application/grpc"),
-    ("grpc-accept-encoding", "identity"),
-];
 
 /// The status that ends a call whose client stopped reading (the
 /// slow-consumer policy): RESOURCE_EXHAUSTED.
@@ -214,13 +129,12 @@ impl Default for ServerConfig {
 /// UNAVAILABLE. The driver stops accepting connections, sends GOAWAY, and is
 /// done when [`open_calls`](Self::open_calls) is zero.
 pub struct Server<H: Handler> {
-    handler: H,
+    /// The handler and the built-in services.
+    services: Services<H>,
     calls: Calls,
     queue: VecDeque<Output<H::Event>>,
     config: ServerConfig,
     now: Time,
-    health: Option<Health>,
-    reflection: Option<Reflection>,
     /// When the grace period of a shutdown ends.
     closing: Option<Time>,
 }
@@ -233,29 +147,19 @@ impl<H: Handler> Server<H> {
 
     /// A server with `config`.
     pub fn with_config(config: ServerConfig, handler: H) -> Server<H> {
-        let health = config.health.then(|| Health::new(handler.services()));
-        let reflection = config.reflection.map(|set| {
-            let mut services = handler.services();
-            if health.is_some() {
-                services.push(chat_proto::health::paths::SERVICE.to_owned());
-            }
-            Reflection::new(set, services).unwrap_or_else(|e| panic!("{e}"))
-        });
         Server {
-            handler,
+            services: Services::new(handler, config.health, config.reflection),
             calls: Calls::default(),
             queue: VecDeque::new(),
             config,
             now: Time::ZERO,
-            health,
-            reflection,
             closing: None,
         }
     }
 
     /// The application handler.
     pub fn handler(&self) -> &H {
-        &self.handler
+        &self.services.handler
     }
 
     /// Number of open calls.
@@ -270,7 +174,7 @@ impl<H: Handler> Server<H> {
 
     /// A service's health status, if the health service knows it.
     pub fn health(&self, service: &str) -> Option<ServingStatus> {
-        self.health.as_ref()?.status(service)
+        self.services.health.as_ref()?.status(service)
     }
 
     /// Sets the health status of `service` (`""`: the whole server), adding
@@ -278,7 +182,7 @@ impl<H: Handler> Server<H> {
     /// off.
     pub fn set_health(&mut self, now: Time, service: &str, status: ServingStatus) {
         self.tick(now);
-        let Some(health) = &mut self.health else {
+        let Some(health) = &mut self.services.health else {
             return;
         };
         let mut out = Outbox {
@@ -299,7 +203,7 @@ impl<H: Handler> Server<H> {
             return;
         }
         self.closing = Some(now + grace);
-        if let Some(health) = &mut self.health {
+        if let Some(health) = &mut self.services.health {
             let mut out = Outbox {
                 calls: &mut self.calls,
                 queue: &mut self.queue,
@@ -324,8 +228,8 @@ impl<H: Handler> Server<H> {
         for (call, c) in orphans {
             self.closed(now, call, &c, CloseReason::Cancelled);
         }
-        let (handler, mut out) = self.split();
-        handler.disconnected(now, conn, &mut out);
+        let (services, mut out) = self.split();
+        services.handler.disconnected(now, conn, &mut out);
     }
 
     /// A request's headers arrived on `conn`, opening `call`.
@@ -352,7 +256,7 @@ impl<H: Handler> Server<H> {
             return self.reject(call, 200, status);
         }
         self.calls.connect(conn, None);
-        let by = self.served_by(&head.path);
+        let by = self.services.route(&head.path);
         self.calls.insert(
             call,
             Call {
@@ -365,18 +269,6 @@ impl<H: Handler> Server<H> {
                 by,
             },
         );
-        let opened = match by {
-            ServedBy::Handler => None,
-            ServedBy::Health => self.health.as_mut().map(|h| h.open(call, &head.path)),
-            ServedBy::Reflection => self.reflection.as_mut().map(|r| r.open(call, &head.path)),
-        };
-        if let Some(opened) = opened {
-            match opened {
-                Ok(()) => self.answer(call),
-                Err(status) => self.end(call, status),
-            }
-            return;
-        }
         let peer = self.calls.conn(conn).and_then(|c| c.peer.clone());
         let req = Request {
             call,
@@ -386,8 +278,8 @@ impl<H: Handler> Server<H> {
             metadata: &head.headers,
             deadline,
         };
-        let (handler, mut out) = self.split();
-        match handler.open(now, &req, &mut out) {
+        let (services, mut out) = self.split();
+        match services.open(by, now, &req, &mut out) {
             Ok(()) => self.answer(call),
             Err(status) => self.end(call, status),
         }
@@ -395,7 +287,8 @@ impl<H: Handler> Server<H> {
 
     /// Sends response headers of an accepted call at once, if nothing else
     /// did: long-lived streams show as answered to clients and proxies
-    /// before the first message (GRPC-CONFORMANCE R-8).
+    /// before the first message (Response-Headers first, PROTOCOL-HTTP2.md
+    /// "Responses").
     fn answer(&mut self, call: CallId) {
         if let Some(c) = self.calls.get_mut(call) {
             if !c.headers_sent {
@@ -430,19 +323,16 @@ impl<H: Handler> Server<H> {
                 Ok(None) => return,
                 Ok(Some(m)) if m.compressed => {
                     // No grpc-encoding was accepted, so a compressed message
-                    // is a protocol violation (F-2).
+                    // is a protocol violation: INTERNAL (doc/compression.md,
+                    // test case 6).
                     let status =
                         Status::new(Code::Internal, "compressed message without grpc-encoding");
                     return self.fail(now, call, status);
                 }
                 Ok(Some(m)) => {
                     let by = c.by;
-                    let (handler, mut out, health, reflection) = self.split_all();
-                    match (by, health, reflection) {
-                        (ServedBy::Health, Some(h), _) => h.message(call, m.payload, &mut out),
-                        (ServedBy::Reflection, _, Some(r)) => r.message(call, m.payload, &mut out),
-                        _ => handler.message(now, call, m.payload, &mut out),
-                    }
+                    let (services, mut out) = self.split();
+                    services.message(by, now, call, m.payload, &mut out);
                 }
                 Err(e) => return self.fail(now, call, e.to_status()),
             }
@@ -462,12 +352,8 @@ impl<H: Handler> Server<H> {
             return self.fail(now, call, e.to_status());
         }
         let by = c.by;
-        let (handler, mut out, health, reflection) = self.split_all();
-        match (by, health, reflection) {
-            (ServedBy::Health, Some(h), _) => h.half_close(call, &mut out),
-            (ServedBy::Reflection, _, Some(r)) => r.half_close(call, &mut out),
-            _ => handler.half_close(now, call, &mut out),
-        }
+        let (services, mut out) = self.split();
+        services.half_close(by, now, call, &mut out);
     }
 
     /// The client reset `call` (RST_STREAM), or the stream broke.
@@ -492,8 +378,8 @@ impl<H: Handler> Server<H> {
     /// An application input for the handler.
     pub fn handle_input(&mut self, now: Time, input: H::Input) {
         let now = self.tick(now);
-        let (handler, mut out) = self.split();
-        handler.input(now, input, &mut out);
+        let (services, mut out) = self.split();
+        services.handler.input(now, input, &mut out);
     }
 
     /// Time has passed: expire deadlines and run the handler's timers.
@@ -517,9 +403,14 @@ impl<H: Handler> Server<H> {
                 self.closed(now, call, &c, CloseReason::ShuttingDown);
             }
         }
-        if self.handler.poll_timeout().is_some_and(|t| t <= now) {
-            let (handler, mut out) = self.split();
-            handler.timeout(now, &mut out);
+        if self
+            .services
+            .handler
+            .poll_timeout()
+            .is_some_and(|t| t <= now)
+        {
+            let (services, mut out) = self.split();
+            services.handler.timeout(now, &mut out);
         }
     }
 
@@ -533,7 +424,7 @@ impl<H: Handler> Server<H> {
         let closing = self.closing.filter(|_| self.calls.len() > 0);
         [
             self.calls.next_deadline(),
-            self.handler.poll_timeout(),
+            self.services.handler.poll_timeout(),
             closing,
         ]
         .into_iter()
@@ -546,52 +437,23 @@ impl<H: Handler> Server<H> {
         self.now
     }
 
-    fn split(&mut self) -> (&mut H, Outbox<'_, H::Event>) {
-        let (handler, out, ..) = self.split_all();
-        (handler, out)
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn split_all(
-        &mut self,
-    ) -> (
-        &mut H,
-        Outbox<'_, H::Event>,
-        Option<&mut Health>,
-        Option<&mut Reflection>,
-    ) {
+    /// The handler and the built-in services, beside the outbox they answer
+    /// through.
+    fn split(&mut self) -> (&mut Services<H>, Outbox<'_, H::Event>) {
         (
-            &mut self.handler,
+            &mut self.services,
             Outbox {
                 calls: &mut self.calls,
                 queue: &mut self.queue,
             },
-            self.health.as_mut(),
-            self.reflection.as_mut(),
         )
-    }
-
-    /// Who serves a call to `path`: the server's own services, if on, take
-    /// their paths.
-    fn served_by(&self, path: &str) -> ServedBy {
-        if self.health.is_some() && is_health_path(path) {
-            ServedBy::Health
-        } else if self.reflection.is_some() && is_reflection_path(path) {
-            ServedBy::Reflection
-        } else {
-            ServedBy::Handler
-        }
     }
 
     /// Tells whoever served a call that has been taken out of the table
     /// that it ended.
     fn closed(&mut self, now: Time, call: CallId, c: &Call, reason: CloseReason) {
-        let (handler, mut out, health, reflection) = self.split_all();
-        match (c.by, health, reflection) {
-            (ServedBy::Health, Some(h), _) => h.closed(call),
-            (ServedBy::Reflection, _, Some(r)) => r.closed(call),
-            _ => handler.closed(now, call, reason, &mut out),
-        }
+        let (services, mut out) = self.split();
+        services.closed(c.by, now, call, reason, &mut out);
     }
 
     fn reject(&mut self, call: CallId, http_status: u16, status: Status) {

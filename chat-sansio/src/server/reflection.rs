@@ -1,6 +1,8 @@
 //! gRPC server reflection (`grpc.reflection.v1` and `v1alpha`, the same
 //! messages on two paths), which the [`Server`](super::Server) answers itself
-//! from an encoded `FileDescriptorSet` (GRPC-CONFORMANCE RF-1..RF-4), so
+//! from an encoded `FileDescriptorSet` (grpc/grpc
+//! src/proto/grpc/reflection/v1/reflection.proto and doc/server-reflection.md,
+//! answering as grpc-go's reflection/internal/internal.go does), so
 //! grpcurl, grpcui, Postman and the like work without the proto files:
 //!
 //! - `list_services`: the services the server runs, health and reflection
@@ -28,9 +30,10 @@ use prost::Message as _;
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 
 use crate::idmap::IdMap;
-use crate::status::{Code, Status};
+use crate::status::{malformed, unimplemented, Code, Status};
 
-use super::{CallId, Outbox};
+use super::handler::Outbox;
+use super::ids::CallId;
 
 /// One described file.
 #[derive(Debug)]
@@ -144,8 +147,7 @@ impl Reflection {
     /// A new reflection stream.
     pub fn open(&mut self, call: CallId, path: &str) -> Result<(), Status> {
         if path != paths::INFO && path != paths::INFO_V1ALPHA {
-            let status = Status::new(Code::Unimplemented, format!("unknown method {path}"));
-            return Err(status);
+            return Err(unimplemented(path));
         }
         self.streams.insert(call, HashSet::new());
         Ok(())
@@ -158,10 +160,7 @@ impl Reflection {
         }
         let req = match ServerReflectionRequest::decode(msg) {
             Ok(r) => r,
-            Err(e) => {
-                let status = Status::new(Code::Internal, format!("malformed request: {e}"));
-                return self.finish(call, status, out);
-            }
+            Err(e) => return self.finish(call, malformed("request", &e), out),
         };
         let Some(request) = req.message_request.clone() else {
             let status = Status::new(Code::InvalidArgument, "empty reflection request");

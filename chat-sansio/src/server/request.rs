@@ -1,6 +1,7 @@
 //! Checks on a request's headers before a call is accepted.
 //!
-//! Spec: PROTOCOL-HTTP2.md "Requests"; GRPC-CONFORMANCE §2.
+//! Spec: PROTOCOL-HTTP2.md "Requests"; the HTTP statuses of refusals are
+//! grpc-go's (internal/transport/http2_server.go).
 
 use std::time::Duration;
 
@@ -43,7 +44,8 @@ fn reject(http_status: u16, code: Code, message: impl Into<String>) -> Rejection
 }
 
 /// Whether a `content-type` names gRPC: `application/grpc`, optionally
-/// followed by `+subtype` or `;params` (H-5, as grpc-go and C-core accept).
+/// followed by `+subtype` or `;params` (PROTOCOL-HTTP2.md "Content-Type", as
+/// grpc-go's internal/grpcutil/method.go and C-core accept).
 pub fn is_grpc_content_type(value: &[u8]) -> bool {
     const BASE: &[u8] = b"application/grpc";
     value.len() >= BASE.len()
@@ -54,7 +56,7 @@ pub fn is_grpc_content_type(value: &[u8]) -> bool {
 /// Checks the HTTP/2-level and gRPC-level request headers.
 ///
 /// `te: trailers` is not required: grpc-go and grpc-js servers do not require
-/// it and proxies strip it (H-4).
+/// it and proxies strip it (grpc/grpc#36768, grpc/grpc#35841).
 pub(crate) fn check(head: &RequestHead) -> Result<Checked, Rejection> {
     if head.method != "POST" {
         return Err(reject(

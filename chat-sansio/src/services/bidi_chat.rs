@@ -7,9 +7,8 @@ use bytes::Bytes;
 use chat_proto::BidiChatMessage;
 use prost::Message as _;
 
-use crate::chat::{malformed, unimplemented};
 use crate::server::{CallId, CloseReason, Handler, Outbox, Request};
-use crate::status::Status;
+use crate::status::{malformed, unimplemented, Status};
 use crate::time::Time;
 
 /// Answers every message with the string `"name: message"` (a

@@ -7,9 +7,8 @@ use bytes::Bytes;
 use chat_proto::tutorial::{NumberRequest, NumberResponse, ACCUMULATE_NUMBERS};
 use prost::Message as _;
 
-use crate::chat::{malformed, unimplemented};
 use crate::server::{CallId, CloseReason, Handler, Outbox, Request};
-use crate::status::{Code, Status};
+use crate::status::{malformed, unimplemented, Code, Status};
 use crate::time::Time;
 
 /// Answers each number with the running sum of the call's numbers. A sum

@@ -7,9 +7,8 @@ use bytes::Bytes;
 use chat_proto::routeguide::{paths, Feature, Point, Rectangle, RouteNote, RouteSummary};
 use prost::Message as _;
 
-use crate::chat::{malformed, unimplemented};
 use crate::server::{CallId, CloseReason, Handler, Outbox, Request};
-use crate::status::{Code, Status};
+use crate::status::{malformed, unimplemented, Code, Status};
 use crate::time::Time;
 
 /// Notes kept per location; older ones are dropped.

@@ -1,0 +1,287 @@
+//! Applying one [`Operation`]: the driver's side of the `Server` contract,
+//! with the model's prediction for each. The chat's own operations are in
+//! `chat_ops`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::server::{CallId, ConnId};
+use crate::status::Code;
+
+use super::chat_ops;
+use super::drain::{check_state, drain, ignored};
+use super::open::{open_request, Expect};
+use super::ops::{Headers, Operation};
+use super::record::ChatServer;
+use super::state::{CallModel, ConnModel, Kind, Model, CALL_SLOTS, CONN_SLOTS};
+
+/// Applies `op` to the server and the model, checks its outputs, then the
+/// whole state.
+pub fn step(server: &mut ChatServer, model: &mut Model, op: Operation) {
+    match op {
+        Operation::Connect { conn, with_peer } => {
+            connect(server, model, usize::from(conn) % CONN_SLOTS, with_peer)
+        }
+        Operation::Disconnect { conn } => disconnect(server, model, usize::from(conn) % CONN_SLOTS),
+        Operation::Open {
+            conn,
+            call,
+            headers,
+        } => open(server, model, conn, call, headers),
+        Operation::Data { call, bytes } => data(server, model, call, &bytes.0),
+        Operation::FramedChatMessage { call, post, split } => {
+            let id = model.target(call, Some(Kind::JoinChat));
+            chat_ops::post(server, model, id, post, split)
+        }
+        Operation::FramedUser { call, join, split } => {
+            let id = model.target(call, Some(Kind::JoinChatRoom));
+            chat_ops::join(server, model, id, join, split)
+        }
+        Operation::FramedHistoryRequest {
+            call,
+            room,
+            before_seq,
+            limit,
+        } => {
+            let id = model.target(call, Some(Kind::History));
+            chat_ops::history(server, model, id, room, before_seq, limit)
+        }
+        Operation::End { call } => end(server, model, call),
+        Operation::Reset { call } => reset(server, model, call),
+        Operation::Stalled { call } => stalled(server, model, call),
+        Operation::Advance { millis } => model.now += u64::from(millis) * 1000,
+        Operation::Timeout { jump } => timeout(server, model, jump),
+        Operation::Shutdown { grace_millis } => shutdown(server, model, grace_millis),
+        Operation::StoreAck { count, stale } => chat_ops::ack(server, model, count, stale),
+        Operation::StoreFail { stale } => chat_ops::fail(server, model, stale),
+        Operation::StoreAnswerRead { index, ok } => chat_ops::answer_read(server, model, index, ok),
+    }
+    check_state(server, model);
+}
+
+/// A connection comes up in `slot`; a second connect for the same
+/// connection only updates its peer. It sends nothing.
+pub fn connect(server: &mut ChatServer, model: &mut Model, slot: usize, with_peer: bool) {
+    let id = match &model.conns[slot] {
+        Some(c) => c.id,
+        None => {
+            let id = ConnId(model.next_conn);
+            model.next_conn += 1;
+            id
+        }
+    };
+    let peer = with_peer.then(|| format!("192.0.2.{slot}:{}", 40000 + id.0));
+    server.handle_connect(model.now(), id, peer.clone());
+    let known = model.conns[slot].as_ref().and_then(|c| c.peer.clone());
+    let peer = peer.or(known);
+    model.conns[slot] = Some(ConnModel {
+        id,
+        peer: peer.clone(),
+    });
+    model.peers.insert(id, peer);
+    let d = drain(server, model, None);
+    assert_eq!(d.outputs, 0, "Connect sends nothing");
+}
+
+/// The connection in `slot` goes down: its calls are gone without a status,
+/// and its user leaves its room if no other connection keeps them there.
+pub fn disconnect(server: &mut ChatServer, model: &mut Model, slot: usize) {
+    let Some(c) = model.conns[slot].take() else {
+        return; // Nothing to disconnect.
+    };
+    for call in model.calls.values_mut() {
+        if call.conn == c.id && call.live() {
+            call.gone = true;
+        }
+    }
+    if let Some((user, room)) = model.sessions.remove(&c.id) {
+        if !model.present(&room).contains(&user) {
+            model.tell(&room, &user, false, &BTreeSet::new());
+        }
+    }
+    server.handle_disconnect(model.now(), c.id);
+    let d = drain(server, model, None);
+    assert!(d.ended.is_empty(), "Disconnect ends no call with a status");
+    assert_eq!(d.posts.len() + d.persists.len() + d.logins, 0);
+}
+
+/// A request on one of the connections that are up (none arrives on a
+/// connection that is not there), with a fresh call id: answered at once,
+/// with headers or with exactly the predicted refusal.
+fn open(server: &mut ChatServer, model: &mut Model, conn: u8, call: u8, headers: Headers) {
+    let up: Vec<ConnModel> = model.conns.iter().flatten().cloned().collect();
+    let Some(c) = up.get(usize::from(conn) % up.len().max(1)).cloned() else {
+        return;
+    };
+    let req = open_request(model, c.id, headers);
+    let id = CallId(model.next_call);
+    model.next_call += 1;
+    model.slots[usize::from(call) % CALL_SLOTS] = Some(id);
+    let mut m = match req.expect {
+        Expect::Accept {
+            kind,
+            who,
+            deadline,
+        } => CallModel::new(c.id, kind, Some(who), deadline),
+        Expect::Reject(_, code) => {
+            let mut m = CallModel::new(c.id, Kind::Rejected, None, None);
+            m.must_end = Some(code);
+            m
+        }
+    };
+    m.pinned = req.pinned;
+    model.calls.insert(id, m);
+    server.handle_open(model.now(), c.id, id, req.head);
+    let d = drain(server, model, Some(id));
+    match req.expect {
+        Expect::Accept { .. } => {
+            assert!(
+                d.headers.contains(&id),
+                "an accepted call gets Headers at once"
+            );
+            assert!(d.ended.is_empty(), "an accepted call ended at once");
+        }
+        Expect::Reject(http, code) => {
+            assert_eq!(d.trailers_only.get(&id), Some(&(http, code)), "the refusal");
+            assert_eq!(d.ended.len(), 1);
+        }
+    }
+    let refused: &[(String, Code)] = if req.unauthenticated {
+        &[(String::new(), Code::Unauthenticated)]
+    } else {
+        &[]
+    };
+    assert_eq!(d.refused, refused, "a refused credential is recorded");
+    assert_eq!(d.posts.len() + d.persists.len() + d.logins, 0);
+}
+
+/// Raw DATA: what the call makes of it is not predicted (the events it
+/// causes still are checked), but a call that is not listening ignores it.
+fn data(server: &mut ChatServer, model: &mut Model, call: u8, bytes: &[u8]) {
+    let id = model.target(call, None);
+    let listening = model.calls.get(&id).is_some_and(CallModel::listening);
+    if listening && !bytes.is_empty() {
+        model.call_mut(id).raw_data = true;
+    }
+    server.handle_data(model.now(), id, bytes);
+    let d = drain(server, model, Some(id));
+    if !listening || bytes.is_empty() {
+        ignored(&d, "Data");
+    }
+}
+
+/// What half-closing a call does, given what the chat knows.
+enum EndOutcome {
+    /// It ends with this code.
+    Ends(Code),
+    /// It stays open: a JoinChat stream until pending message `Some(id)` is
+    /// delivered, a History call until the store answers (`None`).
+    Stays(Option<u64>),
+}
+
+/// The client half-closes: JoinChatRoom ends OK; a JoinChat stream ends OK
+/// once everything accepted before is delivered; a History call that asked
+/// waits for the store, one that did not ends with INTERNAL. A call fed raw
+/// DATA may instead end with INTERNAL (a truncated message).
+fn end(server: &mut ChatServer, model: &mut Model, call: u8) {
+    let id = model.target(call, None);
+    let listening = model.calls.get(&id).is_some_and(CallModel::listening);
+    if !listening {
+        server.handle_end(model.now(), id);
+        return ignored(&drain(server, model, Some(id)), "End");
+    }
+    let c = model.call(id);
+    let outcome = match c.kind {
+        Kind::JoinChat => match model.pending.back() {
+            Some(p) => EndOutcome::Stays(Some(p.id)),
+            None => EndOutcome::Ends(Code::Ok),
+        },
+        Kind::JoinChatRoom => EndOutcome::Ends(Code::Ok),
+        Kind::History if c.asked => EndOutcome::Stays(None),
+        Kind::History => EndOutcome::Ends(Code::Internal),
+        Kind::Rejected => unreachable!("a rejected call is not listening"),
+    };
+    let raw = c.raw_data;
+    let c = model.call_mut(id);
+    c.half_closed = true;
+    if let (EndOutcome::Ends(code), false) = (&outcome, raw) {
+        c.must_end = Some(*code);
+    }
+    server.handle_end(model.now(), id);
+    let d = drain(server, model, Some(id));
+    assert!(d.ended.len() <= 1, "End ends at most its call");
+    match (outcome, d.ended.get(&id)) {
+        (EndOutcome::Ends(code), Some(got)) => assert!(
+            *got == code || (raw && *got == Code::Internal),
+            "End ended {id:?} with {got:?}, not {code:?}"
+        ),
+        (EndOutcome::Ends(code), None) => panic!("End should have ended {id:?} with {code:?}"),
+        (EndOutcome::Stays(_), Some(got)) => assert!(
+            raw && *got == Code::Internal,
+            "End ended {id:?} with {got:?}; it should wait"
+        ),
+        (EndOutcome::Stays(after), None) => model.call_mut(id).closing = after,
+    }
+}
+
+/// The client resets the call: it is gone, without a status.
+fn reset(server: &mut ChatServer, model: &mut Model, call: u8) {
+    let id = model.target(call, None);
+    if let Some(c) = model.calls.get_mut(&id) {
+        c.gone |= c.live();
+    }
+    server.handle_reset(model.now(), id);
+    let d = drain(server, model, None);
+    assert_eq!(d.outputs, 0, "Reset sends nothing (but leaving its group)");
+}
+
+/// The driver cannot deliver to the call: it ends with RESOURCE_EXHAUSTED.
+fn stalled(server: &mut ChatServer, model: &mut Model, call: u8) {
+    let id = model.target(call, None);
+    let live = model.is_live(id);
+    if live {
+        model.call_mut(id).must_end = Some(Code::ResourceExhausted);
+    }
+    server.handle_stalled(model.now(), id);
+    let d = drain(server, model, Some(id));
+    if !live {
+        ignored(&d, "Stalled");
+    }
+}
+
+/// `handle_timeout` ends exactly the calls past their deadline, with
+/// DEADLINE_EXCEEDED, and after a shutdown's grace period every other live
+/// call, with UNAVAILABLE.
+fn timeout(server: &mut ChatServer, model: &mut Model, jump: bool) {
+    if jump {
+        if let Some(t) = server.poll_timeout() {
+            model.now = model.now.max(t.as_micros());
+        }
+    }
+    let now = model.now();
+    let cut = model.closing.is_some_and(|at| at <= now);
+    for c in model.calls.values_mut().filter(|c| c.live()) {
+        if c.deadline.is_some_and(|d| d <= now) {
+            c.must_end = Some(Code::DeadlineExceeded);
+        } else if cut {
+            c.must_end = Some(Code::Unavailable);
+        }
+    }
+    server.handle_timeout(now);
+    drain(server, model, None);
+}
+
+/// `handle_shutdown`: nothing is sent at once (health is off); new requests
+/// are refused from now on, and live calls cut after the grace period.
+fn shutdown(server: &mut ChatServer, model: &mut Model, grace_millis: u16) {
+    let now = model.now();
+    let grace = Duration::from_millis(u64::from(grace_millis));
+    server.handle_shutdown(now, grace);
+    let d = drain(server, model, None);
+    assert_eq!(
+        d.outputs, 0,
+        "Shutdown sends nothing at once (health is off)"
+    );
+    assert!(server.is_shutting_down());
+    model.closing.get_or_insert(now + grace);
+}

@@ -1,0 +1,82 @@
+//! What the server asks its driver to do: [`Output`], and the header fields
+//! every response carries.
+
+use crate::status::Status;
+
+use super::ids::{CallId, GroupId};
+
+/// What the driver must do next. Outputs for one call must be carried out in
+/// the order they are returned.
+///
+/// A [`Multicast`](Output::Multicast) is a [`Message`](Output::Message) for
+/// every call subscribed to its group at that point of the sequence: a
+/// call's messages, direct and multicast, reach it in the order of the
+/// outputs. A driver that keeps no groups of its own passes the outputs
+/// through [`Expand`](crate::server::Expand), which turns each multicast into those messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output<E> {
+    /// Send the response headers: `:status 200`, `content-type:
+    /// application/grpc` (see [`RESPONSE_HEADERS`]); not end of stream.
+    Headers {
+        /// The call.
+        call: CallId,
+    },
+    /// Send one framed message as DATA.
+    Message {
+        /// The call.
+        call: CallId,
+        /// A length-prefixed message, ready to write.
+        frame: bytes::Bytes,
+    },
+    /// Subscribe the call to a group (it leaves the one it was in, if any).
+    Subscribe {
+        /// The call.
+        call: CallId,
+        /// The group.
+        group: GroupId,
+    },
+    /// The call leaves its group. Every subscribed call that ends gets one,
+    /// before its `Trailers` or `TrailersOnly` (or alone, when the client
+    /// reset it or its connection closed).
+    Unsubscribe {
+        /// The call.
+        call: CallId,
+    },
+    /// Send one framed message to every call subscribed to `group` now.
+    Multicast {
+        /// The group.
+        group: GroupId,
+        /// A length-prefixed message, ready to write, the same for all.
+        frame: bytes::Bytes,
+    },
+    /// End the call with a trailers block (`grpc-status`, `grpc-message`)
+    /// with END_STREAM, after everything queued before it. The call is over
+    /// for the core; if the client is still sending, reset its side with
+    /// NO_ERROR (PROTOCOL-HTTP2.md "Early Server Closure").
+    Trailers {
+        /// The call.
+        call: CallId,
+        /// The final status.
+        status: Status,
+    },
+    /// End the call with a single HEADERS block with END_STREAM holding
+    /// `:status`, `content-type` and the status (Trailers-Only). Used when
+    /// nothing else was sent.
+    TrailersOnly {
+        /// The call.
+        call: CallId,
+        /// The HTTP status: 200, or 4xx when the request was not gRPC.
+        http_status: u16,
+        /// The final status.
+        status: Status,
+    },
+    /// An application event from the handler.
+    Event(E),
+}
+
+/// Header fields of every response-headers block and Trailers-Only response,
+/// after `:status`.
+pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
+    ("content-type", "application/grpc"),
+    ("grpc-accept-encoding", "identity"),
+];
