@@ -87,6 +87,11 @@ impl Client {
         self.open.len()
     }
 
+    /// What an open call has brought so far.
+    pub fn outcome(&self, stream: u32) -> Option<&Outcome> {
+        self.open.get(&stream)
+    }
+
     /// Whether the connection is gone (GOAWAY or closed).
     pub fn dead(&self) -> bool {
         self.goaway.is_some() || self.closed.is_some()

@@ -19,7 +19,10 @@ mod hpack;
 mod rig;
 mod rss;
 
+mod backlog;
 mod floods;
+mod hoard;
+mod poster;
 
 use std::time::Duration;
 

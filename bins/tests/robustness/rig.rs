@@ -110,7 +110,22 @@ impl Rig {
         let bystander = Bystander::start(self.addr(), &room);
         // A first round trip before the attack starts.
         std::thread::sleep(Duration::from_millis(300));
+        let cpu = || {
+            let server = rss::cpu_secs(self.server.pid()).unwrap_or_default();
+            (
+                server,
+                rss::cpu_secs(std::process::id()).unwrap_or_default(),
+            )
+        };
+        let (t0, (server0, ours0)) = (Instant::now(), cpu());
         let result = attack(self.addr());
+        let (server1, ours1) = cpu();
+        self.note(format!(
+            "attack: {:.1} s; CPU used meanwhile: server {:.1} s, this test process (attackers, bystander) {:.1} s",
+            t0.elapsed().as_secs_f64(),
+            server1 - server0,
+            ours1 - ours0
+        ));
         let report = bystander.stop();
         self.check_bystander(&report);
         (result, report)
