@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::frames::{self, Conn, Read};
+use crate::rig::{Options, Rig};
 
 /// What a flood is made of.
 #[derive(Clone, Copy, Debug)]
@@ -24,14 +25,24 @@ pub enum Kind {
     Settings,
     /// PING, each to be answered (§6.7).
     Ping,
+    /// "Rapid reset" (CVE-2023-44487): HEADERS opening a call, then
+    /// RST_STREAM CANCEL at once (§6.2, §6.4), on stream after stream.
+    RapidReset,
 }
 
 impl Kind {
-    /// A buffer of whole frames, written round and round.
-    fn chunk(self) -> Vec<u8> {
+    /// The next buffer of whole frames to write; `next` is the next
+    /// stream id to open.
+    fn chunk(self, addr: SocketAddr, next: &mut u32) -> Vec<u8> {
         let mut out = Vec::new();
+        let block = frames::request(addr, chat_proto::health::paths::CHECK, &[]);
         while out.len() < 64 * 1024 {
             match self {
+                Kind::RapidReset => {
+                    frames::headers(&mut out, *next, &block, false);
+                    frames::rst_stream(&mut out, *next, 0x8);
+                    *next += 2;
+                }
                 Kind::WindowUpdate => frames::window_update(&mut out, 0, 1),
                 Kind::Priority => frames::priority(&mut out, 1),
                 Kind::Unknown => frames::frame(&mut out, 0x20, 0, 0, b"junk"),
@@ -78,7 +89,6 @@ pub fn run(
 
 /// One flooder, until `end`.
 fn flooder(addr: SocketAddr, kind: Kind, persistent: bool, end: Instant) -> Vec<ConnOutcome> {
-    let chunk = kind.chunk();
     let mut outcomes = Vec::new();
     while Instant::now() < end {
         let Ok(mut conn) = Conn::connect(addr, &[]) else {
@@ -91,14 +101,19 @@ fn flooder(addr: SocketAddr, kind: Kind, persistent: bool, end: Instant) -> Vec<
             let seen = seen.clone();
             thread::spawn(move || watch(reader, opened, end + Duration::from_secs(2), seen))
         });
-        // Whole frames are kept in order across partial writes: the cursor
-        // goes round the chunk.
+        // Whole frames are kept in order across partial writes: the next
+        // chunk starts once this one is written.
+        let mut stream = 1;
+        let mut chunk = kind.chunk(addr, &mut stream);
         let (mut at, mut sent) = (0, 0);
         while Instant::now() < end && seen.lock().unwrap().closed.is_none() {
             match conn.send_some(&chunk[at..], Duration::from_millis(50)) {
                 Ok(n) => {
                     sent += n;
-                    at = (at + n) % chunk.len();
+                    at += n;
+                    if at == chunk.len() {
+                        (at, chunk) = (0, kind.chunk(addr, &mut stream));
+                    }
                 }
                 Err(_) => break,
             }
@@ -206,4 +221,66 @@ pub fn summary(outcomes: &[ConnOutcome]) -> String {
         calm,
         [times.first(), times.get(times.len() / 2), times.last()]
     )
+}
+
+/// How long each flood lasts.
+const FLOOD: Duration = Duration::from_secs(3);
+/// A flooding connection must get GOAWAY within this.
+const CALM_WITHIN: Duration = Duration::from_secs(1);
+
+fn flood(name: &'static str, kind: Kind, connections: usize, persistent: bool) {
+    let mut rig = Rig::start(name, Options::default());
+    let (outcomes, report) = rig.attack(|addr| run(addr, kind, connections, persistent, FLOOD));
+    rig.note(summary(&outcomes));
+    for finding in findings(&outcomes, CALM_WITHIN).into_iter().take(5) {
+        rig.fail(finding);
+    }
+    rig.check_history(&report);
+    rig.finish();
+}
+
+#[test]
+fn window_update_flood() {
+    flood("window_update_flood", Kind::WindowUpdate, 1, false);
+}
+
+#[test]
+fn priority_flood() {
+    flood("priority_flood", Kind::Priority, 1, false);
+}
+
+#[test]
+fn unknown_frame_flood() {
+    flood("unknown_frame_flood", Kind::Unknown, 1, false);
+}
+
+#[test]
+fn window_update_flood_on_two_connections() {
+    flood("window_update_flood_x2", Kind::WindowUpdate, 2, false);
+}
+
+/// The same, connecting again each time the connection is cut.
+#[test]
+fn window_update_flood_reconnecting() {
+    flood(
+        "window_update_flood_reconnecting",
+        Kind::WindowUpdate,
+        1,
+        true,
+    );
+}
+
+#[test]
+fn settings_flood() {
+    flood("settings_flood", Kind::Settings, 1, false);
+}
+
+#[test]
+fn rapid_reset_flood() {
+    flood("rapid_reset_flood", Kind::RapidReset, 1, false);
+}
+
+#[test]
+fn ping_flood() {
+    flood("ping_flood", Kind::Ping, 1, false);
 }
