@@ -107,31 +107,44 @@ fn megabyte_metadata(addr: SocketAddr) -> Case {
     (what, "no answer within 5 s".into(), false)
 }
 
+/// A directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A config with user `alice` (token `alice-token`) and every room open
-/// to guests, and the flags to use it.
-fn config() -> Options {
+/// to guests, and the flags to use it; the config lives as long as the
+/// guard.
+fn config() -> (Options, Scratch) {
     let exe = env!("CARGO_BIN_EXE_chat-server");
     let out = std::process::Command::new(exe)
         .args(["hash-token", "alice-token"])
         .output()
         .expect("chat-server hash-token");
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let path = crate::common::fresh_dir("robust-config").join("chat.toml");
+    let dir = Scratch(crate::common::fresh_dir("robust-config"));
+    let path = dir.0.join("chat.toml");
     let toml = format!(
         "[[user]]\nid = \"alice\"\nname = \"Alice\"\ntoken_sha256 = \"{hash}\"\n\n\
          [[room]]\nid = \"*\"\nreaders = [\"*\"]\nposters = [\"*\"]\nguests = \"post\"\n"
     );
     std::fs::write(&path, toml).expect("write the config");
-    Options {
+    let options = Options {
         extra: vec!["--config".into(), path.display().to_string()],
         ..Options::default()
-    }
+    };
+    (options, dir)
 }
 
 /// Guest ids confusable with the configured `alice`: PERMISSION_DENIED.
 #[test]
 fn lookalike_guest_ids() {
-    let mut rig = Rig::start("lookalike_guest_ids", config());
+    let (options, _config) = config();
+    let mut rig = Rig::start("lookalike_guest_ids", options);
     let (cases, report) = rig.attack(|addr| {
         let Ok(ch) = block(client::connect(addr)) else {
             return vec![("connect".into(), "failed".into(), false)];
@@ -174,7 +187,8 @@ fn invisible_and_bidi_ids() {
         "bob\n",
         "bob\x1b[31m",
     ];
-    let mut rig = Rig::start("invisible_and_bidi_ids", config());
+    let (options, _config) = config();
+    let mut rig = Rig::start("invisible_and_bidi_ids", options);
     let (cases, report) = rig.attack(|addr| {
         let Ok(ch) = block(client::connect(addr)) else {
             return vec![("connect".into(), "failed".into(), false)];
@@ -212,7 +226,8 @@ fn invisible_and_bidi_ids() {
 /// Composed and decomposed `café` are one room (NFC).
 #[test]
 fn room_ids_are_nfc_normalized() {
-    let mut rig = Rig::start("room_ids_nfc", config());
+    let (options, _config) = config();
+    let mut rig = Rig::start("room_ids_nfc", options);
     let (result, report) = rig.attack(|addr| {
         let a = block(client::connect(addr))?;
         block(join_room(&a, "guest-a", "caf\u{e9}"))?;
