@@ -139,7 +139,8 @@ impl Channel {
     pub async fn call(&self, path: &str, options: CallOptions) -> Result<Call, Status> {
         let mut req = Request::builder()
             .method(Method::POST)
-            // Absolute URI so h2 sends :scheme and :authority (T-5).
+            // Absolute URI so h2 sends :scheme and :authority (C-core
+            // servers refuse requests without them: `http_server_filter.cc`).
             .uri(format!("{}://{}{}", self.scheme, self.authority, path));
         if let Some(t) = options.timeout {
             req = req.header("grpc-timeout", encode_timeout(t));
@@ -154,7 +155,8 @@ impl Channel {
         let req = req
             .body(())
             .map_err(|e| Status::new(Code::Internal, format!("bad request metadata: {e}")))?;
-        // Wait for a stream slot: respects MAX_CONCURRENT_STREAMS (T-6).
+        // Wait for a stream slot: respects MAX_CONCURRENT_STREAMS (RFC 9113
+        // §5.1.2; h2 `src/client.rs`: never send before `ready`).
         let mut send_request = self
             .send_request
             .clone()
@@ -168,7 +170,7 @@ impl Channel {
         let stream = Arc::new(Mutex::new(stream));
         if let Some(deadline) = deadline {
             // Cancel on the wire when the deadline passes, whether or not
-            // anyone is reading or sending (D-2). Holds only a weak
+            // anyone is reading or sending (PROTOCOL-HTTP2.md, "Timeout"). Holds only a weak
             // reference, so a finished call is not kept alive.
             let weak = Arc::downgrade(&stream);
             smol::spawn(cancel_at(deadline, weak)).detach();
@@ -217,7 +219,7 @@ fn deadline_exceeded() -> Status {
 
 /// Whether an error from `send_data` means only that this side may no
 /// longer send: h2 reports a stream the server has already ended (trailers,
-/// then RST_STREAM NO_ERROR, HC-3) or a second half-close as a user error,
+/// then RST_STREAM NO_ERROR: PROTOCOL-HTTP2.md, "Early Server Closure") or a second half-close as a user error,
 /// which is neither a reset, a GOAWAY nor an I/O failure.
 fn sending_has_ended(e: &h2::Error) -> bool {
     !(e.is_reset() || e.is_go_away() || e.is_io())
@@ -297,7 +299,7 @@ impl CallSender {
     }
 
     /// Half-closes: the server will get no more messages (an empty DATA
-    /// frame with END_STREAM, HC-1).
+    /// frame with END_STREAM, as PROTOCOL-HTTP2.md requires).
     ///
     /// Closing a call the server has already ended, or closing twice, is
     /// not an error: there is nothing left to close, and the call's outcome
@@ -311,7 +313,7 @@ impl CallSender {
         }
     }
 
-    /// Cancels the call (RST_STREAM CANCEL, X-1).
+    /// Cancels the call (RST_STREAM CANCEL; PROTOCOL-HTTP2.md, "Errors").
     pub fn cancel(&mut self) {
         lock(&self.stream).send_reset(h2::Reason::CANCEL);
     }
@@ -376,7 +378,8 @@ impl CallReceiver {
                     )
                     .await;
                     if !stepped || (Instant::now() >= deadline && self.ended_by_reset()) {
-                        // Generated locally, never from trailers (D-2); a
+                        // Generated locally, never from trailers (PROTOCOL-HTTP2.md,
+                        // "Timeout"); a
                         // CANCELLED after the deadline is reported as
                         // DEADLINE_EXCEEDED too.
                         self.status = None;

@@ -16,14 +16,15 @@ pub(crate) fn to_metadata(headers: &HeaderMap) -> Metadata {
     md
 }
 
-/// Response headers for an accepted call: no `grpc-status` here.
+/// Response headers for an accepted call (PROTOCOL-HTTP2.md,
+/// "Response-Headers"): no `grpc-status` here.
 pub(crate) fn response_headers() -> Response<()> {
     let mut resp = Response::new(());
     add_static(resp.headers_mut(), RESPONSE_HEADERS);
     resp
 }
 
-/// A Trailers-Only response: `:status`, content-type and the status
+/// A Trailers-Only response (PROTOCOL-HTTP2.md, "Trailers-Only"): `:status`, content-type and the status
 /// in one END_STREAM block.
 pub(crate) fn trailers_only(http_status: u16, status: &Status) -> Response<()> {
     let mut resp = Response::new(());
@@ -33,7 +34,7 @@ pub(crate) fn trailers_only(http_status: u16, status: &Status) -> Response<()> {
     resp
 }
 
-/// The trailers block ending a call: `grpc-status` always, even for OK.
+/// The trailers block ending a call (PROTOCOL-HTTP2.md, "Trailers"): `grpc-status` always, even for OK.
 pub(crate) fn trailers(status: &Status) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(2);
     add_status(&mut map, status);

@@ -2,7 +2,7 @@
 //! provider, for the server ([`crate::Server::serve_tls`]) and the client
 //! ([`crate::Channel::connect_tls`]).
 //!
-//! Both sides offer and expect ALPN `h2` (GRPC-CONFORMANCE T-3): grpc-go
+//! Both sides offer and expect ALPN `h2` (RFC 9113 §3.2, and grpc-go `credentials/tls.go`): grpc-go
 //! clients refuse a TLS server that negotiates nothing, and rustls refuses
 //! a client that offers ALPN without `h2`. A client that offers no ALPN at
 //! all is served HTTP/2 anyway (prior knowledge, as over plain TCP).

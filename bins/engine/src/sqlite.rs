@@ -147,7 +147,13 @@ impl SqliteStore {
                     Ok(()) => "ok".to_owned(),
                     Err(status) => status.to_string(),
                 };
-                login.execute(params![micros(l.at), l.user_id, l.room, l.peer, outcome])?;
+                login.execute(params![
+                    l.at.as_micros_i64(),
+                    l.user_id,
+                    l.room,
+                    l.peer,
+                    outcome
+                ])?;
             }
         }
         tx.commit()
@@ -160,7 +166,9 @@ impl SqliteStore {
             params![keep],
         )?;
         if let Some(age) = self.retention.max_age {
-            let cutoff = micros(now).saturating_sub(age.as_micros().min(i64::MAX as u128) as i64);
+            let cutoff = now
+                .as_micros_i64()
+                .saturating_sub(age.as_micros().min(i64::MAX as u128) as i64);
             self.db
                 .execute("DELETE FROM messages WHERE ts_us < ?1", params![cutoff])?;
             self.db
@@ -244,10 +252,6 @@ impl Backend for SqliteStore {
             source,
         })
     }
-}
-
-fn micros(t: Time) -> i64 {
-    i64::try_from(t.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
 /// Settings of the h2 server transport.
 ///
 /// The h2 crate's own defaults are unsafe or unsuited for gRPC
-/// (GRPC-CONFORMANCE T-4): no stream limit, a 16 MiB header list, 64 KiB
+/// (h2 `src/server.rs`, `src/codec/framed_read.rs`): no stream limit, a 16 MiB header list, 64 KiB
 /// windows. Every one of them is set here.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -79,7 +79,7 @@ pub struct ServerConfig {
     /// grpc's own default, 2 hours, is far too long for chat: a member
     /// whose network vanished would stay "in the room" that long. One
     /// minute is under the idle timeouts of common NATs and load balancers
-    /// (AWS 60 s is the shortest, GRPC-CONFORMANCE K-4), and costs an idle
+    /// (AWS 60 s is the shortest, per gRFC A8), and costs an idle
     /// connection 17 bytes each way a minute.
     pub keepalive_time: Option<Duration>,
     /// How long a pinged peer has to answer (A9 `KEEPALIVE_TIMEOUT`, 20 s

@@ -299,8 +299,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                         }
                     }
                 }
-                smol::spawn(async move { while let Ok(Some(_)) = rx.message::<ChatMessage>().await {} })
-                    .detach();
+                smol::spawn(
+                    async move { while let Ok(Some(_)) = rx.message::<ChatMessage>().await {} },
+                )
+                .detach();
                 (channel, tx)
             }));
             continue;

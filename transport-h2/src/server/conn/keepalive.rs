@@ -1,4 +1,4 @@
-//! Server-side keepalive (GRPC-CONFORMANCE K-4, gRFC A9 `KEEPALIVE_TIME`):
+//! Server-side keepalive (gRFC A9 `KEEPALIVE_TIME`; PROTOCOL-HTTP2.md, "Ping"):
 //! a connection that has brought nothing for a while gets a PING, and one
 //! whose peer does not answer in time is taken for dead and closed, so its
 //! calls end and its users leave their rooms.

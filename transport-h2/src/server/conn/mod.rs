@@ -270,7 +270,8 @@ where
                     let _ = send.send_trailers(headers::trailers(&status));
                 }
                 // Dropping the request body now makes h2 reset the client's
-                // side with NO_ERROR if it is still sending (HC-3).
+                // side with NO_ERROR if it is still sending (PROTOCOL-HTTP2.md, "Early
+                // Server Closure").
             }
             // The shard keeps the groups; these never reach a connection.
             ToConn::Subscribe(..) | ToConn::Unsubscribe(_) => {}
