@@ -33,6 +33,18 @@ pub const MAX_HEALTH_LIST: usize = 100;
 /// Longest chat text accepted in one `ChatMessage`, in bytes.
 pub const MAX_CHAT_TEXT_LEN: usize = 16 * 1024;
 
+/// Most bytes of messages in one History page or one `ChatRoom.history`.
+/// A page is one gRPC message, and grpcio, grpc-go and grpc-js refuse
+/// messages over 4 MiB by default; 1 MiB leaves room for the envelope and
+/// keeps what one call holds small. A page that stops short of its count
+/// says `more = true`, and the client pages on.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Longest room id, in bytes (after NFC normalization). A room id is a
+/// name people read and type; 128 bytes is 32 to 128 characters, and keeps
+/// every copy of it (each stored and delivered message carries one) small.
+pub const MAX_ROOM_ID_LEN: usize = 128;
+
 /// Longest user id or user name, in bytes.
 pub const MAX_USER_FIELD_LEN: usize = 256;
 

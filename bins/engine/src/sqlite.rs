@@ -6,6 +6,7 @@ mod error;
 use std::path::{Path, PathBuf};
 
 use chat_proto::{ChatMessage, HistoryPage, User};
+use chat_sansio::chat::PageBuilder;
 use chat_sansio::Time;
 use rusqlite::{params, Connection, OpenFlags};
 
@@ -210,27 +211,45 @@ impl Backend for SqliteStore {
                  WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
             )
             .map_err(|e| self.read(e))?;
-        let messages: rusqlite::Result<Vec<ChatMessage>> = stmt
-            .query_map(params![room, before, i64::from(limit) + 1], |r| {
-                Ok(ChatMessage {
+        // Rows come newest first and are read only as long as the page
+        // has room (count and bytes): a page is all one call holds.
+        let mut page = PageBuilder::new(limit as usize);
+        let mut rows = stmt
+            .query(params![room, before, i64::from(limit) + 1])
+            .map_err(|e| self.read(e))?;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(self.read(e)),
+            };
+            let message = (|| {
+                Ok::<_, rusqlite::Error>(ChatMessage {
                     user: Some(User {
-                        user_id: r.get(1)?,
-                        username: r.get(2)?,
+                        user_id: row.get(1)?,
+                        username: row.get(2)?,
                         room_id: String::new(),
                     }),
-                    message: r.get(3)?,
+                    message: row.get(3)?,
                     room_id: room.to_owned(),
-                    seq: r.get::<_, i64>(0)? as u64,
-                    timestamp_us: r.get(4)?,
+                    seq: row.get::<_, i64>(0)? as u64,
+                    timestamp_us: row.get(4)?,
                     presence: 0,
                 })
-            })
-            .and_then(|rows| rows.collect());
-        let mut messages = messages.map_err(|e| self.read(e))?;
-        // One more than asked tells whether older ones exist.
-        let more = messages.len() > limit as usize;
-        messages.truncate(limit as usize);
-        messages.reverse();
+            })();
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    drop(rows);
+                    return Err(self.read(e));
+                }
+            };
+            if !page.push(message) {
+                break;
+            }
+        }
+        drop(rows);
+        let (messages, more) = page.finish();
         Ok(HistoryPage {
             room_id: room.to_owned(),
             messages,

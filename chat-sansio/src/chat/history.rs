@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 
 use chat_proto::ChatMessage;
 
+use super::pages::PageBuilder;
+
 /// The most recent messages of one room, oldest first, at most `capacity`.
 #[derive(Debug, Clone)]
 pub struct History {
@@ -38,18 +40,21 @@ impl History {
     }
 
     /// Up to `limit` messages numbered below `before` (0: no bound), oldest
-    /// first, and whether older ones are kept too.
+    /// first, within [`MAX_PAGE_BYTES`](crate::limits::MAX_PAGE_BYTES), and
+    /// whether older ones are kept too.
     pub fn page(&self, before: u64, limit: usize) -> (Vec<ChatMessage>, bool) {
-        let older: Vec<&ChatMessage> = self
+        let mut page = PageBuilder::new(limit);
+        for m in self
             .messages
             .iter()
+            .rev()
             .filter(|m| before == 0 || m.seq < before)
-            .collect();
-        let skip = older.len().saturating_sub(limit);
-        (
-            older[skip..].iter().map(|m| (*m).clone()).collect(),
-            skip > 0,
-        )
+        {
+            if !page.push(m.clone()) {
+                break;
+            }
+        }
+        page.finish()
     }
 
     /// Number of messages kept.

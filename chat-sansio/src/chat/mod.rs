@@ -35,6 +35,7 @@
 mod events;
 mod history;
 mod identity;
+pub mod names;
 mod pages;
 pub mod policy;
 mod post;
@@ -52,7 +53,7 @@ use chat_proto::{ChatMessage, User};
 pub use crate::status::{malformed, unimplemented};
 pub use events::{ChatEvent, ChatInput};
 pub use history::History;
-pub use pages::{DEFAULT_PAGE, MAX_PAGE};
+pub use pages::{PageBuilder, DEFAULT_PAGE, MAX_PAGE};
 use policy::{Identity, Policy};
 use post::Pending;
 use room::Room;
@@ -232,12 +233,12 @@ impl Handler for Chat {
         };
         match req.path {
             chat_proto::paths::JOIN_CHAT => {
-                let pinned = req
-                    .metadata
-                    .get_str(ROOM_METADATA)
-                    .filter(|r| !r.is_empty());
-                let room = match pinned {
-                    Some(r) => r.to_owned(),
+                let pinned = match req.metadata.get_str(ROOM_METADATA) {
+                    Some(r) if !r.is_empty() => Some(self.policy.room_name(r)?),
+                    _ => None,
+                };
+                let room = match &pinned {
+                    Some(r) => r.clone(),
                     None => self
                         .sessions
                         .get(&req.conn)

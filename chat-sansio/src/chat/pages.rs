@@ -2,14 +2,60 @@
 //! mode (through [`ChatEvent::ReadHistory`]), from memory otherwise.
 
 use bytes::Bytes;
-use chat_proto::{HistoryPage, HistoryRequest};
+use chat_proto::{ChatMessage, HistoryPage, HistoryRequest};
 use prost::Message as _;
 
+use crate::limits::MAX_PAGE_BYTES;
 use crate::server::{CallId, Outbox};
 use crate::status::{malformed, Code, Status};
 
 use super::policy::Identity;
-use super::{Chat, ChatCall, ChatEvent, DEFAULT_ROOM};
+use super::{Chat, ChatCall, ChatEvent};
+
+/// Collects a page of history from the newest message down, within a
+/// count and [`MAX_PAGE_BYTES`]: what every source of pages (memory, a
+/// store) uses, so pages end the same way wherever they come from.
+#[derive(Debug)]
+pub struct PageBuilder {
+    limit: usize,
+    bytes: usize,
+    newest_first: Vec<ChatMessage>,
+    more: bool,
+}
+
+impl PageBuilder {
+    /// A page of at most `limit` messages.
+    pub fn new(limit: usize) -> PageBuilder {
+        PageBuilder {
+            limit,
+            bytes: 0,
+            newest_first: Vec::new(),
+            more: false,
+        }
+    }
+
+    /// Offers the next older message; false once the page is full (the
+    /// caller stops reading; `more` is then set).
+    pub fn push(&mut self, m: ChatMessage) -> bool {
+        // A repeated field costs its length, its tag and its length prefix.
+        let size = m.encoded_len() + 8;
+        let full_count = self.newest_first.len() >= self.limit;
+        let full_bytes = !self.newest_first.is_empty() && self.bytes + size > MAX_PAGE_BYTES;
+        if full_count || full_bytes {
+            self.more = true;
+            return false;
+        }
+        self.bytes += size;
+        self.newest_first.push(m);
+        true
+    }
+
+    /// The page, oldest first, and whether older messages exist.
+    pub fn finish(mut self) -> (Vec<ChatMessage>, bool) {
+        self.newest_first.reverse();
+        (self.newest_first, self.more)
+    }
+}
 
 /// Messages in a page when the request says 0.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -32,11 +78,7 @@ impl Chat {
             return Err(Status::new(Code::Internal, "more than one request message"));
         }
         let req = HistoryRequest::decode(bytes).map_err(|e| malformed("HistoryRequest", &e))?;
-        let room = if req.room_id.is_empty() {
-            DEFAULT_ROOM.to_owned()
-        } else {
-            req.room_id
-        };
+        let room = self.policy.room_name(&req.room_id)?;
         self.policy.check_read(who, &room)?;
         let limit = match req.limit {
             0 => DEFAULT_PAGE,
@@ -87,5 +129,60 @@ impl Chat {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64, len: usize) -> ChatMessage {
+        ChatMessage {
+            seq,
+            message: "x".repeat(len),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pages_stop_at_their_count_or_their_bytes() {
+        // By count: three of five, newest, oldest first; older ones exist.
+        let mut p = PageBuilder::new(3);
+        for seq in (1..=5).rev() {
+            if !p.push(msg(seq, 10)) {
+                break;
+            }
+        }
+        let (page, more) = p.finish();
+        assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert!(more);
+        // Exactly the count: nothing more.
+        let mut p = PageBuilder::new(2);
+        assert!(p.push(msg(2, 10)) && p.push(msg(1, 10)));
+        assert!(!p.finish().1);
+        // By bytes: 1,000 messages of 16 KiB make a page of under 1 MiB.
+        let mut p = PageBuilder::new(MAX_PAGE as usize);
+        let mut offered = 0;
+        for seq in (1..=1000).rev() {
+            offered += 1;
+            if !p.push(msg(seq, 16 * 1024)) {
+                break;
+            }
+        }
+        let (page, more) = p.finish();
+        let bytes: usize = page.iter().map(|m| m.encoded_len() + 8).sum();
+        assert!(
+            more && bytes <= MAX_PAGE_BYTES && page.len() >= 60,
+            "{}",
+            page.len()
+        );
+        assert_eq!(
+            offered,
+            page.len() + 1,
+            "reading stops at the first that does not fit"
+        );
+        // One message always fits, however large.
+        let mut p = PageBuilder::new(10);
+        assert!(p.push(msg(1, 2 * MAX_PAGE_BYTES)));
     }
 }

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::status::{Code, Status};
 
+use super::names::{self, Kind};
+
 /// Who a call acts as.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {
@@ -125,7 +127,8 @@ pub enum PolicyError {
     DuplicateToken(String),
     /// Two rules for the same room.
     DuplicateRoom(String),
-    /// A user or room id that is empty or too long.
+    /// A user or room id that is empty, too long, not in NFC, or has
+    /// characters ids may not have (see the `names` rule).
     BadId(String),
 }
 
@@ -140,7 +143,10 @@ impl fmt::Display for PolicyError {
                 write!(f, "user {u:?} has the same token as another user")
             }
             PolicyError::DuplicateRoom(r) => write!(f, "room {r:?} is listed twice"),
-            PolicyError::BadId(id) => write!(f, "id {id:?} is empty or longer than 256 bytes"),
+            PolicyError::BadId(id) => write!(
+                f,
+                "id {id:?} is empty, too long, not in NFC, or has control, invisible or bidirectional characters"
+            ),
         }
     }
 }
@@ -155,6 +161,11 @@ pub struct Policy {
     rooms: HashMap<String, RoomRule>,
     /// The rule for rooms not listed; `None` means only listed rooms exist.
     other_rooms: Option<RoomRule>,
+    /// Skeletons ([`names::skeleton`]) of configured user ids and names,
+    /// with the user they belong to: guests may not take a look-alike.
+    user_lookalikes: HashMap<String, String>,
+    /// Skeletons of configured room ids, with the room.
+    room_lookalikes: HashMap<String, String>,
 }
 
 impl Default for Policy {
@@ -166,6 +177,8 @@ impl Default for Policy {
             tokens: HashMap::new(),
             rooms: HashMap::new(),
             other_rooms: Some(RoomRule::open()),
+            user_lookalikes: HashMap::new(),
+            room_lookalikes: HashMap::new(),
         }
     }
 }
@@ -188,11 +201,13 @@ fn parse_hash(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn check_id(id: &str) -> Result<(), PolicyError> {
-    if id.is_empty() || id.len() > crate::limits::MAX_USER_FIELD_LEN {
-        return Err(PolicyError::BadId(id.to_owned()));
+/// A configured id must follow the rule for names ([`names`]) as given:
+/// already in NFC, so that what a client sends matches it.
+fn check_id(kind: Kind, id: &str) -> Result<(), PolicyError> {
+    match names::check(kind, id) {
+        Ok(nfc) if !id.is_empty() && nfc == id => Ok(()),
+        _ => Err(PolicyError::BadId(id.to_owned())),
     }
-    Ok(())
 }
 
 impl Policy {
@@ -204,6 +219,8 @@ impl Policy {
             tokens: HashMap::new(),
             rooms: HashMap::new(),
             other_rooms: None,
+            user_lookalikes: HashMap::new(),
+            room_lookalikes: HashMap::new(),
         }
     }
 
@@ -214,7 +231,7 @@ impl Policy {
         name: &str,
         token_sha256: &str,
     ) -> Result<(), PolicyError> {
-        check_id(id)?;
+        check_id(Kind::User, id)?;
         let hash =
             parse_hash(token_sha256).ok_or_else(|| PolicyError::BadTokenHash(id.to_owned()))?;
         if self.accounts.contains_key(id) {
@@ -224,6 +241,12 @@ impl Policy {
             return Err(PolicyError::DuplicateToken(id.to_owned()));
         }
         self.tokens.insert(hash, id.to_owned());
+        for s in [id, name] {
+            if !s.is_empty() {
+                self.user_lookalikes
+                    .insert(names::skeleton(s), id.to_owned());
+            }
+        }
         self.accounts.insert(
             id.to_owned(),
             Account {
@@ -236,7 +259,6 @@ impl Policy {
     /// Sets the rule of room `id`; `"*"` sets the rule for every room not
     /// listed (without one, only listed rooms exist).
     pub fn add_room(&mut self, id: &str, rule: RoomRule) -> Result<(), PolicyError> {
-        check_id(id)?;
         if id == "*" {
             if self.other_rooms.is_some() {
                 return Err(PolicyError::DuplicateRoom(id.to_owned()));
@@ -244,10 +266,44 @@ impl Policy {
             self.other_rooms = Some(rule);
             return Ok(());
         }
+        check_id(Kind::Room, id)?;
         if self.rooms.insert(id.to_owned(), rule).is_some() {
             return Err(PolicyError::DuplicateRoom(id.to_owned()));
         }
+        self.room_lookalikes
+            .insert(names::skeleton(id), id.to_owned());
         Ok(())
+    }
+
+    /// The configured user whose id or name `s` looks like (see
+    /// [`names::skeleton`]), if any.
+    pub fn user_lookalike(&self, s: &str) -> Option<&str> {
+        if self.user_lookalikes.is_empty() || s.is_empty() {
+            return None;
+        }
+        self.user_lookalikes
+            .get(&names::skeleton(s))
+            .map(String::as_str)
+    }
+
+    /// The room a client means by `raw`: `room1` for an empty id, else the
+    /// id checked and normalized ([`names::check`]). An id that looks like
+    /// a configured room without being it is refused with
+    /// INVALID_ARGUMENT, so nobody can open "ѕtaff" beside "staff".
+    pub fn room_name(&self, raw: &str) -> Result<String, Status> {
+        if raw.is_empty() {
+            return Ok(super::DEFAULT_ROOM.to_owned());
+        }
+        let room = names::check(Kind::Room, raw)?;
+        if !self.room_lookalikes.is_empty() && !self.rooms.contains_key(&room) {
+            if let Some(real) = self.room_lookalikes.get(&names::skeleton(&room)) {
+                return Err(Status::new(
+                    Code::InvalidArgument,
+                    format!("room id {room:?} looks like the room {real:?}"),
+                ));
+            }
+        }
+        Ok(room)
     }
 
     /// The identity a call's `authorization` value grants: guest without

@@ -15,12 +15,12 @@ use chat_proto::{ChatMessage, Presence};
 use prost::Message as _;
 
 use crate::codec;
-use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES};
+use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_ROOM_ID_LEN};
 use crate::server::{CallId, Outbox};
 use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
-use super::identity;
+use super::{identity, names};
 use super::{Chat, ChatCall, ChatEvent};
 
 /// A message accepted and waiting to be durable.
@@ -46,12 +46,13 @@ impl Chat {
         };
         let claimed = msg.user.clone().unwrap_or_default();
         let sender = identity::sender(&self.policy, &stream.who, &claimed)?;
-        if !msg.room_id.is_empty() && msg.room_id != stream.room {
+        if !msg.room_id.is_empty() && self.policy.room_name(&msg.room_id)? != stream.room {
             return Err(Status::new(
                 Code::InvalidArgument,
                 format!(
                     "message for room {:?} on a stream in room {:?}",
-                    msg.room_id, stream.room
+                    names::clip(&msg.room_id, MAX_ROOM_ID_LEN),
+                    stream.room
                 ),
             ));
         }

@@ -6,15 +6,15 @@ use chat_proto::{ChatMessage, ChatRoom, Presence, User};
 use prost::Message as _;
 
 use crate::codec;
-use crate::limits::MAX_ROOMS;
+use crate::limits::{MAX_ROOMS, MAX_ROOM_ID_LEN, MAX_USER_FIELD_LEN};
 use crate::server::{CallId, ConnId, Outbox};
 use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
-use super::identity;
 use super::policy::Identity;
 use super::room::Room;
-use super::{display, Chat, ChatCall, ChatEvent, Session, StreamCall, DEFAULT_ROOM};
+use super::{display, Chat, ChatCall, ChatEvent, Session, StreamCall};
+use super::{identity, names};
 
 impl Chat {
     /// The room, created if there is space (the caller has checked that the
@@ -120,10 +120,12 @@ impl Chat {
         out: &mut Outbox<'_, ChatEvent>,
     ) -> Result<ChatRoom, Status> {
         let claimed = User::decode(bytes).map_err(|e| malformed("User", &e))?;
-        let room_id = if claimed.room_id.is_empty() {
-            DEFAULT_ROOM.to_owned()
-        } else {
-            claimed.room_id.clone()
+        let named = self.policy.room_name(&claimed.room_id);
+        // What the record names: the room as asked for, clipped if it is
+        // not a valid id (a record never holds more than an id's worth).
+        let room_id = match &named {
+            Ok(room) => room.clone(),
+            Err(_) => names::clip(&claimed.room_id, MAX_ROOM_ID_LEN).to_owned(),
         };
         let peer = out.peer_of(conn).map(str::to_owned);
         let record =
@@ -136,7 +138,8 @@ impl Chat {
                     at: now,
                 });
             };
-        let user = match identity::sender(&self.policy, who, &claimed)
+        let user = match named
+            .and_then(|_| identity::sender(&self.policy, who, &claimed))
             .and_then(|u| self.policy.check_read(who, &room_id).map(|()| u))
             .and_then(|u| self.room_mut(&room_id).map(|_| u))
         {
@@ -144,7 +147,7 @@ impl Chat {
             Err(status) => {
                 let id = match who {
                     Identity::User(id) => id.as_str(),
-                    Identity::Guest => claimed.user_id.as_str(),
+                    Identity::Guest => names::clip(&claimed.user_id, MAX_USER_FIELD_LEN),
                 };
                 record(id, Err(status.clone()), out);
                 return Err(status);
@@ -188,7 +191,7 @@ impl Chat {
         Ok(ChatRoom {
             room_id: room.id().to_owned(),
             users: room.users(),
-            history: room.history.last(history_on_join).cloned().collect(),
+            history: room.history.page(0, history_on_join).0,
         })
     }
 

@@ -5,7 +5,7 @@
 use chat_proto::{ChatMessage, HistoryRequest, User};
 use prost::Message as _;
 
-use crate::chat::{ChatInput, DEFAULT_ROOM};
+use crate::chat::ChatInput;
 use crate::codec::encode_raw;
 use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_USER_FIELD_LEN};
 use crate::server::CallId;
@@ -14,10 +14,14 @@ use crate::status::Code;
 use super::drain::{drain, ignored};
 use super::ops::{Join, Name, Post, RoomName};
 use super::record::{ChatServer, Drained};
-use super::state::{account_name, is_registered, page_size, Kind, Model, Who};
+use super::state::{
+    account_name, is_lookalike, is_registered, page_size, room_name, Kind, Model, Who,
+};
+use crate::chat::names::{self, Kind as NameKind};
 
 /// Claimed names that collide: users with and without accounts, guests.
-const FEW: [&str; 6] = ["u0", "u1", "u2", "u3", "g0", "g1"];
+/// `U1` and `user 2` look like configured users (guests may not take them).
+const FEW: [&str; 8] = ["u0", "u1", "u2", "u3", "g0", "g1", "U1", "user 2"];
 
 impl Name {
     fn resolve(self, who: Option<Who>) -> String {
@@ -35,17 +39,20 @@ impl Name {
 /// else is PERMISSION_DENIED); a guest is who it claims, but not a
 /// registered id (PERMISSION_DENIED), and not nobody (INVALID_ARGUMENT).
 fn sender(who: Who, claimed: &User) -> Result<User, Code> {
-    if claimed.user_id.len() > MAX_USER_FIELD_LEN || claimed.username.len() > MAX_USER_FIELD_LEN {
-        return Err(Code::InvalidArgument);
-    }
+    let check = |kind, s: &str| names::check(kind, s).map_err(|_| Code::InvalidArgument);
+    let claimed_id = check(NameKind::User, &claimed.user_id)?;
+    let claimed_name = check(NameKind::Name, &claimed.username)?;
     let (user_id, username) = match who {
-        Who::User(u) if claimed.user_id.is_empty() || claimed.user_id == who.id() => {
+        Who::User(u) if claimed_id.is_empty() || claimed_id == who.id() => {
             (who.id(), account_name(u))
         }
         Who::User(_) => return Err(Code::PermissionDenied),
-        Who::Guest(_) if claimed.user_id.is_empty() => return Err(Code::InvalidArgument),
-        Who::Guest(_) if is_registered(&claimed.user_id) => return Err(Code::PermissionDenied),
-        Who::Guest(_) => (claimed.user_id.clone(), claimed.username.clone()),
+        Who::Guest(_) if claimed_id.is_empty() => return Err(Code::InvalidArgument),
+        Who::Guest(_) if is_registered(&claimed_id) => return Err(Code::PermissionDenied),
+        Who::Guest(_) if is_lookalike(&claimed_id) || is_lookalike(&claimed_name) => {
+            return Err(Code::PermissionDenied)
+        }
+        Who::Guest(_) => (claimed_id, claimed_name),
     };
     Ok(User {
         user_id,
@@ -105,7 +112,7 @@ pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, 
     let expect = who.map(|who| {
         let room = model.room_of(model.call(id));
         let sender = sender(who, &msg.user.clone().unwrap_or_default())?;
-        if !msg.room_id.is_empty() && msg.room_id != room {
+        if !msg.room_id.is_empty() && room_name(&msg.room_id)? != room {
             return Err(Code::InvalidArgument);
         }
         if msg.message.len() > MAX_CHAT_TEXT_LEN {
@@ -163,11 +170,10 @@ pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, 
         username: join.username.resolve(caller),
         room_id: join.room.map(RoomName::into_string).unwrap_or_default(),
     };
-    let room = match user.room_id.as_str() {
-        "" => DEFAULT_ROOM.to_owned(),
-        r => r.to_owned(),
-    };
+    let named = room_name(&user.room_id);
+    let room = named.clone().unwrap_or_default();
     let expect = who.map(|who| {
+        named?;
         let sender = sender(who, &user)?;
         model.rules.check_read(who, &room)?;
         Ok(sender)
@@ -192,7 +198,7 @@ pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, 
         (Some(Err(code)), Some(who)) => {
             let claimed = match who {
                 Who::User(_) => who.id(),
-                Who::Guest(_) => user.user_id,
+                Who::Guest(_) => names::clip(&user.user_id, MAX_USER_FIELD_LEN).to_owned(),
             };
             assert_eq!(d.logins, 0);
             assert_eq!(d.refused, [(claimed, code)], "a refused join is recorded");
@@ -220,14 +226,13 @@ pub fn history(
         before_seq: u64::from(before_seq),
         limit: u32::from(limit),
     };
-    let room = match req.room_id.as_str() {
-        "" => DEFAULT_ROOM.to_owned(),
-        r => r.to_owned(),
-    };
+    let named = room_name(&req.room_id);
+    let room = named.clone().unwrap_or_default();
     let expect = who.map(|who| {
         if model.call(id).asked {
             return Err(Code::Internal);
         }
+        named?;
         model.rules.check_read(who, &room)
     });
     match expect {

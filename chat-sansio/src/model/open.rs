@@ -14,13 +14,20 @@ use super::ops::{
     ContentTypeChoice, Credential, GrpcVariant, Headers, NotGrpc, OddQuirk, OddTimeout, OtherPath,
     PathChoice, Quirk, RoomName, TimeoutChoice,
 };
-use super::state::{token, Kind, Model, Who, ROOMS};
+use super::state::{room_name, token, Kind, Model, Who, ROOMS};
+
+/// Room ids that test the names rule: a look-alike of a listed room
+/// (refused), and one room typed composed and decomposed (one room).
+const ODD_ROOMS: [&str; 3] = ["R1", "caf\u{e9}", "cafe\u{301}"];
 
 impl RoomName {
     /// The room id.
     pub fn into_string(self) -> String {
         match self {
-            RoomName::Few(n) => ROOMS[usize::from(n) % ROOMS.len()].to_owned(),
+            RoomName::Few(n) => {
+                let all: Vec<&str> = ROOMS.iter().chain(&ODD_ROOMS).copied().collect();
+                all[usize::from(n) % all.len()].to_owned()
+            }
             RoomName::Raw(s) => s.0,
         }
     }
@@ -143,8 +150,12 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
     if let Some(r) = &room {
         headers.push(name(ROOM_METADATA, "Chat-Room"), r.clone());
     }
-    // Metadata::get_str trims; an empty value pins nothing.
-    let pinned = room.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    // Metadata::get_str trims; an empty value pins nothing; the rest must
+    // be a valid room id (INVALID_ARGUMENT), taken in NFC.
+    let pinned = room
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .map(|r| room_name(&r));
     headers.push("user-agent", "chat-model");
     let method = if matches!(quirk, Quirk::Odd(OddQuirk::MethodGet)) {
         "GET"
@@ -171,11 +182,11 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
     } else {
         match who {
             Err(()) => Expect::Reject(200, Code::Unauthenticated),
-            Ok(who) => chat_open(model, conn, &path, who, pinned.as_deref(), deadline),
+            Ok(who) => chat_open(model, conn, &path, who, pinned.as_ref(), deadline),
         }
     };
     let unauthenticated = expect == Expect::Reject(200, Code::Unauthenticated);
-    let pinned = pinned.filter(|_| {
+    let pinned = pinned.and_then(Result::ok).filter(|_| {
         matches!(
             expect,
             Expect::Accept {
@@ -204,7 +215,7 @@ fn chat_open(
     conn: ConnId,
     path: &str,
     who: Who,
-    pinned: Option<&str>,
+    pinned: Option<&Result<String, Code>>,
     deadline: Option<Time>,
 ) -> Expect {
     let kind = match path {
@@ -214,7 +225,11 @@ fn chat_open(
         _ => return Expect::Reject(200, Code::Unimplemented),
     };
     if kind == Kind::JoinChat {
-        let room = pinned.map_or_else(|| model.session_room(conn), str::to_owned);
+        let room = match pinned {
+            Some(Err(code)) => return Expect::Reject(200, *code),
+            Some(Ok(room)) => room.clone(),
+            None => model.session_room(conn),
+        };
         if let Err(code) = model.rules.check_read(who, &room) {
             return Expect::Reject(200, code);
         }

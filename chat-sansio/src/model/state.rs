@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chat_proto::{ChatMessage, HistoryPage};
 
+use crate::chat::names::{self, Kind as NameKind};
 use crate::chat::policy::{hash_token, GuestAccess, Policy, RoomRule, Users};
 use crate::chat::{ChatConfig, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
 use crate::limits::{DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN};
@@ -54,6 +55,35 @@ pub fn token(u: u8) -> String {
 /// The configured name of user `u`, which the chat delivers.
 pub fn account_name(u: u8) -> String {
     format!("User {u}")
+}
+
+/// The room a client means by `raw`, as the chat decides: `room1` for
+/// nothing, else the id under the names rule (`crate::chat::names`, tested
+/// on its own and used here as the oracle for what is valid and its NFC
+/// form), and not a look-alike of a listed room (INVALID_ARGUMENT).
+pub fn room_name(raw: &str) -> Result<String, Code> {
+    if raw.is_empty() {
+        return Ok(crate::chat::DEFAULT_ROOM.to_owned());
+    }
+    let room = names::check(NameKind::Room, raw).map_err(|_| Code::InvalidArgument)?;
+    let lookalike = ROOMS
+        .iter()
+        .any(|r| *r != room && names::skeleton(r) == names::skeleton(&room));
+    if lookalike {
+        return Err(Code::InvalidArgument);
+    }
+    Ok(room)
+}
+
+/// Whether a guest's claimed id or name is, or looks like, a configured
+/// user's id or name.
+pub fn is_lookalike(claim: &str) -> bool {
+    !claim.is_empty()
+        && (0..USERS).any(|u| {
+            [Who::User(u).id(), account_name(u)]
+                .iter()
+                .any(|own| names::skeleton(own) == names::skeleton(claim))
+        })
 }
 
 /// Whether `id` belongs to a configured account.
