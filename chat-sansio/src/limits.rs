@@ -8,6 +8,14 @@
 /// `defaultServerMaxReceiveMessageSize`, tonic `DEFAULT_MAX_RECV_MESSAGE_SIZE`).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
+/// Default most bytes of partial request messages one connection's calls
+/// hold at once: two messages of the largest size being received.
+pub const DEFAULT_MAX_DECODING_PER_CONN: usize = 2 * DEFAULT_MAX_MESSAGE_SIZE;
+
+/// Default most bytes of partial request messages held for all
+/// connections together: 32 uploads of the largest size at once.
+pub const DEFAULT_MAX_DECODING: usize = 32 * DEFAULT_MAX_MESSAGE_SIZE;
+
 /// Length of the gRPC message prefix: a 1-byte compressed flag and a 4-byte
 /// big-endian length (PROTOCOL-HTTP2.md "Length-Prefixed-Message").
 pub const MESSAGE_HEADER_LEN: usize = 5;
@@ -59,6 +67,22 @@ pub const DEFAULT_HISTORY_ON_JOIN: usize = 50;
 /// are refused with RESOURCE_EXHAUSTED. (A room that had messages is kept:
 /// its numbering must go on.)
 pub const MAX_ROOMS: usize = 1024;
+
+/// Durable mode: when one connection has this many messages waiting for
+/// the store, the chat asks the driver to stop reading from it
+/// (`Output::Pause`) until it is down to [`RESUME_POSTS_AT`]. The store
+/// commits in batches of everything waiting, so a poster with 10,000 in
+/// the queue would make everyone else's message wait behind them; 256 is a
+/// few milliseconds of commits.
+pub const PAUSE_POSTS_AT: usize = 256;
+
+/// See [`PAUSE_POSTS_AT`].
+pub const RESUME_POSTS_AT: usize = 64;
+
+/// Durable mode: most messages of one connection waiting for the store;
+/// past it (a driver that does not pause, or what was in flight when it
+/// did), its posts are refused with RESOURCE_EXHAUSTED.
+pub const MAX_PENDING_PER_CONN: usize = 4096;
 
 /// Durable mode: most messages accepted but not yet durable. Past it, posts
 /// are refused with RESOURCE_EXHAUSTED until the store catches up, so a

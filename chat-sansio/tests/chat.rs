@@ -134,3 +134,55 @@ fn invalid_messages_get_clear_statuses() {
     assert!(h.log(listener).messages.is_empty());
     assert!(received_events(&h).is_empty());
 }
+
+/// Durable mode: a connection with many messages waiting for the store is
+/// asked to pause, and to resume once the store has caught up; past a hard
+/// bound its posts are refused, while another connection posts freely.
+#[test]
+fn a_fast_poster_is_paused_then_resumed_and_others_go_on() {
+    use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+    use chat_sansio::limits::{MAX_PENDING_PER_CONN, PAUSE_POSTS_AT, RESUME_POSTS_AT};
+    use chat_sansio::server::Server;
+    let chat = Chat::new(ChatConfig {
+        durable: true,
+        ..ChatConfig::default()
+    });
+    let mut h = util::Harness::new(Server::new(chat));
+    h.connect(1);
+    h.connect(2);
+    let fast = h.open(1, JOIN_CHAT);
+    let other = h.open(2, JOIN_CHAT);
+    for i in 0..PAUSE_POSTS_AT {
+        assert!(h.paused.is_empty(), "paused after {i}");
+        h.send(fast, &chat_message("fast", &format!("m{i}")));
+    }
+    assert_eq!(h.paused.iter().copied().collect::<Vec<_>>(), [1]);
+    // What was in flight when it paused is still taken, up to the bound.
+    for i in PAUSE_POSTS_AT..MAX_PENDING_PER_CONN {
+        h.send(fast, &chat_message("fast", &format!("m{i}")));
+    }
+    h.send(other, &chat_message("other", "still fine"));
+    assert!(h.log(other).end.is_empty());
+    h.send(fast, &chat_message("fast", "one too many"));
+    assert_eq!(h.status(fast).code, Code::ResourceExhausted);
+    // The store catches up: the connection may be read again.
+    let epoch = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            ChatEvent::Persist { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .unwrap();
+    // Requests are numbered from 1, the fast poster's first: one short of
+    // leaving RESUME_POSTS_AT of them, it stays paused...
+    let up_to = (MAX_PENDING_PER_CONN - RESUME_POSTS_AT) as u64;
+    h.input(ChatInput::Durable {
+        epoch,
+        up_to: up_to - 1,
+    });
+    assert!(!h.paused.is_empty());
+    // ...and with that many left, it resumes.
+    h.input(ChatInput::Durable { epoch, up_to });
+    assert!(h.paused.is_empty(), "resumed once few are left");
+}

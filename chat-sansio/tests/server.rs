@@ -179,3 +179,40 @@ fn time_never_goes_backwards() {
     h.advance(Duration::from_secs(1));
     assert_eq!(h.status(call).code, Code::DeadlineExceeded);
 }
+
+#[test]
+fn partial_requests_are_bounded_per_connection_and_in_all() {
+    use chat_sansio::chat::Chat;
+    use chat_sansio::server::{Server, ServerConfig};
+    let config = ServerConfig {
+        max_decoding_per_conn: 1000,
+        max_decoding: 1500,
+        ..ServerConfig::default()
+    };
+    let mut h = util::Harness::new(Server::with_config(config, Chat::default()));
+    h.connect(1);
+    h.connect(2);
+    // A prefix announcing a 4,000-byte message, then 600 bytes of it.
+    let mut partial = vec![0, 0, 0, 0x0f, 0xa0];
+    partial.extend([0u8; 595]);
+    let a = h.open(1, JOIN_CHAT);
+    h.data(a, &partial);
+    assert_eq!(h.server.decoding(), 600);
+    // A second call on the same connection would hold 1,200: it ends.
+    let b = h.open(1, JOIN_CHAT);
+    h.data(b, &partial);
+    assert_eq!(h.status(b).code, Code::ResourceExhausted);
+    assert_eq!(h.server.decoding(), 600, "its bytes are let go");
+    assert!(h.log(a).end.is_empty(), "the first call goes on");
+    // Another connection: 1,200 in all is within 1,500; 1,800 is not.
+    let c = h.open(2, JOIN_CHAT);
+    h.data(c, &partial);
+    assert!(h.log(c).end.is_empty());
+    let d = h.open(2, JOIN_CHAT);
+    h.data(d, &partial[..400]);
+    assert_eq!(h.status(d).code, Code::ResourceExhausted);
+    // Calls that end give their bytes back.
+    h.reset(a);
+    h.disconnect(2);
+    assert_eq!(h.server.decoding(), 0);
+}

@@ -159,6 +159,12 @@ async fn core_loop(
                     http_status,
                     status,
                 } => (call, Write::End(status, Some(http_status))),
+                // Pause/Resume ask a driver to stop reading a connection
+                // that has too much waiting in the core; this example reads
+                // each call on its own task and does not, which is allowed:
+                // the core refuses what goes past its hard bounds. Anything
+                // else is an output this example does not know yet.
+                _ => continue,
             };
             let last = matches!(write, Write::End(..));
             if let Some(w) = writers.get(&call) {

@@ -167,6 +167,10 @@ fn main() {
     let core = Core::with_config(
         CoreConfig {
             max_message_size: args.max_message_size,
+            // Partial requests are part of what peers make us hold: at most
+            // half the budget, and two of the largest per connection.
+            max_decoding: args.memory_budget_mb.saturating_mul(1024 * 1024) / 2,
+            max_decoding_per_conn: args.max_message_size.saturating_mul(2),
             ..CoreConfig::default()
         },
         chat,

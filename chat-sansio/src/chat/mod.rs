@@ -136,6 +136,8 @@ pub struct Chat {
     /// Durable mode: accepted messages waiting to be durable, in order.
     pending: VecDeque<Pending>,
     next_pending: u64,
+    /// Messages waiting to be durable, per connection of their poster.
+    pending_by_conn: IdMap<ConnId, usize>,
     epoch: u64,
     /// Half-closed streams waiting for pending messages up to an id.
     closing: VecDeque<(u64, CallId)>,
@@ -163,6 +165,7 @@ impl Chat {
             following: IdMap::default(),
             pending: VecDeque::new(),
             next_pending: 1,
+            pending_by_conn: IdMap::default(),
             epoch: 0,
             closing: VecDeque::new(),
             next_group: 1,

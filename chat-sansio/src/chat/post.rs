@@ -15,8 +15,11 @@ use chat_proto::{ChatMessage, Presence};
 use prost::Message as _;
 
 use crate::codec;
-use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_ROOM_ID_LEN};
-use crate::server::{CallId, Outbox};
+use crate::limits::{
+    MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_PENDING_PER_CONN, MAX_ROOM_ID_LEN, PAUSE_POSTS_AT,
+    RESUME_POSTS_AT,
+};
+use crate::server::{CallId, ConnId, Outbox};
 use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
@@ -28,6 +31,8 @@ use super::{Chat, ChatCall, ChatEvent};
 pub(super) struct Pending {
     pub id: u64,
     pub poster: CallId,
+    /// The poster's connection, whose share of the store's window this is.
+    pub conn: ConnId,
     pub message: ChatMessage,
 }
 
@@ -63,7 +68,9 @@ impl Chat {
             ));
         }
         self.policy.check_post(&stream.who, &stream.room)?;
-        if self.pending.len() >= MAX_PENDING_MESSAGES {
+        let conn = stream.conn;
+        let mine = self.pending_by_conn.get(&conn).copied().unwrap_or(0);
+        if self.pending.len() >= MAX_PENDING_MESSAGES || mine >= MAX_PENDING_PER_CONN {
             return Err(Status::new(
                 Code::ResourceExhausted,
                 "too many messages waiting to be stored; try again",
@@ -93,8 +100,14 @@ impl Chat {
         self.pending.push_back(Pending {
             id,
             poster: call,
+            conn,
             message,
         });
+        let mine = self.pending_by_conn.entry(conn).or_default();
+        *mine += 1;
+        if *mine >= PAUSE_POSTS_AT {
+            out.pause_reading(conn);
+        }
         Ok(())
     }
 
@@ -142,6 +155,7 @@ impl Chat {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
+            self.settled(p.conn, out);
             self.deliver(now, p.message, out);
             self.finish_closing(p.id, out);
         }
@@ -166,6 +180,7 @@ impl Chat {
             format!("message not stored, not delivered: {reason}"),
         );
         for p in std::mem::take(&mut self.pending) {
+            self.settled(p.conn, out);
             if out.finish(p.poster, status.clone()) {
                 self.forget(p.poster);
             }
@@ -174,6 +189,21 @@ impl Chat {
             room.rewind();
         }
         self.finish_closing(u64::MAX, out);
+    }
+
+    /// One of `conn`'s messages is no longer waiting for the store; below
+    /// [`RESUME_POSTS_AT`], its connection may be read again.
+    fn settled(&mut self, conn: ConnId, out: &mut Outbox<'_, ChatEvent>) {
+        let Some(mine) = self.pending_by_conn.get_mut(&conn) else {
+            return;
+        };
+        *mine -= 1;
+        if *mine <= RESUME_POSTS_AT {
+            out.resume_reading(conn);
+        }
+        if *mine == 0 {
+            self.pending_by_conn.remove(&conn);
+        }
     }
 
     /// A JoinChat client half-closed: end the call once everything accepted

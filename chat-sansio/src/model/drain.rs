@@ -111,6 +111,12 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
             end(model, call, status.code, target, d);
             d.trailers_only.insert(call, (http_status, status.code));
         }
+        Output::Pause { conn } => {
+            assert!(model.paused.insert(conn), "{conn:?} paused twice");
+        }
+        Output::Resume { conn } => {
+            assert!(model.paused.remove(&conn), "{conn:?} resumed unpaused");
+        }
         Output::Event(event) => chat::on_event(model, &event, target, d),
     }
 }

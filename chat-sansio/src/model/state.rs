@@ -362,6 +362,8 @@ pub struct Read {
 pub struct Model {
     /// Durable mode.
     pub durable: bool,
+    /// Connections the chat has asked the driver to stop reading.
+    pub paused: BTreeSet<ConnId>,
     /// Messages a room keeps.
     pub history_capacity: usize,
     /// Messages sent on join.
@@ -409,6 +411,7 @@ impl Model {
             (DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN)
         };
         Model {
+            paused: BTreeSet::new(),
             durable: setup.durable,
             history_capacity,
             history_on_join,

@@ -23,6 +23,9 @@ pub(crate) struct Call {
     pub group: Option<GroupId>,
     /// Who serves the call: the handler, or the server itself.
     pub by: ServedBy,
+    /// Bytes of a partial request message its decoder holds, as counted in
+    /// the connection's and the server's totals.
+    pub held: usize,
 }
 
 /// Who serves a call; decided once, at open, by
@@ -39,6 +42,10 @@ pub(crate) enum ServedBy {
 pub(crate) struct Conn {
     pub peer: Option<String>,
     pub calls: Vec<CallId>,
+    /// Bytes of partial request messages its calls' decoders hold.
+    pub decoding: usize,
+    /// The handler asked the driver to stop reading from it.
+    pub paused: bool,
 }
 
 /// Open calls, indexed by id and by connection, with their deadlines.
@@ -49,9 +56,37 @@ pub(crate) struct Calls {
     /// Min-heap of deadlines; entries of calls that have ended are skipped
     /// lazily.
     deadlines: BinaryHeap<Reverse<(Time, CallId)>>,
+    /// Bytes of partial request messages all decoders hold.
+    decoding: usize,
 }
 
 impl Calls {
+    /// Bytes of partial request messages all decoders hold.
+    pub fn decoding(&self) -> usize {
+        self.decoding
+    }
+
+    /// Records that `id`'s decoder now holds `buffered` bytes; returns what
+    /// its connection's decoders and all decoders hold then.
+    pub fn note_buffered(&mut self, id: CallId, buffered: usize) -> (usize, usize) {
+        let Some(call) = self.map.get_mut(&id) else {
+            return (0, self.decoding);
+        };
+        let before = std::mem::replace(&mut call.held, buffered);
+        self.decoding = self.decoding - before + buffered;
+        let conn = self.conns.entry(call.conn).or_default();
+        conn.decoding = conn.decoding - before + buffered;
+        (conn.decoding, self.decoding)
+    }
+
+    /// Takes a call that is leaving out of the decoding totals.
+    fn release(&mut self, call: &Call) {
+        self.decoding -= call.held;
+        if let Some(conn) = self.conns.get_mut(&call.conn) {
+            conn.decoding -= call.held;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -66,6 +101,10 @@ impl Calls {
 
     pub fn conn(&self, conn: ConnId) -> Option<&Conn> {
         self.conns.get(&conn)
+    }
+
+    pub fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(&conn)
     }
 
     /// Registers a connection; a second registration only updates the peer.
@@ -83,10 +122,14 @@ impl Calls {
             .remove(&conn)
             .map(|c| c.calls)
             .unwrap_or_default();
-        calls
+        let gone: Vec<(CallId, Call)> = calls
             .into_iter()
             .filter_map(|id| Some((id, self.map.remove(&id)?)))
-            .collect()
+            .collect();
+        for (_, call) in &gone {
+            self.decoding -= call.held;
+        }
+        gone
     }
 
     /// Every open call, in id order.
@@ -111,6 +154,7 @@ impl Calls {
 
     pub fn remove(&mut self, id: CallId) -> Option<Call> {
         let call = self.map.remove(&id)?;
+        self.release(&call);
         if let Some(conn) = self.conns.get_mut(&call.conn) {
             if let Some(pos) = conn.calls.iter().position(|c| *c == id) {
                 conn.calls.swap_remove(pos);

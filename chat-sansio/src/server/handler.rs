@@ -209,6 +209,25 @@ impl<E> Outbox<'_, E> {
         true
     }
 
+    /// Asks the driver to stop reading requests from `conn` for now (see
+    /// [`Output::Pause`]); asking twice is the same as once.
+    pub fn pause_reading(&mut self, conn: ConnId) {
+        if let Some(c) = self.calls.conn_mut(conn) {
+            if !std::mem::replace(&mut c.paused, true) {
+                self.queue.push_back(Output::Pause { conn });
+            }
+        }
+    }
+
+    /// Lets the driver read requests from `conn` again, if it was paused.
+    pub fn resume_reading(&mut self, conn: ConnId) {
+        if let Some(c) = self.calls.conn_mut(conn) {
+            if std::mem::replace(&mut c.paused, false) {
+                self.queue.push_back(Output::Resume { conn });
+            }
+        }
+    }
+
     /// Queues an application event for the driver.
     pub fn event(&mut self, event: E) {
         self.queue.push_back(Output::Event(event));

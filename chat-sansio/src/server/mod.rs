@@ -18,7 +18,10 @@ mod request;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::limits::{DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS, MAX_CALLS_PER_CONNECTION};
+use crate::limits::{
+    DEFAULT_MAX_DECODING, DEFAULT_MAX_DECODING_PER_CONN, DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS,
+    MAX_CALLS_PER_CONNECTION,
+};
 use crate::status::{Code, Status};
 use crate::time::Time;
 
@@ -61,11 +64,22 @@ pub struct ServerConfig {
     /// [`Server::with_config`] panics if the set does not decode or a file
     /// imports one that is not in it: a bug of the program, not of a peer.
     pub reflection: Option<&'static [u8]>,
+    /// Most bytes of partial request messages the calls of one connection
+    /// may hold at once; past it, the call whose message grew is ended with
+    /// RESOURCE_EXHAUSTED. Each call's own bound is `max_message_size`,
+    /// and a connection has up to 128 calls: without this, one connection
+    /// could hold half a gigabyte of unfinished requests.
+    pub max_decoding_per_conn: usize,
+    /// The same for every connection together ([`Server::decoding`] says
+    /// how much is held now).
+    pub max_decoding: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
+            max_decoding_per_conn: DEFAULT_MAX_DECODING_PER_CONN,
+            max_decoding: DEFAULT_MAX_DECODING,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             health: true,
             reflection: Some(chat_proto::FILE_DESCRIPTOR_SET),
@@ -262,6 +276,7 @@ impl<H: Handler> Server<H> {
             Call {
                 conn,
                 decoder: crate::codec::Decoder::new(self.config.max_message_size),
+                held: 0,
                 headers_sent: false,
                 deadline,
                 half_closed: false,
@@ -320,7 +335,7 @@ impl<H: Handler> Server<H> {
                 return;
             };
             match c.decoder.next_message() {
-                Ok(None) => return,
+                Ok(None) => return self.check_decoding(now, call),
                 Ok(Some(m)) if m.compressed => {
                     // No grpc-encoding was accepted, so a compressed message
                     // is a protocol violation: INTERNAL (doc/compression.md,
@@ -337,6 +352,31 @@ impl<H: Handler> Server<H> {
                 Err(e) => return self.fail(now, call, e.to_status()),
             }
         }
+    }
+
+    /// Counts what `call`'s decoder holds now; ends the call with
+    /// RESOURCE_EXHAUSTED if that puts its connection or the server over
+    /// their bounds for partial requests.
+    fn check_decoding(&mut self, now: Time, call: CallId) {
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        let buffered = c.decoder.buffered();
+        let grew = buffered > c.held;
+        let (conn, all) = self.calls.note_buffered(call, buffered);
+        if grew && (conn > self.config.max_decoding_per_conn || all > self.config.max_decoding) {
+            let status = Status::new(
+                Code::ResourceExhausted,
+                "too many partial request messages held for this connection or server",
+            );
+            self.fail(now, call, status);
+        }
+    }
+
+    /// Bytes of partial request messages the decoders hold now, for a
+    /// driver that counts what peers make it hold.
+    pub fn decoding(&self) -> usize {
+        self.calls.decoding()
     }
 
     /// The client half-closed `call` (END_STREAM).

@@ -3,7 +3,7 @@
 
 use crate::status::Status;
 
-use super::ids::{CallId, GroupId};
+use super::ids::{CallId, ConnId, GroupId};
 
 /// What the driver must do next. Outputs for one call must be carried out in
 /// the order they are returned.
@@ -13,7 +13,10 @@ use super::ids::{CallId, GroupId};
 /// call's messages, direct and multicast, reach it in the order of the
 /// outputs. A driver that keeps no groups of its own passes the outputs
 /// through [`Expand`](crate::server::Expand), which turns each multicast into those messages.
+///
+/// More variants may come; a driver's `match` needs a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output<E> {
     /// Send the response headers: `:status 200`, `content-type:
     /// application/grpc` (see [`RESPONSE_HEADERS`]); not end of stream.
@@ -69,6 +72,22 @@ pub enum Output<E> {
         http_status: u16,
         /// The final status.
         status: Status,
+    },
+    /// Stop reading requests from this connection for now: the handler is
+    /// holding as much of its work as it takes from one connection (a chat
+    /// poster's messages waiting for the store, say). What is already in
+    /// flight is still fed as usual; reading resumes at
+    /// [`Resume`](Output::Resume). Backpressure, so one peer cannot take
+    /// everyone's share: a driver that ignores it stays correct, and the
+    /// handler refuses what goes past a hard bound.
+    Pause {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Read requests from this connection again (after a `Pause`).
+    Resume {
+        /// The connection.
+        conn: ConnId,
     },
     /// An application event from the handler.
     Event(E),

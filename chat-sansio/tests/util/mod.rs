@@ -35,6 +35,8 @@ pub struct Harness<H: Handler> {
     /// Multicasts turned into per-call messages, as a driver would.
     expand: Expand,
     expanded: std::collections::VecDeque<Output<H::Event>>,
+    /// Connections the handler asked us to stop reading.
+    pub paused: std::collections::HashSet<u64>,
 }
 
 pub fn chat() -> Harness<Chat> {
@@ -65,6 +67,7 @@ impl<H: Handler> Harness<H> {
             next_call: 1,
             expand: Expand::default(),
             expanded: Default::default(),
+            paused: Default::default(),
         }
     }
 
@@ -113,6 +116,15 @@ impl<H: Handler> Harness<H> {
                     self.end(call, status, true, http_status);
                     continue;
                 }
+                Output::Pause { conn } => {
+                    assert!(self.paused.insert(conn.0), "{conn:?} paused twice");
+                    continue;
+                }
+                Output::Resume { conn } => {
+                    assert!(self.paused.remove(&conn.0), "{conn:?} resumed unpaused");
+                    continue;
+                }
+                _ => panic!("an output the harness does not know"),
             };
             let log = self.calls.entry(call).or_default();
             if !log.end.is_empty() {
@@ -183,6 +195,11 @@ impl<H: Handler> Harness<H> {
 
     pub fn data(&mut self, call: CallId, bytes: &[u8]) {
         self.server.handle_data(self.now, call, bytes);
+        self.drain();
+    }
+
+    pub fn input(&mut self, input: H::Input) {
+        self.server.handle_input(self.now, input);
         self.drain();
     }
 

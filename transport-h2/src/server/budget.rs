@@ -72,7 +72,6 @@ impl Budget {
     }
 
     /// The core's decoders hold `n` bytes.
-    #[allow(dead_code)] // wired once the core reports its decoders' bytes
     pub(crate) fn set_decoding(&self, n: usize) {
         self.decoding.store(n, Ordering::Relaxed);
     }

@@ -10,6 +10,7 @@ use chat_sansio::idmap::IdMap;
 use chat_sansio::server::{CallId, ConnId, Handler, Output, Server};
 use futures_lite::future;
 
+use super::budget::Budget;
 use super::inbox::Mailbox;
 use super::messages::{call_id, shard_of, split_call, ToConn, ToCore, ToShard};
 use crate::clock::Clock;
@@ -28,6 +29,7 @@ pub(crate) async fn run<H: Handler>(
     mut on_event: impl FnMut(H::Event),
     clock: Clock,
     shards: Vec<Arc<Mailbox>>,
+    budget: Arc<Budget>,
 ) {
     let mut batches: Vec<Vec<ToShard>> = shards.iter().map(|_| Vec::new()).collect();
     let mut members = Membership::default();
@@ -58,10 +60,18 @@ pub(crate) async fn run<H: Handler>(
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
+        budget.set_decoding(core.decoding());
         while let Some(output) = core.poll_output() {
             let (call, item) = match output {
                 Output::Event(e) => {
                     on_event(e);
+                    continue;
+                }
+                Output::Pause { conn } | Output::Resume { conn } => {
+                    let pause = matches!(output, Output::Pause { .. });
+                    let conn = conn.0 as u32;
+                    let shard = shard_of(conn, batches.len());
+                    batches[shard].push(ToShard::Conn(conn, ToConn::Pause(pause)));
                     continue;
                 }
                 Output::Multicast { group, frame } => {
@@ -93,6 +103,9 @@ pub(crate) async fn run<H: Handler>(
                     call,
                     ToConn::TrailersOnly(split_call(call).1, http_status, status),
                 ),
+                // Outputs of later versions of the core this driver does not
+                // know yet: none exist today.
+                _ => continue,
             };
             let conn = split_call(call).0;
             let shard = shard_of(conn, batches.len());

@@ -65,18 +65,22 @@ pub(crate) enum ToConn {
     /// Handled by the shard ([`super::groups`]), not the connection.
     Subscribe(u32, u64),
     Unsubscribe(u32),
+    /// Stop reading requests (the core holds all it takes from this
+    /// connection for now), or read them again.
+    Pause(bool),
 }
 
 impl ToConn {
-    /// The h2 stream it is for.
-    pub(crate) fn stream(&self) -> u32 {
+    /// The h2 stream it is for, if it is for one.
+    pub(crate) fn stream(&self) -> Option<u32> {
         match *self {
             ToConn::Headers(sid)
             | ToConn::Message(sid, _)
             | ToConn::Trailers(sid, _)
             | ToConn::TrailersOnly(sid, ..)
             | ToConn::Subscribe(sid, _)
-            | ToConn::Unsubscribe(sid) => sid,
+            | ToConn::Unsubscribe(sid) => Some(sid),
+            ToConn::Pause(_) => None,
         }
     }
 }

@@ -129,11 +129,12 @@ where
         let config = Arc::new(config);
         let budget = Arc::new(budget::Budget::new(config.memory_budget));
         let (mailboxes_tx, mailboxes_rx) = std::sync::mpsc::sync_channel(1);
+        let core_budget = budget.clone();
         let core_task = Box::pin(async move {
             let Ok(mailboxes) = mailboxes_rx.recv() else {
                 return;
             };
-            core_task::run(core, rx, on_event, Clock::new(), mailboxes).await;
+            core_task::run(core, rx, on_event, Clock::new(), mailboxes, core_budget).await;
         });
         let shards = shard::start(&config, &tx, &budget, core_task);
         let _ = mailboxes_tx.send(shards.iter().map(|s| s.mailbox.clone()).collect());

@@ -148,10 +148,11 @@ impl Scheduler {
             }
             item => {
                 // What the group sent the stream before this goes first.
-                let sid = item.stream();
-                if let Some(sub) = s.subs.iter_mut().find(|sub| sub.sid == sid) {
-                    if let Some(frames) = groups.take(sub) {
-                        s.items.push(ToConn::Message(sid, frames));
+                if let Some(sid) = item.stream() {
+                    if let Some(sub) = s.subs.iter_mut().find(|sub| sub.sid == sid) {
+                        if let Some(frames) = groups.take(sub) {
+                            s.items.push(ToConn::Message(sid, frames));
+                        }
                     }
                 }
                 s.items.push(item);

@@ -33,6 +33,8 @@ pub(super) struct CoreQueue<I> {
     share: Arc<Share>,
     /// The share was spent at the last check.
     spent: bool,
+    /// The core asked us to stop reading (`Output::Pause`).
+    pub paused: bool,
     /// An event from the client was queued since the shard last heard.
     pub heard: bool,
 }
@@ -45,6 +47,7 @@ impl<I: Send + 'static> CoreQueue<I> {
             blocked: None,
             share,
             spent: false,
+            paused: false,
             heard: false,
         }
     }
@@ -52,7 +55,7 @@ impl<I: Send + 'static> CoreQueue<I> {
     /// Whether nothing is waiting and the share is not spent, so reading
     /// may go on.
     pub(super) fn is_clear(&self) -> bool {
-        self.backlog.is_empty() && self.blocked.is_none() && !self.spent
+        self.backlog.is_empty() && self.blocked.is_none() && !self.spent && !self.paused
     }
 
     /// Queues a DATA chunk of `call`, claiming its part of the share.
@@ -86,7 +89,7 @@ impl<I: Send + 'static> CoreQueue<I> {
             }
             let Some(event) = self.backlog.pop_front() else {
                 self.spent = self.share.poll_spent(cx);
-                return !self.spent;
+                return !self.spent && !self.paused;
             };
             match self.tx.try_send(event) {
                 Ok(()) => {}

@@ -273,6 +273,8 @@ where
                 // side with NO_ERROR if it is still sending (PROTOCOL-HTTP2.md, "Early
                 // Server Closure").
             }
+            // Reading stops (or goes on) with the next round's check.
+            ToConn::Pause(paused) => self.core.paused = paused,
             // The shard keeps the groups; these never reach a connection.
             ToConn::Subscribe(..) | ToConn::Unsubscribe(_) => {}
         }
