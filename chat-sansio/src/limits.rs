@@ -48,6 +48,13 @@ pub const MAX_CHAT_TEXT_LEN: usize = 16 * 1024;
 /// says `more = true`, and the client pages on.
 pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
+/// Durable mode: most History reads asked of the store at once; the rest
+/// wait in line (a call each, no page). A page is up to
+/// [`MAX_PAGE_BYTES`], and every answer goes through the core's queue, so
+/// a few hundred History calls from clients that never read would
+/// otherwise put a few hundred megabytes in flight.
+pub const MAX_READS_IN_FLIGHT: usize = 4;
+
 /// Longest room id, in bytes (after NFC normalization). A room id is a
 /// name people read and type; 128 bytes is 32 to 128 characters, and keeps
 /// every copy of it (each stored and delivered message carries one) small.

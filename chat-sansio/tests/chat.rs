@@ -186,3 +186,52 @@ fn a_fast_poster_is_paused_then_resumed_and_others_go_on() {
     h.input(ChatInput::Durable { epoch, up_to });
     assert!(h.paused.is_empty(), "resumed once few are left");
 }
+
+/// Durable mode: at most a few History reads are asked of the store at
+/// once; the others wait their turn, and a call that goes while waiting is
+/// skipped.
+#[test]
+fn history_reads_wait_their_turn_with_the_store() {
+    use chat_proto::paths::HISTORY;
+    use chat_proto::{HistoryPage, HistoryRequest};
+    use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+    use chat_sansio::limits::MAX_READS_IN_FLIGHT;
+    use chat_sansio::server::Server;
+    let chat = Chat::new(ChatConfig {
+        durable: true,
+        ..ChatConfig::default()
+    });
+    let mut h = util::Harness::new(Server::new(chat));
+    h.connect(1);
+    let calls: Vec<_> = (0..MAX_READS_IN_FLIGHT + 2)
+        .map(|_| {
+            let c = h.open(1, HISTORY);
+            h.send(c, &HistoryRequest::default());
+            c
+        })
+        .collect();
+    let reads = |h: &util::Harness<Chat>| -> Vec<_> {
+        h.events
+            .iter()
+            .filter_map(|e| match e {
+                ChatEvent::ReadHistory { call, .. } => Some(*call),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(reads(&h), calls[..MAX_READS_IN_FLIGHT]);
+    // The first waiting call goes away; an answer lets the next one go.
+    h.reset(calls[MAX_READS_IN_FLIGHT]);
+    let page = HistoryPage::default();
+    h.input(ChatInput::HistoryPage {
+        call: calls[0],
+        page: Ok(page.clone()),
+    });
+    assert_eq!(h.status(calls[0]).code, Code::Ok);
+    assert_eq!(
+        reads(&h).last(),
+        Some(&calls[MAX_READS_IN_FLIGHT + 1]),
+        "the next waiting call that is still there"
+    );
+    assert_eq!(reads(&h).len(), MAX_READS_IN_FLIGHT + 1);
+}

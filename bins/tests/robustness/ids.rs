@@ -154,7 +154,6 @@ fn lookalike_guest_ids() {
             "alice",
             "Alice",
             "ALICE",
-            "alice ",
             "\u{430}lice",
             "ａｌｉｃｅ",
         ] {
@@ -178,7 +177,10 @@ fn lookalike_guest_ids() {
 /// INVALID_ARGUMENT.
 #[test]
 fn invisible_and_bidi_ids() {
-    const BAD: [&str; 7] = [
+    // A trailing space is not a look-alike but an invalid id (no id may
+    // start or end with a space), so it is here.
+    const BAD: [&str; 8] = [
+        "bob ",
         "bob\u{200B}",
         "alice\u{200B}",
         "bob\u{202E}",

@@ -136,6 +136,10 @@ pub struct Chat {
     /// Durable mode: accepted messages waiting to be durable, in order.
     pending: VecDeque<Pending>,
     next_pending: u64,
+    /// Durable mode: History reads asked of the store and not answered,
+    /// and those waiting for their turn.
+    reads_in_flight: usize,
+    waiting_reads: VecDeque<pages::Read>,
     /// Messages waiting to be durable, per connection of their poster.
     pending_by_conn: IdMap<ConnId, usize>,
     epoch: u64,
@@ -166,6 +170,8 @@ impl Chat {
             pending: VecDeque::new(),
             next_pending: 1,
             pending_by_conn: IdMap::default(),
+            reads_in_flight: 0,
+            waiting_reads: VecDeque::new(),
             epoch: 0,
             closing: VecDeque::new(),
             next_group: 1,
@@ -338,6 +344,7 @@ impl Handler for Chat {
                 if out.is_open(call) {
                     self.answer_page(call, page, out);
                 }
+                self.read_answered(out);
             }
         }
     }

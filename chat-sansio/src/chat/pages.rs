@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chat_proto::{ChatMessage, HistoryPage, HistoryRequest};
 use prost::Message as _;
 
-use crate::limits::MAX_PAGE_BYTES;
+use crate::limits::{MAX_PAGE_BYTES, MAX_READS_IN_FLIGHT};
 use crate::server::{CallId, Outbox};
 use crate::status::{malformed, Code, Status};
 
@@ -57,6 +57,15 @@ impl PageBuilder {
     }
 }
 
+/// A History read waiting for its turn with the store.
+#[derive(Debug)]
+pub(super) struct Read {
+    call: CallId,
+    room: String,
+    before_seq: u64,
+    limit: u32,
+}
+
 /// Messages in a page when the request says 0.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Most messages in one page.
@@ -88,12 +97,17 @@ impl Chat {
             *asked = true;
         }
         if self.durable {
-            out.event(ChatEvent::ReadHistory {
+            let read = Read {
                 call,
                 room,
                 before_seq: req.before_seq,
                 limit,
-            });
+            };
+            if self.reads_in_flight < MAX_READS_IN_FLIGHT {
+                self.issue_read(read, out);
+            } else {
+                self.waiting_reads.push_back(read);
+            }
             return Ok(());
         }
         let (messages, more) = match self.rooms.get(&room) {
@@ -107,6 +121,28 @@ impl Chat {
         };
         self.answer_page(call, Ok(page), out);
         Ok(())
+    }
+
+    fn issue_read(&mut self, read: Read, out: &mut Outbox<'_, ChatEvent>) {
+        self.reads_in_flight += 1;
+        out.event(ChatEvent::ReadHistory {
+            call: read.call,
+            room: read.room,
+            before_seq: read.before_seq,
+            limit: read.limit,
+        });
+    }
+
+    /// The store answered a read (for a call that may have gone since):
+    /// the next waiting one, if its call is still there, goes out.
+    pub(super) fn read_answered(&mut self, out: &mut Outbox<'_, ChatEvent>) {
+        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        while let Some(read) = self.waiting_reads.pop_front() {
+            if matches!(self.calls.get(&read.call), Some(ChatCall::History { .. })) {
+                self.issue_read(read, out);
+                break;
+            }
+        }
     }
 
     /// The answer to a History call, from memory or from the store.

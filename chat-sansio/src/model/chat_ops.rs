@@ -7,13 +7,16 @@ use prost::Message as _;
 
 use crate::chat::ChatInput;
 use crate::codec::encode_raw;
-use crate::limits::{MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_USER_FIELD_LEN};
+use crate::limits::{
+    MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_READS_IN_FLIGHT, MAX_USER_FIELD_LEN,
+};
 use crate::server::CallId;
 use crate::status::Code;
 
 use super::drain::{drain, ignored};
 use super::ops::{Join, Name, Post, RoomName};
 use super::record::{ChatServer, Drained};
+use super::state::Read;
 use super::state::{
     account_name, is_lookalike, is_registered, page_size, room_name, Kind, Model, Who,
 };
@@ -246,10 +249,25 @@ pub fn history(
         _ => {}
     }
     let frame = encode_raw(&req.encode_to_vec()).expect("a small message");
+    let in_flight_before = model.reads_in_flight;
+    let held_back = model.durable && in_flight_before >= MAX_READS_IN_FLIGHT;
+    if listening && held_back && matches!(expect, Some(Ok(()))) {
+        model.call_mut(id).asked = true;
+        model.waiting_reads.push_back(Read {
+            call: id,
+            room: room.clone(),
+            before_seq: req.before_seq,
+            limit: page_size(req.limit),
+        });
+    }
     let d = feed_split(server, model, id, &frame, 0);
     match expect {
         _ if !listening => ignored(&d, "a HistoryRequest"),
-        Some(Ok(())) if model.durable => {
+        Some(Ok(())) if held_back => {
+            assert!(d.reads.is_empty(), "at most {MAX_READS_IN_FLIGHT} reads at once");
+            assert!(model.is_live(id), "a History call waits its turn");
+        }
+        Some(Ok(())) if model.durable && model.reads_in_flight > in_flight_before => {
             assert_eq!(d.reads.len(), 1, "the store is asked");
             let read = &d.reads[0];
             let asked = (&read.room, read.before_seq, read.limit);
@@ -343,6 +361,15 @@ pub fn answer_read(server: &mut ChatServer, model: &mut Model, index: u8, ok: bo
         c.page = page.clone().ok();
     }
     let call = read.call;
+    model.reads_in_flight -= 1;
+    // The next waiting read whose call is still there goes out now.
+    while model
+        .waiting_reads
+        .front()
+        .is_some_and(|r| !(model.is_live(r.call) && model.call(r.call).kind == Kind::History))
+    {
+        model.waiting_reads.pop_front();
+    }
     server.handle_input(model.now(), ChatInput::HistoryPage { call, page });
     let d = drain(server, model, None);
     if !live {

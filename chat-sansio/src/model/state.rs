@@ -396,6 +396,12 @@ pub struct Model {
     pub epoch: u64,
     /// `ReadHistory` requests not yet answered.
     pub reads: Vec<Read>,
+    /// Reads the chat holds back until the store answers one of those
+    /// (at most `MAX_READS_IN_FLIGHT` are asked at once), in order.
+    pub waiting_reads: std::collections::VecDeque<Read>,
+    /// Reads asked and not answered, as the chat counts them (answers for
+    /// calls that have gone count too).
+    pub reads_in_flight: usize,
     /// Multicasts turned into per-call messages, as a driver would.
     pub expand: Expand,
     /// When the grace period of a shutdown ends, once one was asked for.
@@ -432,6 +438,8 @@ impl Model {
             next_pending: 1,
             epoch: 0,
             reads: Vec::new(),
+            waiting_reads: Default::default(),
+            reads_in_flight: 0,
             expand: Expand::default(),
             closing: None,
         }

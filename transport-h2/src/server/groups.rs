@@ -54,17 +54,28 @@ impl Group {
     }
 
     /// One member takes the frames from `cursor` on: returns them as one
-    /// buffer, and drops the frames nobody needs any more.
-    fn take(&mut self, cursor: u64) -> Option<Bytes> {
-        let from = usize::try_from(cursor.checked_sub(self.base)?).ok()?;
+    /// buffer (at most `max` bytes: a member further behind than that gets
+    /// nothing, `Err`, and its frames are let go all the same), and drops
+    /// the frames nobody needs any more.
+    fn take(&mut self, cursor: u64, max: usize) -> Result<Option<Bytes>, Overflow> {
+        let Some(from) = cursor
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return Ok(None);
+        };
         if from >= self.frames.len() {
-            return None;
+            return Ok(None);
         }
         let start = match from {
             0 => self.dead,
             i => self.frames[i - 1].0,
         };
-        let taken = Bytes::copy_from_slice(&self.arena[start..]);
+        let taken = if self.arena.len() - start > max {
+            Err(Overflow)
+        } else {
+            Ok(Some(Bytes::copy_from_slice(&self.arena[start..])))
+        };
         for (_, needed) in self.frames.iter_mut().skip(from) {
             *needed = needed.saturating_sub(1);
         }
@@ -76,6 +87,10 @@ impl Group {
         if self.frames.is_empty() {
             self.arena.clear();
             self.dead = 0;
+            if self.arena.capacity() > KEEP_CAPACITY {
+                // A burst is over: give its memory back.
+                self.arena = Vec::new();
+            }
         } else if self.dead >= COMPACT_AT && self.dead * 2 > self.arena.len() {
             self.arena.drain(..self.dead);
             for (end, _) in &mut self.frames {
@@ -83,9 +98,16 @@ impl Group {
             }
             self.dead = 0;
         }
-        Some(taken)
+        taken
     }
 }
+
+/// A member was further behind than it may take at once: it is let go.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Overflow;
+
+/// Capacity an empty group's arena keeps for the next frames.
+const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// What a multicast asks of the scheduler.
 #[derive(Debug, PartialEq, Eq)]
@@ -140,7 +162,7 @@ impl Groups {
     /// taken yet, as one buffer.
     pub(crate) fn leave(&mut self, sub: Sub, conn: u32, phase: usize) -> Option<Bytes> {
         let g = self.map.get_mut(&sub.group)?;
-        let rest = g.take(sub.cursor);
+        let rest = g.take(sub.cursor, usize::MAX).ok().flatten();
         g.members = g.members.saturating_sub(1);
         let list = &mut g.by_phase[phase % self.phases];
         if let Some(i) = list.iter().position(|&c| c == conn) {
@@ -155,9 +177,22 @@ impl Groups {
     /// The frames multicast to a member's group since it last took, as one
     /// buffer.
     pub(crate) fn take(&mut self, sub: &mut Sub) -> Option<Bytes> {
-        let g = self.map.get_mut(&sub.group)?;
+        self.take_at_most(sub, usize::MAX).ok().flatten()
+    }
+
+    /// The same, if they are at most `max` bytes; otherwise `Err`: the
+    /// member is too far behind, nothing is copied for it, and it has
+    /// passed those frames all the same (its stream is to be cut).
+    pub(crate) fn take_at_most(
+        &mut self,
+        sub: &mut Sub,
+        max: usize,
+    ) -> Result<Option<Bytes>, Overflow> {
+        let Some(g) = self.map.get_mut(&sub.group) else {
+            return Ok(None);
+        };
         let head = g.head();
-        let taken = g.take(sub.cursor);
+        let taken = g.take(sub.cursor, max);
         sub.cursor = head;
         taken
     }
@@ -305,6 +340,22 @@ mod tests {
             "{}",
             g.arena_len(1)
         );
+    }
+
+    #[test]
+    fn a_member_too_far_behind_takes_nothing_and_holds_nothing() {
+        let (t0, iv) = (Instant::now(), Duration::from_millis(10));
+        let mut g = Groups::new(1);
+        let mut fast = g.join(1, 1, 1, 0);
+        let mut slow = g.join(1, 3, 2, 0);
+        for _ in 0..10 {
+            g.multicast(1, Bytes::from(vec![1u8; 100]), t0, iv);
+        }
+        assert_eq!(g.take_at_most(&mut fast, 1000).unwrap().unwrap().len(), 1000);
+        assert_eq!(g.take_at_most(&mut slow, 999), Err(Overflow));
+        assert_eq!((g.held(1), g.arena_len(1)), (0, 0), "nothing kept for it");
+        g.multicast(1, Bytes::from(vec![2u8; 100]), t0, iv);
+        assert_eq!(g.take_at_most(&mut slow, 999).unwrap().unwrap().len(), 100);
     }
 
     #[test]

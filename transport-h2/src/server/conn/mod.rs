@@ -32,6 +32,7 @@ use crate::headers;
 use crate::inbound::Meter;
 use crate::io::Io;
 use crate::server::budget::Budget;
+use crate::server::groups::Overflow;
 use crate::server::config::ServerConfig;
 use crate::server::messages::{call_id, ToConn, ToCore};
 use crate::server::share::Share;
@@ -59,6 +60,8 @@ pub(crate) struct ConnDriver<T, I> {
     slot: Rc<RefCell<Slot>>,
     shared: Rc<Shared>,
     taken: Vec<ToConn>,
+    /// Members found too far behind to take what their group sent.
+    overflowed: Vec<u32>,
     core: CoreQueue<I>,
     config: Arc<ServerConfig>,
     waker: Arc<PollWaker>,
@@ -125,6 +128,7 @@ where
             slot,
             shared,
             taken: Vec::new(),
+            overflowed: Vec::new(),
             core: CoreQueue::new(
                 to_core,
                 Arc::new(Share::new(config.max_input_in_flight, budget.clone())),
@@ -215,14 +219,34 @@ where
             slot.scheduled = false;
             std::mem::swap(&mut slot.items, &mut self.taken);
             if !slot.subs.is_empty() {
+                // A member takes what its group sent only within its call's
+                // and its connection's bounds: one further behind is cut
+                // without a copy, so a thousand stalled members cost nothing
+                // (copies of the log would otherwise pile up before the
+                // slow-consumer policy could let them go).
+                let config = &self.config;
+                let mut conn_room = config
+                    .max_queued_bytes_per_conn
+                    .saturating_sub(self.streams.values().map(Stream::behind).sum());
                 let mut groups = self.shared.groups.borrow_mut();
                 for sub in &mut slot.subs {
-                    if let Some(frames) = groups.take(sub) {
-                        self.taken.push(ToConn::Message(sub.sid, frames));
+                    let call_room = match self.streams.get(&sub.sid) {
+                        Some(s) if !s.is_cut() => {
+                            config.max_queued_bytes_per_call.saturating_sub(s.behind())
+                        }
+                        _ => 0,
+                    };
+                    match groups.take_at_most(sub, call_room.min(conn_room)) {
+                        Ok(Some(frames)) => {
+                            conn_room = conn_room.saturating_sub(frames.len());
+                            self.taken.push(ToConn::Message(sub.sid, frames));
+                        }
+                        Ok(None) => {}
+                        Err(Overflow) => self.overflowed.push(sub.sid),
                     }
                 }
             }
-            if self.taken.is_empty() {
+            if self.taken.is_empty() && self.overflowed.is_empty() {
                 return;
             }
             slot.flushed = Some(Instant::now());
@@ -233,6 +257,15 @@ where
             self.apply(item);
         }
         self.taken = taken;
+        for sid in std::mem::take(&mut self.overflowed) {
+            if let Some(s) = self.streams.get_mut(&sid) {
+                if s.cut(&self.config) {
+                    self.core.push(ToCore::Stalled {
+                        call: call_id(self.id, sid),
+                    });
+                }
+            }
+        }
     }
 
     fn apply(&mut self, item: ToConn) {
