@@ -150,13 +150,7 @@ fn lookalike_guest_ids() {
             return vec![("connect".into(), "failed".into(), false)];
         };
         let mut cases = Vec::new();
-        for id in [
-            "alice",
-            "Alice",
-            "ALICE",
-            "\u{430}lice",
-            "ａｌｉｃｅ",
-        ] {
+        for id in ["alice", "Alice", "ALICE", "\u{430}lice", "ａｌｉｃｅ"] {
             let got = block(join_room(&ch, id, "lobby"));
             let what = format!("guest JoinChatRoom as {id:?}");
             cases.push(expect(what, got, Code::PermissionDenied));

@@ -264,7 +264,10 @@ pub fn history(
     match expect {
         _ if !listening => ignored(&d, "a HistoryRequest"),
         Some(Ok(())) if held_back => {
-            assert!(d.reads.is_empty(), "at most {MAX_READS_IN_FLIGHT} reads at once");
+            assert!(
+                d.reads.is_empty(),
+                "at most {MAX_READS_IN_FLIGHT} reads at once"
+            );
             assert!(model.is_live(id), "a History call waits its turn");
         }
         Some(Ok(())) if model.durable && model.reads_in_flight > in_flight_before => {

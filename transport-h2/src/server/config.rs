@@ -112,7 +112,7 @@ impl Default for ServerConfig {
             max_queued_bytes_per_call: 256 * 1024,
             max_queued_messages_per_call: 4096,
             max_queued_bytes_per_conn: 1024 * 1024,
-            max_input_in_flight: 256 * 1024,
+            max_input_in_flight: 64 * 1024,
             memory_budget: 256 * 1024 * 1024,
             input: crate::inbound::Limits::default(),
             max_connections_per_peer: 1024,

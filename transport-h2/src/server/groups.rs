@@ -351,7 +351,10 @@ mod tests {
         for _ in 0..10 {
             g.multicast(1, Bytes::from(vec![1u8; 100]), t0, iv);
         }
-        assert_eq!(g.take_at_most(&mut fast, 1000).unwrap().unwrap().len(), 1000);
+        assert_eq!(
+            g.take_at_most(&mut fast, 1000).unwrap().unwrap().len(),
+            1000
+        );
         assert_eq!(g.take_at_most(&mut slow, 999), Err(Overflow));
         assert_eq!((g.held(1), g.arena_len(1)), (0, 0), "nothing kept for it");
         g.multicast(1, Bytes::from(vec![2u8; 100]), t0, iv);
