@@ -55,13 +55,16 @@ struct Args {
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
-    /// A connection that wrote less than this long ago (microseconds) waits
-    /// for its turn in the next interval, so a busy connection's writes carry
-    /// several messages; a quiet one, or one whose client has just sent
-    /// something, writes at once (0: always at once). See the README's
-    /// benchmarks for the trade-off between latency and CPU.
+    /// The longest a busy connection waits between two writes
+    /// (microseconds). The wait is zero while the server has time to spare
+    /// and grows only while it is busier than --pace-target, so that each
+    /// write carries more messages; this caps it. README, "Benchmarks".
     #[arg(long, default_value_t = 40_000)]
     flush_us: u64,
+    /// The share of its time (0 to 1) a shard thread may be busy before
+    /// busy connections' writes wait for one another (see --flush-us).
+    #[arg(long, default_value_t = transport_h2::ServerConfig::default().pace_target)]
+    pace_target: f64,
     /// Threads that run connections (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -186,6 +189,7 @@ fn main() {
         let listener = smol::net::TcpListener::bind(args.addr.as_str()).await?;
         let config = ServerConfig {
             flush_interval: Duration::from_micros(args.flush_us),
+            pace_target: args.pace_target,
             threads: args.threads,
             keepalive_time: (args.keepalive_ms > 0)
                 .then(|| Duration::from_millis(args.keepalive_ms)),

@@ -60,17 +60,18 @@ pub struct ServerConfig {
     /// connection whose events cannot be queued stops reading, and HTTP/2
     /// flow control then slows its client.
     pub core_queue: usize,
-    /// A connection that wrote less than this long ago waits for its turn
-    /// in the next interval before it writes again, so that one wake-up and
-    /// one write carry several messages (write coalescing); one that has not
-    /// written for a whole interval, or whose client has just sent
-    /// something, writes at once. Zero writes everything at once. Busy
-    /// connections' turns are spread over the interval (see the `flush` module);
-    /// a message waits at most one interval. 40 ms keeps the fan-out
-    /// benchmark's server below 0.7x the tonic baseline's CPU per delivery
-    /// at both of its rates on the 2-core benchmark machine (30 ms is at
-    /// 0.7-0.75); README, "Benchmarks", has the trade-off against latency.
+    /// The longest a busy connection waits between two writes. The wait
+    /// (the gap) is zero while the shard has time, and grows only while
+    /// the shard is busier than [`pace_target`](Self::pace_target), so
+    /// that each write carries more messages (see the `pace` module); this
+    /// caps it, and so caps how long any output waits. 40 ms is where the
+    /// fan-out benchmark's largest load stays far under the machine's
+    /// capacity; README, "Benchmarks".
     pub flush_interval: Duration,
+    /// The share of its time a shard aims to be busy (0 to 1) before
+    /// writes wait: above it, the gap between two writes of a connection
+    /// grows. Lower trades latency under load for CPU per delivery.
+    pub pace_target: f64,
     /// Threads (shards) that run the connections, the first of them also
     /// the core; 0 means one per available core.
     pub threads: usize,
@@ -119,6 +120,7 @@ impl Default for ServerConfig {
             stall_grace: Duration::from_secs(5),
             core_queue: 4096,
             flush_interval: Duration::from_millis(40),
+            pace_target: 0.4,
             threads: 0,
             keepalive_time: Some(Duration::from_secs(60)),
             keepalive_timeout: Duration::from_secs(20),

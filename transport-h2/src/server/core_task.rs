@@ -61,14 +61,6 @@ pub(crate) async fn run<H: Handler>(
             core.handle_timeout(now);
         }
         budget.set_decoding(core.decoding());
-        if std::env::var_os("DBG_BUDGET").is_some() {
-            static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-            let mut last = LAST.lock().unwrap();
-            if last.is_none_or(|t| t.elapsed().as_millis() >= 250) {
-                *last = Some(std::time::Instant::now());
-                eprintln!("DBG budget {:?} open_calls {}", budget, core.open_calls());
-            }
-        }
         while let Some(output) = core.poll_output() {
             let (call, item) = match output {
                 Output::Event(e) => {

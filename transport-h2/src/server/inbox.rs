@@ -35,12 +35,17 @@ impl<T> Inbox<T> {
     }
 
     /// Swaps the pending items into `buf` (which must be empty); if there
-    /// are none, registers `waker` for the next delivery.
-    pub(crate) fn take(&self, buf: &mut Vec<T>, waker: &Waker) {
+    /// are none, registers `waker` for the next delivery (with `None`, the
+    /// reader will come back by itself, and a delivery wakes nobody).
+    pub(crate) fn take(&self, buf: &mut Vec<T>, waker: Option<&Waker>) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.0.is_empty() {
-            if !inner.1.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                inner.1 = Some(waker.clone());
+            match waker {
+                Some(waker) if !inner.1.as_ref().is_some_and(|w| w.will_wake(waker)) => {
+                    inner.1 = Some(waker.clone());
+                }
+                Some(_) => {}
+                None => inner.1 = None,
             }
         } else {
             std::mem::swap(&mut inner.0, buf);
@@ -56,12 +61,12 @@ mod tests {
     fn an_inbox_is_taken_whole_and_wakes_its_reader_once() {
         let inbox = Inbox::default();
         let (mut buf, mut batch) = (Vec::new(), vec![1, 2]);
-        inbox.take(&mut buf, Waker::noop());
+        inbox.take(&mut buf, Some(Waker::noop()));
         assert!(buf.is_empty());
         assert!(inbox.deliver(&mut batch).is_some(), "the waiting reader");
         let mut more = vec![3];
         assert!(inbox.deliver(&mut more).is_none(), "already woken");
-        inbox.take(&mut buf, Waker::noop());
+        inbox.take(&mut buf, Some(Waker::noop()));
         assert_eq!(buf, [1, 2, 3]);
     }
 }

@@ -36,6 +36,7 @@ mod groups;
 mod inbox;
 mod local;
 pub(crate) mod messages;
+mod pace;
 mod scheduler;
 mod shard;
 mod share;

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::future;
 
+use super::config::ServerConfig;
 use super::flush::Wheel;
 use super::groups::Arrival;
 use super::inbox::Mailbox;
 use super::messages::{ToConn, ToShard};
+use super::pace::Pace;
 use super::slot::{leave, Shared, Slot, Slots};
 
 /// What the wheel defers: one connection, or a group's members in one
@@ -26,16 +28,31 @@ enum Due {
 }
 
 /// Runs a shard's scheduler for ever: takes the core's batches from
-/// `mailbox` and wakes connections now or at their phase.
-pub(crate) async fn run(slots: &Slots, shared: &Shared, interval: Duration, mailbox: Arc<Mailbox>) {
-    let mut s = Scheduler::new(interval, Instant::now());
+/// `mailbox` and wakes connections now or at their phase, at the pace the
+/// shard's busy time sets ([`super::pace`]).
+pub(crate) async fn run(
+    slots: &Slots,
+    shared: &Shared,
+    config: &ServerConfig,
+    mailbox: Arc<Mailbox>,
+) {
+    let start = Instant::now();
+    let mut s = Scheduler::new(Duration::ZERO, start);
+    let mut pace = Pace::new(config.flush_interval, config.pace_target, start);
     let mut batch = Vec::new();
     let mut due = Vec::new();
     let mut timer = Timer::never();
     let mut timer_at = None;
     future::poll_fn(|cx| loop {
-        mailbox.take(&mut batch, cx.waker());
+        // While the shard is busy enough for writes to wait, the core's
+        // mail waits for the next turn of the wheel too: a thread woken for
+        // every core turn (thousands a second) costs a context switch each.
+        let lazy = !s.wheel.interval().is_zero() && s.wheel.due().is_some();
+        mailbox.take(&mut batch, (!lazy).then_some(cx.waker()));
         let now = Instant::now();
+        if let Some(gap) = pace.update(now, shared.busy.get()) {
+            s.wheel.set_interval(gap);
+        }
         let got_mail = !batch.is_empty();
         for item in batch.drain(..) {
             s.route(slots, shared, item, now);
@@ -57,9 +74,17 @@ pub(crate) async fn run(slots: &Slots, shared: &Shared, interval: Duration, mail
                 continue;
             }
         }
-        if !got_mail {
-            return Poll::<()>::Pending;
+        if got_mail {
+            continue;
         }
+        if s.wheel.due().is_none() {
+            // Nothing to come back for: the mail must wake us after all.
+            mailbox.take(&mut batch, Some(cx.waker()));
+            if !batch.is_empty() {
+                continue;
+            }
+        }
+        return Poll::<()>::Pending;
     })
     .await
 }
@@ -67,7 +92,6 @@ pub(crate) async fn run(slots: &Slots, shared: &Shared, interval: Duration, mail
 /// The scheduler's own state.
 struct Scheduler {
     wheel: Wheel<Due>,
-    interval: Duration,
     /// Tasks to wake once the batch is routed.
     wake: Vec<Waker>,
 }
@@ -76,7 +100,6 @@ impl Scheduler {
     fn new(interval: Duration, epoch: Instant) -> Scheduler {
         Scheduler {
             wheel: Wheel::new(interval, epoch),
-            interval,
             wake: Vec::new(),
         }
     }
@@ -94,7 +117,7 @@ impl Scheduler {
                 return;
             }
             ToShard::Multicast(group, frame) => {
-                match groups.multicast(group, frame, now, self.interval) {
+                match groups.multicast(group, frame, now, self.wheel.interval()) {
                     Arrival::Nobody => return,
                     Arrival::Quiet => {
                         for conn in groups.members(group) {
@@ -108,22 +131,6 @@ impl Scheduler {
                         groups.arm(group, |p| wheel.defer(Due::Group(group, p), p, now));
                     }
                 }
-                // Clients waiting for answers get them at once.
-                let (wheel, wake) = (&self.wheel, &mut self.wake);
-                shared.hot.borrow_mut().retain(|conn| {
-                    let Some(slot) = slots.get(conn) else {
-                        return false;
-                    };
-                    let mut s = slot.borrow_mut();
-                    if !wheel.recent(s.heard, now) {
-                        s.hot = false;
-                        return false;
-                    }
-                    if s.subs.iter().any(|sub| sub.group == group) {
-                        wake.extend(s.waker.take());
-                    }
-                    true
-                });
                 return;
             }
         };
@@ -166,7 +173,7 @@ impl Scheduler {
         if std::mem::replace(&mut s.scheduled, true) {
             return;
         }
-        if self.wheel.recent(s.flushed, now) && !self.wheel.recent(s.heard, now) {
+        if self.wheel.recent(s.flushed, now) {
             self.wheel.defer(Due::Conn(conn), s.phase, now);
         } else {
             self.wake.extend(s.waker.take());
@@ -222,18 +229,18 @@ mod tests {
 
     const IV: Duration = Duration::from_millis(10);
 
-    /// A shard with connections 1..=n (connection c in phase c - 1) and no
+    /// A shard with connections 1..=n (connection c in phase 8 (c - 1), its own slot) and no
     /// sockets: the scheduler alone.
     fn rig(n: u32) -> Rig {
         let t0 = Instant::now();
         let sched = Scheduler::new(IV, t0);
-        let shared = Shared::new(sched.wheel.phases());
+        let shared = Shared::new(crate::server::flush::PHASES);
         let slots = Slots::default();
         let mut wakes = Vec::new();
         for c in 1..=n {
             let count = Arc::new(Count(Default::default()));
             let slot = Slot {
-                phase: c as usize - 1,
+                phase: 8 * (c as usize - 1),
                 waker: Some(Waker::from(count.clone())),
                 ..Slot::default()
             };
@@ -335,7 +342,7 @@ mod tests {
         // Within the interval: busy, so nobody is woken now...
         r.route(ToShard::Multicast(7, frame("busy")), ms(2));
         assert_eq!((r.woken(1), r.woken(2)), (1, 1));
-        // ...but each at its phase's next turn (phase p at p x 0.5 ms).
+        // ...but each at its phase's next turn (phase 8 at 1.25 ms).
         let mut due = Vec::new();
         r.sched.wheel.take_due(r.t0 + ms(10), &mut due);
         assert_eq!(due.len(), 1, "phase 0 turns at 10 ms");
@@ -344,7 +351,7 @@ mod tests {
         }
         r.sched
             .wheel
-            .take_due(r.t0 + ms(10) + Duration::from_micros(500), &mut due);
+            .take_due(r.t0 + ms(10) + Duration::from_micros(1250), &mut due);
         for d in due.drain(..) {
             r.sched.turn(&r.slots, &r.shared, d);
         }
@@ -354,15 +361,5 @@ mod tests {
         assert_eq!((r.woken(1), r.woken(2)), (2, 2));
         assert_eq!(r.take(1), ["1:busy"]);
         assert_eq!(r.take(2), ["1:busy"]);
-        // A client heard from lately gets a busy group's frames at once.
-        r.slots.borrow()[&1].borrow_mut().heard = Some(r.t0 + ms(10));
-        r.slots.borrow()[&1].borrow_mut().hot = true;
-        r.shared.hot.borrow_mut().push(1);
-        r.route(ToShard::Multicast(7, frame("echo")), ms(11));
-        assert_eq!((r.woken(1), r.woken(2)), (3, 2));
-        // Once it has been quiet for an interval, it is off the list.
-        r.take(1);
-        r.route(ToShard::Multicast(7, frame("later")), ms(20));
-        assert!(r.shared.hot.borrow().is_empty());
     }
 }

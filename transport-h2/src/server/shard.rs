@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
@@ -22,12 +22,12 @@ use smol::LocalExecutor;
 use super::budget::Budget;
 use super::config::ServerConfig;
 use super::conn::open::connection;
-use super::flush::Wheel;
+use super::flush::PHASES;
 use super::inbox::Mailbox;
 use super::local::Local;
 use super::messages::{NewConn, ToCore};
 use super::scheduler;
-use super::slot::{Shared, Slots};
+use super::slot::{timed, Shared, Slots};
 
 /// A shard as the rest of the server sees it.
 pub(crate) struct Shard {
@@ -61,7 +61,7 @@ pub(crate) fn start<I: Send + 'static>(
             std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {
-                    let phases = Wheel::<()>::new(config.flush_interval, Instant::now()).phases();
+                    let phases = PHASES;
                     let local = Local {
                         index: index as u32,
                         shards: n as u32,
@@ -92,21 +92,22 @@ fn run<I: Send + 'static>(
     let ex = Rc::new(LocalExecutor::new());
     let local = Rc::new(local);
     if let Some(core) = boot {
-        ex.spawn(core).detach();
+        ex.spawn(timed(local.shared.clone(), core)).detach();
     }
     {
-        let local = local.clone();
-        let interval = local.config.flush_interval;
-        ex.spawn(async move {
-            scheduler::run(&local.slots, &local.shared, interval, mailbox).await;
-        })
-        .detach();
+        let (local, shared) = (local.clone(), local.shared.clone());
+        let config = local.config.clone();
+        let scheduler = async move {
+            scheduler::run(&local.slots, &local.shared, &config, mailbox).await;
+        };
+        ex.spawn(timed(shared, scheduler)).detach();
     }
     let main = {
         let ex = ex.clone();
         async move {
             while let Ok(conn) = new_conns.recv().await {
-                ex.spawn(connection(local.clone(), conn)).detach();
+                let conn = connection(local.clone(), conn);
+                ex.spawn(timed(local.shared.clone(), conn)).detach();
             }
             while !local.slots.borrow().is_empty() {
                 Timer::after(Duration::from_millis(100)).await;

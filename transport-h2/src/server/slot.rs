@@ -4,9 +4,10 @@
 //! shard's thread, so `RefCell`, not locks.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chat_sansio::idmap::IdMap;
 
@@ -22,16 +23,12 @@ pub(crate) struct Slot {
     pub waker: Option<Waker>,
     /// When the task last took items to write.
     pub flushed: Option<Instant>,
-    /// When the client last sent something (a call, a message, an end).
-    pub heard: Option<Instant>,
     /// Items wait and the task has been woken, or is due on the wheel.
     pub scheduled: bool,
     /// The connection's phase on the wheel.
     pub phase: usize,
     /// Its streams' places in their multicast groups.
     pub subs: Vec<Sub>,
-    /// In the shard's list of connections heard from lately.
-    pub hot: bool,
 }
 
 /// The slots of a shard's connections, by connection id.
@@ -40,11 +37,10 @@ pub(crate) type Slots = RefCell<IdMap<u32, Rc<RefCell<Slot>>>>;
 /// What a shard's scheduler and its connections' tasks share.
 pub(crate) struct Shared {
     pub groups: RefCell<Groups>,
-    /// Connections whose clients sent something within the flush interval
-    /// (some may have gone quiet since; the scheduler prunes them).
-    pub hot: RefCell<Vec<u32>>,
     /// The server is shutting down: connections send GOAWAY.
     pub closing: Cell<bool>,
+    /// Time spent in the shard's tasks so far (see [`timed`]).
+    pub busy: Cell<Duration>,
 }
 
 impl Shared {
@@ -52,10 +48,22 @@ impl Shared {
     pub(crate) fn new(phases: usize) -> Shared {
         Shared {
             groups: RefCell::new(Groups::new(phases)),
-            hot: RefCell::default(),
             closing: Cell::new(false),
+            busy: Cell::new(Duration::ZERO),
         }
     }
+}
+
+/// `fut`, with the time spent in its polls added to the shard's busy time
+/// (which sets the pace of writes, [`super::pace`]).
+pub(crate) fn timed<F: Future>(shared: Rc<Shared>, fut: F) -> impl Future<Output = F::Output> {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(move |cx| {
+        let start = Instant::now();
+        let out = fut.as_mut().poll(cx);
+        shared.busy.set(shared.busy.get() + start.elapsed());
+        out
+    })
 }
 
 /// Takes stream `sid` of the slot's connection out of its group, if it is

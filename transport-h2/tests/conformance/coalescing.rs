@@ -14,14 +14,15 @@ use crate::common::server::start_with;
 use crate::common::time::{run, within, SHORT};
 use crate::rig::*;
 
-/// Write coalescing must not slow a closed-loop client: with a flush
-/// interval far longer than the test, a client whose connection was woken a
-/// moment ago still gets the answer to what it has just sent at once. The
-/// answers are released by the test (durable mode: the echo waits for the
-/// store's acknowledgement), so the connection's task is parked, with its
-/// wake-up left to the core task, when each one is routed.
+/// Write coalescing must not slow an idle server: with a cap on the gap
+/// between writes far longer than the test, a client whose connection was
+/// woken a moment ago still gets the answer to what it has just sent at
+/// once, because a shard with time to spare waits for nothing. The answers
+/// are released by the test (durable mode: the echo waits for the store's
+/// acknowledgement), so the connection's task is parked, with its wake-up
+/// left to the core task, when each one is routed.
 #[test]
-fn write_coalescing_never_holds_a_closed_loop_answer() {
+fn an_idle_server_never_holds_an_answer() {
     let config = ServerConfig {
         flush_interval: Duration::from_secs(60),
         ..ServerConfig::default()
@@ -57,9 +58,8 @@ fn write_coalescing_never_holds_a_closed_loop_answer() {
         let first = post(&mut stream, "first".into()).await;
         let mut msgs = Messages::open(resp).await;
         assert_eq!(msgs.next_chat().await.message, first);
-        // The connection was woken just now: without its client's send
-        // counting, these would wait for the tick, 60 s away (next_chat
-        // allows 3 s).
+        // The connection was woken just now: with a fixed interval these
+        // would wait for it, 60 s away (next_chat allows 3 s).
         for i in 0..3 {
             let text = post(&mut stream, format!("message {i}")).await;
             assert_eq!(msgs.next_chat().await.message, text);

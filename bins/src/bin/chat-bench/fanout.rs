@@ -13,6 +13,8 @@ use async_io::Timer;
 use chat_proto::{paths, ChatMessage, User};
 use transport_h2::{CallOptions, CallReceiver, CallSender, Channel};
 
+use prost::Message as _;
+
 use crate::lean;
 use crate::stats::{cpu_time, ms, Latency};
 
@@ -67,10 +69,15 @@ async fn open_call(
 }
 
 /// The lean subscribers, read by one thread until told to stop.
-fn read_lean(mut subs: Vec<lean::Subscriber>, shared: Arc<Shared>) -> Vec<u32> {
+/// The first `counted` are subscribers; the rest are lean publishers,
+/// whose echoes are read and not measured.
+fn read_lean(mut subs: Vec<lean::Subscriber>, counted: usize, shared: Arc<Shared>) -> Vec<u32> {
     let mut probed = vec![false; subs.len()];
     let mut lat = Vec::new();
     let result = lean::read_all(&mut subs, &shared.stop, |i, bytes| {
+        if i >= counted {
+            return;
+        }
         if let Some(text) = text_field(bytes) {
             shared.record(text, &mut probed[i], &mut lat);
         }
@@ -214,6 +221,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let start = shared.start;
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut keep = Vec::new();
+    // Publishers on a schedule are lean too (a thread each, writing DATA
+    // frames), so that the bench adds as little as it can to the latency it
+    // measures; closed-loop ones wait for their echo on the full client.
+    let mut lean_pubs = Vec::new();
     let readers: Vec<smol::Task<Vec<u32>>> = if args.h2_subscribers {
         let mut readers = Vec::new();
         for _ in 0..args.subscribers {
@@ -230,13 +241,27 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("subscriber {i}: {e}"))?;
             subs.push(sub);
         }
-        let shared = shared.clone();
-        let thread = std::thread::spawn(move || read_lean(subs, shared));
+        if !args.closed_loop {
+            for p in 0..args.publishers {
+                let publisher = lean::Subscriber::connect(
+                    &args.addr,
+                    paths::JOIN_CHAT,
+                    &[("chat-room", "bench")],
+                )
+                .map_err(|e| format!("publisher {p}: {e}"))?;
+                lean_pubs.push(publisher.sender()?);
+                subs.push(publisher);
+            }
+        }
+        let (shared, counted) = (shared.clone(), args.subscribers);
+        let thread = std::thread::spawn(move || read_lean(subs, counted, shared));
         vec![smol::unblock(move || thread.join().unwrap_or_default())]
     };
     let mut publishers = Vec::new();
-    for _ in 0..args.publishers {
-        publishers.push(open_call(&args.addr, &options).await?);
+    if lean_pubs.is_empty() {
+        for _ in 0..args.publishers {
+            publishers.push(open_call(&args.addr, &options).await?);
+        }
     }
     // Every subscriber registered: each must receive a probe. A stream's
     // headers can reach the server after a probe, so probes repeat until
@@ -247,7 +272,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if probing.elapsed() > Duration::from_secs(30) {
             return Err("subscribers never received the probe message".into());
         }
-        publishers[0].1.send(&probe).await?;
+        match lean_pubs.first_mut() {
+            Some(sender) => sender.send(&probe.encode_to_vec())?,
+            None => publishers[0].1.send(&probe).await?,
+        }
         Timer::after(Duration::from_millis(100)).await;
     }
     // Let the probes' tail drain before the schedule starts.
@@ -262,6 +290,43 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     shared.window[1].store(window.1.as_nanos() as u64, Ordering::Relaxed);
     let until = start + window.1 + Duration::from_secs(3);
     let sent_in_window = Arc::new(AtomicU64::new(0));
+    let mut lean_threads = Vec::new();
+    for (p, mut sender) in lean_pubs.into_iter().enumerate() {
+        let (size, rate, sent) = (args.size, args.rate, sent_in_window.clone());
+        lean_threads.push(std::thread::spawn(move || {
+            let user = User {
+                user_id: format!("pub{p}"),
+                username: format!("publisher {p}"),
+                room_id: String::new(),
+            };
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let offset = interval.mul_f64(p as f64 / 2.0);
+            for i in 0u64.. {
+                let at = t0 + offset + interval * i as u32;
+                if at >= window.1 {
+                    break;
+                }
+                if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                // Stamped when it is sent, not when it was due (the sleep
+                // ends late by the bench's own scheduling, not the
+                // server's; a send held back by the server still counts).
+                let msg = ChatMessage {
+                    user: Some(user.clone()),
+                    message: text(start.elapsed().max(at), size),
+                    ..Default::default()
+                };
+                if sender.send(&msg.encode_to_vec()).is_err() {
+                    break;
+                }
+                if at >= window.0 {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            sender
+        }));
+    }
     let mut pubs = Vec::new();
     for (p, (channel, mut tx, mut rx)) in publishers.into_iter().enumerate() {
         let user = User {
@@ -320,9 +385,13 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     break;
                 }
                 Timer::at(start + at).await;
+                // Stamped when it is sent, not when it was due: the timer
+                // wakes this task 0.1-0.3 ms late here, which is the
+                // bench's, not the server's. (A send held back by the
+                // server still counts: it happens after the stamp.)
                 let msg = ChatMessage {
                     user: Some(user.clone()),
-                    message: text(at, size),
+                    message: text(start.elapsed().max(at), size),
                     ..Default::default()
                 };
                 if tx.send(&msg).await.is_err() {
@@ -347,6 +416,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for p in pubs {
         publishers.push(p.await);
     }
+    let lean_senders: Vec<lean::Sender> = lean_threads
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .collect();
     Timer::at(until).await;
     shared.stop.store(true, Ordering::Relaxed);
     drop((stop_tx, stop_rx));
@@ -389,14 +462,13 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         expected,
         cpu
     );
-    drop((keep, publishers));
+    drop((keep, publishers, lean_senders));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message as _;
 
     #[test]
     fn the_text_field_is_found_without_decoding() {

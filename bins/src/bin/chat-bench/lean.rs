@@ -18,7 +18,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_sansio::codec::Decoder;
@@ -56,6 +57,52 @@ pub struct Subscriber {
     grpc: Decoder,
     consumed: u32,
     ended: bool,
+    /// What the server lets us send: its connection and stream windows, as
+    /// its SETTINGS and WINDOW_UPDATEs say (RFC 9113 §6.9).
+    windows: Arc<Windows>,
+    initial_stream_window: u32,
+}
+
+/// The server's receive windows, shared by the reader (which applies its
+/// SETTINGS and WINDOW_UPDATE frames) and a [`Sender`].
+#[derive(Debug)]
+pub struct Windows {
+    conn: AtomicI64,
+    stream: AtomicI64,
+}
+
+/// The sending side of a lean connection: DATA frames on its call, within
+/// the server's windows. For a publisher whose echoes the reader thread
+/// reads with everyone else's.
+pub struct Sender {
+    io: TcpStream,
+    windows: Arc<Windows>,
+    buf: Vec<u8>,
+}
+
+impl Sender {
+    /// Sends one gRPC message (its protobuf bytes) as one DATA frame,
+    /// waiting for window if it must.
+    pub fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let len = payload.len() + 5;
+        while self.windows.conn.load(Ordering::Acquire) < len as i64
+            || self.windows.stream.load(Ordering::Acquire) < len as i64
+        {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.windows.conn.fetch_sub(len as i64, Ordering::AcqRel);
+        self.windows.stream.fetch_sub(len as i64, Ordering::AcqRel);
+        self.buf.clear();
+        let mut grpc = Vec::with_capacity(len);
+        grpc.push(0);
+        grpc.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        grpc.extend_from_slice(payload);
+        frame(&mut self.buf, DATA, 0, STREAM, &grpc);
+        let buf = std::mem::take(&mut self.buf);
+        let result = write_fully(&mut self.io, &buf);
+        self.buf = buf;
+        result
+    }
 }
 
 fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
@@ -134,10 +181,25 @@ impl Subscriber {
             grpc: Decoder::default(),
             consumed: 0,
             ended: false,
+            // The defaults until the server's SETTINGS say otherwise.
+            windows: Arc::new(Windows {
+                conn: AtomicI64::new(65_535),
+                stream: AtomicI64::new(65_535),
+            }),
+            initial_stream_window: 65_535,
         };
         s.io.write_all(&out)?;
         s.io.set_nonblocking(true)?;
         Ok(s)
+    }
+
+    /// A sender of messages on this connection's call.
+    pub fn sender(&self) -> std::io::Result<Sender> {
+        Ok(Sender {
+            io: self.io.try_clone()?,
+            windows: self.windows.clone(),
+            buf: Vec::new(),
+        })
     }
 
     /// Whether the call or the connection has ended.
@@ -231,7 +293,33 @@ impl Subscriber {
                 }
                 HEADERS if flags & END_STREAM != 0 => self.ended = true,
                 RST_STREAM | GOAWAY => self.ended = true,
-                SETTINGS if flags & ACK == 0 => frame(&mut replies, SETTINGS, ACK, 0, &[]),
+                SETTINGS if flags & ACK == 0 => {
+                    for setting in payload.chunks_exact(6) {
+                        if setting[..2] == [0, 4] {
+                            // SETTINGS_INITIAL_WINDOW_SIZE: the stream's
+                            // window moves by the difference (§6.9.2).
+                            let new = u32::from_be_bytes([
+                                setting[2], setting[3], setting[4], setting[5],
+                            ]);
+                            let old = self.initial_stream_window;
+                            self.initial_stream_window = new;
+                            self.windows
+                                .stream
+                                .fetch_add(i64::from(new) - i64::from(old), Ordering::AcqRel);
+                        }
+                    }
+                    frame(&mut replies, SETTINGS, ACK, 0, &[]);
+                }
+                WINDOW_UPDATE if payload.len() == 4 => {
+                    let n = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+                        & 0x7fff_ffff;
+                    let window = if stream == 0 {
+                        &self.windows.conn
+                    } else {
+                        &self.windows.stream
+                    };
+                    window.fetch_add(i64::from(n), Ordering::AcqRel);
+                }
                 PING if flags & ACK == 0 => frame(&mut replies, PING, ACK, 0, payload),
                 _ => {}
             }

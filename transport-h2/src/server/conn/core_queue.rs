@@ -35,8 +35,6 @@ pub(super) struct CoreQueue<I> {
     spent: bool,
     /// The core asked us to stop reading (`Output::Pause`).
     pub paused: bool,
-    /// An event from the client was queued since the shard last heard.
-    pub heard: bool,
 }
 
 impl<I: Send + 'static> CoreQueue<I> {
@@ -48,7 +46,6 @@ impl<I: Send + 'static> CoreQueue<I> {
             share,
             spent: false,
             paused: false,
-            heard: false,
         }
     }
 
@@ -66,7 +63,6 @@ impl<I: Send + 'static> CoreQueue<I> {
     }
 
     pub(super) fn push(&mut self, event: ToCore<I>) {
-        self.heard = true;
         if self.backlog.is_empty() && self.blocked.is_none() {
             match self.tx.try_send(event) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}

@@ -219,9 +219,9 @@ where
             slot.scheduled = false;
             std::mem::swap(&mut slot.items, &mut self.taken);
             if !slot.subs.is_empty() {
-                // A member takes what its group sent only within its call's
-                // and its connection's bounds: one further behind is cut
-                // without a copy, so a thousand stalled members cost nothing
+                // A member takes what its group sent only within its
+                // connection's bound: one further behind is cut without a
+                // copy, so a thousand stalled members cost nothing
                 // (copies of the log would otherwise pile up before the
                 // slow-consumer policy could let them go).
                 let config = &self.config;
@@ -230,13 +230,13 @@ where
                     .saturating_sub(self.streams.values().map(Stream::behind).sum());
                 let mut groups = self.shared.groups.borrow_mut();
                 for sub in &mut slot.subs {
-                    let call_room = match self.streams.get(&sub.sid) {
-                        Some(s) if !s.is_cut() => {
-                            config.max_queued_bytes_per_call.saturating_sub(s.behind())
-                        }
+                    // (The per-call policy applies once what can go out
+                    // has gone: a reader that keeps up may take a burst.)
+                    let room = match self.streams.get(&sub.sid) {
+                        Some(s) if !s.is_cut() => conn_room,
                         _ => 0,
                     };
-                    match groups.take_at_most(sub, call_room.min(conn_room)) {
+                    match groups.take_at_most(sub, room) {
                         Ok(Some(frames)) => {
                             conn_room = conn_room.saturating_sub(frames.len());
                             self.taken.push(ToConn::Message(sub.sid, frames));
@@ -569,13 +569,6 @@ where
         if let (None, Some(keepalive)) = (&ended, &mut this.keepalive) {
             if keepalive.poll(&mut cx, this.meter.reads()).is_ready() {
                 ended = Some(Ended::Unresponsive);
-            }
-        }
-        if std::mem::take(&mut this.core.heard) {
-            let mut slot = this.slot.borrow_mut();
-            slot.heard = Some(Instant::now());
-            if !std::mem::replace(&mut slot.hot, true) {
-                this.shared.hot.borrow_mut().push(this.id);
             }
         }
         let woken = this.waker.end();
