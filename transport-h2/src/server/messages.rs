@@ -4,8 +4,6 @@
 //! handed to a shard ([`NewConn`]). Every task imports its messages from
 //! here, so no task's file depends on another's.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,19 +110,31 @@ pub(crate) fn shard_of(conn: u32, shards: usize) -> usize {
     conn as usize % shards
 }
 
-/// Any byte stream a connection can run on.
+/// Any byte stream a connection can be handed to a shard as.
 pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
-/// A connection's byte stream, once ready: at once for a plain stream,
-/// after its handshake for TLS. Awaited on the shard, never on the
-/// accepting task.
-pub(crate) type Opening =
-    Pin<Box<dyn Future<Output = std::io::Result<Box<dyn ByteStream>>> + Send>>;
+/// A connection's byte stream on its shard (it never leaves it).
+pub(crate) trait LocalStream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> LocalStream for T {}
+
+/// How a connection's bytes reach its shard.
+pub(crate) enum Socket {
+    /// A TCP connection, served by the shard's own reactor
+    /// ([`super::reactor`]), with TLS if an acceptor is given (its
+    /// handshake runs on the shard, never on the accepting task).
+    Tcp {
+        stream: std::net::TcpStream,
+        #[cfg(feature = "tls")]
+        tls: Option<crate::tls::TlsAcceptor>,
+    },
+    /// Any other byte stream, driven by its own reactor.
+    Stream(Box<dyn ByteStream>),
+}
 
 /// A connection handed to a shard.
 pub(crate) struct NewConn {
-    pub io: Opening,
+    pub socket: Socket,
     pub peer: Option<String>,
     /// Counts the connection as live until it is dropped.
     pub live: Live,

@@ -37,6 +37,7 @@ mod inbox;
 mod local;
 pub(crate) mod messages;
 mod pace;
+mod reactor;
 mod scheduler;
 mod shard;
 mod share;
@@ -46,7 +47,7 @@ pub use config::ServerConfig;
 
 use crate::clock::Clock;
 use admission::PeerSlot;
-use messages::{ByteStream, Live, NewConn, Opening, ToCore};
+use messages::{Live, NewConn, Socket, ToCore};
 use shard::Shard;
 
 /// How often a failing `accept` is logged at most.
@@ -165,9 +166,14 @@ where
     /// until [`shutdown`](Self::shutdown) is called.
     pub async fn serve(&self, listener: TcpListener) -> io::Result<()> {
         self.accept(listener, |stream, peer, slot| {
-            let _ = stream.set_nodelay(true);
-            let io: Box<dyn ByteStream> = Box::new(stream);
-            self.open_connection(Box::pin(future::ready(Ok(io))), Some(peer), slot);
+            if let Some(stream) = into_std(stream) {
+                let socket = Socket::Tcp {
+                    stream,
+                    #[cfg(feature = "tls")]
+                    tls: None,
+                };
+                self.open_connection(socket, Some(peer), slot);
+            }
         })
         .await
     }
@@ -202,14 +208,13 @@ where
         acceptor: crate::tls::TlsAcceptor,
         slot: Option<PeerSlot>,
     ) {
-        let _ = stream.set_nodelay(true);
-        let opening = async move {
-            let tls = acceptor.accept(stream).await?;
-            crate::tls::check_alpn(tls.get_ref().1.alpn_protocol())?;
-            let io: Box<dyn ByteStream> = Box::new(tls);
-            Ok(io)
-        };
-        self.open_connection(Box::pin(opening), Some(peer), slot);
+        if let Some(stream) = into_std(stream) {
+            let socket = Socket::Tcp {
+                stream,
+                tls: Some(acceptor),
+            };
+            self.open_connection(socket, Some(peer), slot);
+        }
     }
 
     /// Accepts TCP connections on `listener` until shutdown, handing each
@@ -253,9 +258,14 @@ where
 
     /// Serves one accepted TCP connection on one of the shards.
     pub fn spawn_tcp(&self, stream: TcpStream, peer: String) {
-        // Small chat messages must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        self.serve_connection(stream, Some(peer));
+        if let Some(stream) = into_std(stream) {
+            let socket = Socket::Tcp {
+                stream,
+                #[cfg(feature = "tls")]
+                tls: None,
+            };
+            self.open_connection(socket, Some(peer), None);
+        }
     }
 
     /// Serves one connection of any byte stream (TCP, TLS, Unix socket,
@@ -265,20 +275,19 @@ where
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io: Box<dyn ByteStream> = Box::new(io);
-        self.open_connection(Box::pin(future::ready(Ok(io))), peer, None);
+        self.open_connection(Socket::Stream(Box::new(io)), peer, None);
     }
 
     /// Hands a connection whose byte stream is still `opening` (a TLS
     /// handshake) to one of the shards.
-    fn open_connection(&self, opening: Opening, peer: Option<String>, slot: Option<PeerSlot>) {
+    fn open_connection(&self, socket: Socket, peer: Option<String>, slot: Option<PeerSlot>) {
         if self.is_shutting_down() {
             return; // Dropped: the client sees the connection close.
         }
         let shards = &self.inner.shards;
         let i = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % shards.len();
         let conn = NewConn {
-            io: opening,
+            socket,
             peer,
             live: Live::new(&self.inner.live, slot),
             handshake_limit: self.inner.admission.handshake_limit(),
@@ -322,6 +331,25 @@ impl<H: Handler> Server<H> {
             Timer::after(Duration::from_millis(10)).await;
         }
         self.connections()
+    }
+}
+
+/// The std socket under an accepted smol stream, taken off async-io's
+/// reactor (its shard's own takes it), with Nagle off: small chat messages
+/// must not wait. `None` (logged) if that fails.
+fn into_std(stream: TcpStream) -> Option<std::net::TcpStream> {
+    let _ = stream.set_nodelay(true);
+    let shared: Arc<async_io::Async<std::net::TcpStream>> = stream.into();
+    let Ok(owned) = Arc::try_unwrap(shared) else {
+        tracing::warn!("an accepted socket is still shared; dropped");
+        return None;
+    };
+    match owned.into_inner() {
+        Ok(std) => Some(std),
+        Err(e) => {
+            tracing::warn!("cannot take an accepted socket off the reactor: {e}");
+            None
+        }
     }
 }
 

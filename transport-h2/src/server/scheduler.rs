@@ -3,13 +3,10 @@
 //! by the flush wheel ([`super::flush`]), when each connection's task is
 //! woken to write.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use futures_lite::future;
 
 use super::config::ServerConfig;
@@ -18,6 +15,7 @@ use super::groups::Arrival;
 use super::inbox::Mailbox;
 use super::messages::{ToConn, ToShard};
 use super::pace::Pace;
+use super::reactor::LocalTimer;
 use super::slot::{leave, Shared, Slot, Slots};
 
 /// What the wheel defers: one connection, or a group's members in one
@@ -41,7 +39,7 @@ pub(crate) async fn run(
     let mut pace = Pace::new(config.flush_interval, config.pace_target, start);
     let mut batch = Vec::new();
     let mut due = Vec::new();
-    let mut timer = Timer::never();
+    let mut timer = LocalTimer::new();
     let mut timer_at = None;
     future::poll_fn(|cx| loop {
         // While the shard is busy enough for writes to wait, the core's
@@ -69,7 +67,7 @@ pub(crate) async fn run(
                 timer.set_at(at);
                 timer_at = Some(at);
             }
-            if Pin::new(&mut timer).poll(cx).is_ready() {
+            if timer.poll(cx).is_ready() {
                 timer_at = None;
                 continue;
             }

@@ -26,6 +26,7 @@ use super::flush::PHASES;
 use super::inbox::Mailbox;
 use super::local::Local;
 use super::messages::{NewConn, ToCore};
+use super::reactor::{self, Reactor};
 use super::scheduler;
 use super::slot::{timed, Shared, Slots};
 
@@ -90,6 +91,7 @@ fn run<I: Send + 'static>(
     boot: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 ) {
     let ex = Rc::new(LocalExecutor::new());
+    let index = local.index;
     let local = Rc::new(local);
     if let Some(core) = boot {
         ex.spawn(timed(local.shared.clone(), core)).detach();
@@ -114,5 +116,13 @@ fn run<I: Send + 'static>(
             }
         }
     };
-    async_io::block_on(ex.run(main));
+    match Reactor::new() {
+        Ok(reactor) => reactor::block_on(reactor, ex.run(main)),
+        Err(e) => {
+            // Without a poller of its own the shard still runs, on
+            // async-io's (its TCP connections cannot: they are dropped).
+            tracing::error!("shard {index}: cannot make a poller: {e}");
+            async_io::block_on(ex.run(main));
+        }
+    }
 }

@@ -15,13 +15,36 @@ use super::{ConnDriver, Ended};
 use crate::inbound::{FrameWatch, Meter};
 use crate::io::Io;
 use crate::server::local::Local;
-use crate::server::messages::{NewConn, ToCore};
+use crate::server::messages::{LocalStream, NewConn, Socket, ToCore};
+use crate::server::reactor::ShardTcp;
 use crate::server::slot::Slot;
+
+/// The connection's byte stream on this shard: a TCP socket on the shard's
+/// own reactor, after the TLS handshake if it has one.
+async fn open(socket: Socket) -> std::io::Result<Box<dyn LocalStream>> {
+    match socket {
+        Socket::Stream(stream) => Ok(Box::new(stream)),
+        Socket::Tcp {
+            stream,
+            #[cfg(feature = "tls")]
+            tls,
+        } => {
+            let tcp = ShardTcp::new(stream)?;
+            #[cfg(feature = "tls")]
+            if let Some(acceptor) = tls {
+                let tls = acceptor.accept(tcp).await?;
+                crate::tls::check_alpn(tls.get_ref().1.alpn_protocol())?;
+                return Ok(Box::new(tls));
+            }
+            Ok(Box::new(tcp))
+        }
+    }
+}
 
 /// One connection, from the HTTP/2 handshake until it closes.
 pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: NewConn) {
     let NewConn {
-        io,
+        socket,
         peer,
         live,
         handshake_limit,
@@ -37,7 +60,7 @@ pub(crate) async fn connection<I: Send + 'static>(local: Rc<Local<I>>, conn: New
         .max_send_buffer_size(config.max_send_buffer);
     let meter = Arc::new(Meter::default());
     let handshakes = async {
-        let io = match io.await {
+        let io = match open(socket).await {
             Ok(io) => io,
             Err(e) => {
                 tracing::debug!(?peer, "TLS handshake failed: {e}");
