@@ -63,17 +63,34 @@ pub const MAX_ROOM_ID_LEN: usize = 128;
 /// Longest user id or user name, in bytes.
 pub const MAX_USER_FIELD_LEN: usize = 256;
 
-/// Default number of messages a room keeps in memory.
+/// Default number of messages the in-memory engine keeps per room.
 pub const DEFAULT_HISTORY_CAPACITY: usize = 100;
 
 /// Default number of recent messages sent to a user who joins a room.
 pub const DEFAULT_HISTORY_ON_JOIN: usize = 50;
 
-/// Most rooms kept at once; rooms that never had a message, with no streams
-/// and nobody present, are dropped to make space, and past that new rooms
-/// are refused with RESOURCE_EXHAUSTED. (A room that had messages is kept:
-/// its numbering must go on.)
-pub const MAX_ROOMS: usize = 1024;
+/// Most rooms held in memory at once. A room's log is the engine's; in
+/// memory it is a few hundred bytes plus its streams and members, and an
+/// idle one (nobody there, nothing in flight) is let go, least recently
+/// used first, when space is needed; it opens again on its next use. New
+/// rooms are refused (RESOURCE_EXHAUSTED) only while this many are busy.
+pub const MAX_ROOMS: usize = 10_000;
+
+/// Entries of one room held back behind a gap at most; past it the ones
+/// furthest from the gap are dropped (the fill brings them back).
+pub const MAX_HELD_PER_ROOM: usize = 10_000;
+
+/// Longest `ChatMessage.client_msg_id`, in bytes (a UUID is 36).
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
+
+/// Entries in one page of a resuming stream's catching up; the next page is
+/// asked for once the transport has sent this one on.
+pub const RESUME_PAGE: u32 = 256;
+
+/// How far ahead of this node's view of a room a resuming client may be
+/// (it saw messages on a node this one has not heard of yet); further is a
+/// wrong number, answered with OUT_OF_RANGE.
+pub const MAX_RESUME_AHEAD: u64 = 10_000;
 
 /// Durable mode: when one connection has this many messages waiting for
 /// the store, the chat asks the driver to stop reading from it

@@ -22,7 +22,7 @@ use tonic::{Code, Request, Status, Streaming};
 use transport_h2::ServerConfig;
 
 use common::messages::{chat, user};
-use common::server::{start, start_with};
+use common::server::{start, start_with, Inline};
 use common::time::{run_tokio, within, SHORT};
 
 /// Our chat server, on a free port.
@@ -81,7 +81,7 @@ fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
     use chat_proto::health::health_check_response::ServingStatus;
     use chat_proto::health::health_client::HealthClient;
     use chat_proto::health::HealthCheckRequest;
-    let (addr, server) = start_with(Chat::default(), ServerConfig::default(), |_ev| {});
+    let (addr, server) = start_with(Chat::default(), ServerConfig::default(), Chat::inline());
     run_tokio(10, async {
         let channel = tonic_channel(addr).await;
         let mut health = HealthClient::new(channel.clone());

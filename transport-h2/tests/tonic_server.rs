@@ -54,6 +54,7 @@ impl TonicChat {
             room_id: "room1".to_owned(),
             users: users.clone(),
             history: Vec::new(),
+            ..ChatRoom::default()
         }
     }
 }

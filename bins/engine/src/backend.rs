@@ -1,12 +1,12 @@
-//! The seam between the writer and the place the data lives.
+//! The seam between the engine's protocol and the place the log lives.
 
 use std::time::Duration;
 
 use chat_proto::{ChatMessage, HistoryPage};
-use chat_sansio::chat::{Chat, ChatEvent};
+use chat_sansio::chat::{AppendRequest, ChatEvent};
 use chat_sansio::{Status, Time};
 
-/// How much history a backend keeps.
+/// How much a backend keeps.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
     /// Messages kept per room (the newest).
@@ -15,6 +15,11 @@ pub struct Retention {
     pub max_age: Option<Duration>,
     /// Login records kept (the newest).
     pub logins: u64,
+    /// How long a (sender, client message id) is remembered: a retry of a
+    /// post within this window is not stored twice. It must outlast any
+    /// client's retries; ten minutes is gRPC's longest default backoff
+    /// many times over.
+    pub dedupe_window: Duration,
 }
 
 impl Default for Retention {
@@ -23,6 +28,7 @@ impl Default for Retention {
             messages_per_room: 100_000,
             max_age: Some(Duration::from_secs(365 * 24 * 3600)),
             logins: 1_000_000,
+            dedupe_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -64,52 +70,73 @@ impl Login {
     }
 }
 
-/// Where the chat's history and login records live.
+/// Where a room's log stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomState {
+    /// The log's epoch: a new value whenever the room's log starts afresh.
+    pub epoch: u64,
+    /// The seq of the newest entry (0: none ever).
+    pub last_seq: u64,
+    /// The seq of the oldest entry still held (`last_seq + 1` if none).
+    pub first_seq: u64,
+}
+
+/// An append as stored: the entry (numbered, timed, in its epoch), and
+/// whether it was there already (a retry).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Appended {
+    /// The entry.
+    pub entry: ChatMessage,
+    /// The backend held this (sender, client message id) already.
+    pub duplicate: bool,
+}
+
+/// Where the chat's logs and login records live.
 ///
-/// The [`writer`](crate::writer) owns the backend on its thread and calls it
-/// one method at a time; batching, epochs and answering the core are its job,
-/// not the backend's.
+/// The engine's protocol ([`crate::Engine`] inline, or the writer thread)
+/// calls it one method at a time; batching and answering the core are its
+/// job, not the backend's.
 ///
 /// Errors: `Display` is for the operator's log and may name files;
-/// `source()`, when there is one, is the bare cause, and is what the writer
-/// passes on to clients (a failed post's or read's status), so that server
-/// paths never reach them.
-///
-/// Messages arrive already numbered by the core; [`rooms`](Backend::rooms)
-/// gives each room's last number back at start-up, which is also what a
-/// writer would need to number messages itself.
+/// `source()`, when there is one, is the bare cause, and is what clients are
+/// told (a failed post's or read's status), so that server paths never
+/// reach them.
 pub trait Backend {
     /// Why an operation failed.
     type Error: std::error::Error;
 
-    /// Every stored room and the number of its last message (kept even when
-    /// retention has deleted that message).
-    fn rooms(&mut self) -> Result<Vec<(String, u64)>, Self::Error>;
+    /// Where `room`'s log stands (a room never used is empty, with a new
+    /// epoch).
+    fn open_room(&mut self, room: &str) -> Result<RoomState, Self::Error>;
+
+    /// Appends `batch` and records `logins`, all or nothing: each entry is
+    /// numbered after its room's last, except an append whose (sender,
+    /// client message id) is held within the dedupe window, which answers
+    /// with the original. Once it returns `Ok` the entries are as durable
+    /// as this backend makes anything. `now` ages the dedupe keys.
+    fn append(
+        &mut self,
+        batch: &[AppendRequest],
+        logins: &[Login],
+        now: Time,
+    ) -> Result<Vec<Appended>, Self::Error>;
+
+    /// The entries of `room` numbered `after + 1` to `up_to`, ascending, at
+    /// most `limit` (and a page's bytes), and the oldest seq still held.
+    fn range(
+        &mut self,
+        room: &str,
+        after: u64,
+        up_to: u64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, u64), Self::Error>;
 
     /// Up to `limit` messages of `room` numbered below `before` (0: the
-    /// newest), oldest first, and whether older ones exist.
+    /// newest), oldest first, within a page's bytes, and whether older ones
+    /// exist.
     fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, Self::Error>;
 
-    /// Stores `messages` and `logins` all or nothing. Once it returns `Ok`
-    /// they survive a crash: the core delivers the messages only then.
-    fn commit(&mut self, messages: &[ChatMessage], logins: &[Login]) -> Result<(), Self::Error>;
-
-    /// Deletes what the retention rules no longer keep, as of `now`. The
-    /// writer calls it every few seconds at most.
+    /// Deletes what the retention rules no longer keep, as of `now`. Called
+    /// every few seconds at most.
     fn prune(&mut self, now: Time) -> Result<(), Self::Error>;
-
-    /// Gives every stored room, its numbering and its newest `recent`
-    /// messages to the chat, before it serves; returns how many rooms.
-    fn restore_into(&mut self, chat: &mut Chat, recent: usize) -> Result<usize, Self::Error> {
-        let rooms = self.rooms()?;
-        let limit = u32::try_from(recent).unwrap_or(u32::MAX);
-        for (room, last_seq) in &rooms {
-            let mut messages = self.page(room, 0, limit)?.messages;
-            // The room's number is the authority: a message above it (a
-            // database edited by hand) would share a number with the next post.
-            messages.retain(|m| m.seq <= *last_seq);
-            chat.restore(room, *last_seq, messages);
-        }
-        Ok(rooms.len())
-    }
 }

@@ -1,30 +1,30 @@
-//! The chat's durable storage, for any driver of the core.
+//! The chat's engines: where each room's log lives, for any driver of the
+//! core.
 //!
-//! In durable mode `chat_sansio::chat::Chat` asks for storage through its
-//! events ([`ChatEvent::Persist`], [`ChatEvent::ReadHistory`],
-//! [`ChatEvent::Login`]) and waits for answers as inputs
-//! ([`ChatInput::Durable`], [`ChatInput::StoreFailed`],
-//! [`ChatInput::HistoryPage`]). This crate answers them, in two halves:
+//! `chat_sansio::chat::Chat` numbers nothing itself: it asks an engine, by
+//! its events ([`ChatEvent::OpenRoom`], [`ChatEvent::Append`],
+//! [`ChatEvent::ReadRange`], [`ChatEvent::ReadHistory`]), and the engine
+//! answers with inputs (the contract is in `chat_sansio::chat`'s events).
+//! This crate answers them:
 //!
-//! - [`writer`]: what any storage needs. A thread of its own takes the
-//!   requests a [`Writer`] queues, writes everything that arrived during the
-//!   previous write in one commit (group commit), tells the core what is
-//!   durable or what failed (epochs), and answers history reads.
-//! - [`Backend`]: where the data lives: [`sqlite::SqliteStore`] today.
-//!
-//! The answers go back through [`Deliver`], the driver's own way of feeding
-//! the core (a channel of its runtime, typically), so nothing here names a
-//! transport or an async runtime.
+//! - [`Backend`]: where the data lives: [`memory::MemoryLog`] (bounded, for
+//!   `--memory` and tests) and [`sqlite::SqliteStore`] (durable: WAL,
+//!   `synchronous=FULL`).
+//! - [`Engine`]: answers each request at once, on the driver's thread (for
+//!   the memory log: the answer goes back to the core in the same turn).
+//! - [`writer`]: answers from a thread of its own, in batches: every append
+//!   that arrived while the previous batch was being written goes into one
+//!   transaction (group commit). The answers go back through [`Deliver`],
+//!   the driver's own way of feeding the core, so nothing here names a
+//!   transport or an async runtime.
 //!
 //! ```no_run
 //! use chat_engine::sqlite::SqliteStore;
-//! use chat_engine::{start_writer, Backend, Retention, Writer};
-//! use chat_sansio::chat::{Chat, ChatConfig, ChatInput};
+//! use chat_engine::{start_writer, Retention, Writer};
+//! use chat_sansio::chat::ChatInput;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut chat = Chat::new(ChatConfig { durable: true, ..ChatConfig::default() });
-//! let mut store = SqliteStore::open("chat-data".as_ref(), Retention::default())?;
-//! store.restore_into(&mut chat, 1000)?;
+//! let store = SqliteStore::open("chat-data".as_ref(), Retention::default())?;
 //! let (writer, requests) = Writer::new();
 //! // The driver's queue into the core; here a plain channel.
 //! let (inputs, _core_reads) = std::sync::mpsc::sync_channel::<ChatInput>(1024);
@@ -38,19 +38,20 @@
 //! # }
 //! ```
 //!
-//! [`ChatEvent::Persist`]: chat_sansio::chat::ChatEvent::Persist
+//! [`ChatEvent::OpenRoom`]: chat_sansio::chat::ChatEvent::OpenRoom
+//! [`ChatEvent::Append`]: chat_sansio::chat::ChatEvent::Append
+//! [`ChatEvent::ReadRange`]: chat_sansio::chat::ChatEvent::ReadRange
 //! [`ChatEvent::ReadHistory`]: chat_sansio::chat::ChatEvent::ReadHistory
-//! [`ChatEvent::Login`]: chat_sansio::chat::ChatEvent::Login
-//! [`ChatInput::Durable`]: chat_sansio::chat::ChatInput::Durable
-//! [`ChatInput::StoreFailed`]: chat_sansio::chat::ChatInput::StoreFailed
-//! [`ChatInput::HistoryPage`]: chat_sansio::chat::ChatInput::HistoryPage
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backend;
+mod engine;
+pub mod memory;
 pub mod sqlite;
 pub mod writer;
 
-pub use backend::{Backend, Login, Retention};
+pub use backend::{Appended, Backend, Login, Retention, RoomState};
+pub use engine::{Engine, Served};
 pub use writer::{start_writer, Deliver, Requests, Writer};

@@ -6,31 +6,48 @@ mod error;
 use std::path::{Path, PathBuf};
 
 use chat_proto::{ChatMessage, HistoryPage, User};
-use chat_sansio::chat::PageBuilder;
+use chat_sansio::chat::{AppendRequest, PageBuilder};
+use chat_sansio::limits::MAX_PAGE_BYTES;
 use chat_sansio::Time;
-use rusqlite::{params, Connection, OpenFlags};
+use prost::Message as _;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 pub use error::StoreError;
 
-use crate::backend::{Backend, Login, Retention};
+use crate::backend::{Appended, Backend, Login, Retention, RoomState};
 
 /// The database file's name in the data directory.
 const FILE: &str = "chat.db";
 
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
     room     TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL,
+    epoch    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
-    room     TEXT    NOT NULL,
-    seq      INTEGER NOT NULL,
-    user_id  TEXT    NOT NULL,
-    username TEXT    NOT NULL,
-    text     TEXT    NOT NULL,
-    ts_us    INTEGER NOT NULL,
+    room          TEXT    NOT NULL,
+    seq           INTEGER NOT NULL,
+    user_id       TEXT    NOT NULL,
+    username      TEXT    NOT NULL,
+    text          TEXT    NOT NULL,
+    ts_us         INTEGER NOT NULL,
+    client_msg_id TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe (
+    user_id       TEXT    NOT NULL,
+    client_msg_id TEXT    NOT NULL,
+    room          TEXT    NOT NULL,
+    seq           INTEGER NOT NULL,
+    ts_us         INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_msg_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_by_time ON dedupe (ts_us);
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts_us);
 CREATE TABLE IF NOT EXISTS logins (
     id      INTEGER PRIMARY KEY,
@@ -43,11 +60,22 @@ CREATE TABLE IF NOT EXISTS logins (
 CREATE INDEX IF NOT EXISTS logins_by_time ON logins (ts_us);
 ";
 
-/// The chat's history and login records in one SQLite database.
+/// Columns added since the first schema, for databases made before them:
+/// (table, column, definition).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("rooms", "epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "client_msg_id", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// The chat's logs, dedupe keys and login records in one SQLite database.
 pub struct SqliteStore {
     db: Connection,
     path: PathBuf,
     retention: Retention,
+    /// The epoch of rooms first used in this database: set when the
+    /// database is made, so a new database (a lost or deleted one) gives
+    /// every room a new epoch.
+    epoch: u64,
 }
 
 impl SqliteStore {
@@ -88,11 +116,10 @@ impl SqliteStore {
         if report != "ok" {
             return Err(StoreError::Damaged { path, report });
         }
-        db.execute_batch(SCHEMA)
-            .map_err(|source| StoreError::Schema {
-                path: path.clone(),
-                source,
-            })?;
+        let epoch = set_up(&db).map_err(|source| StoreError::Schema {
+            path: path.clone(),
+            source,
+        })?;
         // Prove the directory is writable now rather than at the first post.
         db.execute_batch("BEGIN IMMEDIATE; COMMIT;")
             .map_err(|source| StoreError::NotWritable {
@@ -103,6 +130,7 @@ impl SqliteStore {
             db,
             path,
             retention,
+            epoch,
         })
     }
 
@@ -118,27 +146,105 @@ impl SqliteStore {
         }
     }
 
-    fn write_batch(&mut self, messages: &[ChatMessage], logins: &[Login]) -> rusqlite::Result<()> {
+    fn write_batch(
+        &mut self,
+        batch: &[AppendRequest],
+        logins: &[Login],
+        now: Time,
+    ) -> rusqlite::Result<Vec<Appended>> {
+        let window = self
+            .retention
+            .dedupe_window
+            .as_micros()
+            .min(i64::MAX as u128) as i64;
+        let since = now.as_micros_i64().saturating_sub(window);
+        let db_epoch = self.epoch as i64;
         let tx = self.db.transaction()?;
+        let mut appended = Vec::with_capacity(batch.len());
         {
+            let mut find_key = tx.prepare_cached(
+                "SELECT room, seq FROM dedupe WHERE user_id = ?1 AND client_msg_id = ?2 AND ts_us >= ?3",
+            )?;
+            let mut room_state =
+                tx.prepare_cached("SELECT last_seq, epoch FROM rooms WHERE room = ?1")?;
+            let mut set_room = tx.prepare_cached(
+                "INSERT INTO rooms (room, last_seq, epoch) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
+            )?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, seq, user_id, username, text, ts_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (room, seq, user_id, username, text, ts_us, client_msg_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            let mut room = tx.prepare_cached(
-                "INSERT INTO rooms (room, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+            let mut keep_key = tx.prepare_cached(
+                "INSERT OR REPLACE INTO dedupe (user_id, client_msg_id, room, seq, ts_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for m in messages {
-                let user = m.user.clone().unwrap_or_default();
+            let mut original = tx.prepare_cached(
+                "SELECT user_id, username, text, ts_us, client_msg_id FROM messages
+                 WHERE room = ?1 AND seq = ?2",
+            )?;
+            for req in batch {
+                let (last_seq, epoch) = room_state
+                    .query_row(params![req.room], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .optional()?
+                    .unwrap_or((0, db_epoch));
+                if !req.client_msg_id.is_empty() {
+                    let held = find_key
+                        .query_row(params![req.user.user_id, req.client_msg_id, since], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                        })
+                        .optional()?;
+                    if let Some((room, seq)) = held {
+                        let stored = original
+                            .query_row(params![room, seq], |r| row_message(r, &room, seq as u64, 0))
+                            .optional()?;
+                        let epoch = if room == req.room {
+                            epoch
+                        } else {
+                            room_state
+                                .query_row(params![room], |r| r.get::<_, i64>(1))
+                                .optional()?
+                                .unwrap_or(db_epoch)
+                        };
+                        // Deleted by retention since: the number stands.
+                        let mut entry = stored.unwrap_or_else(|| message_of(req, seq as u64));
+                        entry.room_id = room;
+                        entry.epoch = epoch as u64;
+                        appended.push(Appended {
+                            entry,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
+                }
+                let seq = last_seq + 1;
                 insert.execute(params![
-                    m.room_id,
-                    m.seq as i64,
-                    user.user_id,
-                    user.username,
-                    m.message,
-                    m.timestamp_us
+                    req.room,
+                    seq,
+                    req.user.user_id,
+                    req.user.username,
+                    req.text,
+                    req.at.as_micros_i64(),
+                    req.client_msg_id
                 ])?;
-                room.execute(params![m.room_id, m.seq as i64])?;
+                set_room.execute(params![req.room, seq, epoch])?;
+                if !req.client_msg_id.is_empty() {
+                    keep_key.execute(params![
+                        req.user.user_id,
+                        req.client_msg_id,
+                        req.room,
+                        seq,
+                        req.at.as_micros_i64()
+                    ])?;
+                }
+                let mut entry = message_of(req, seq as u64);
+                entry.epoch = epoch as u64;
+                appended.push(Appended {
+                    entry,
+                    duplicate: false,
+                });
             }
             let mut login = tx.prepare_cached(
                 "INSERT INTO logins (ts_us, user_id, room, peer, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -157,7 +263,8 @@ impl SqliteStore {
                 ])?;
             }
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(appended)
     }
 
     fn delete_old(&mut self, now: Time) -> rusqlite::Result<()> {
@@ -180,22 +287,116 @@ impl SqliteStore {
             "DELETE FROM logins WHERE id <= (SELECT max(id) FROM logins) - ?1",
             params![keep],
         )?;
+        let window = self
+            .retention
+            .dedupe_window
+            .as_micros()
+            .min(i64::MAX as u128) as i64;
+        self.db.execute(
+            "DELETE FROM dedupe WHERE ts_us < ?1",
+            params![now.as_micros_i64().saturating_sub(window)],
+        )?;
         Ok(())
+    }
+
+    /// The oldest seq of `room` still stored, or `last_seq + 1`.
+    fn first_seq(&self, room: &str, last_seq: u64) -> rusqlite::Result<u64> {
+        let first: Option<i64> = self.db.query_row(
+            "SELECT min(seq) FROM messages WHERE room = ?1",
+            params![room],
+            |r| r.get(0),
+        )?;
+        Ok(first.map_or(last_seq + 1, |f| f as u64))
+    }
+
+    fn room_state(&self, room: &str) -> rusqlite::Result<RoomState> {
+        let state: Option<(i64, i64)> = self
+            .db
+            .query_row(
+                "SELECT last_seq, epoch FROM rooms WHERE room = ?1",
+                params![room],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (last_seq, epoch) = match state {
+            Some((last, epoch)) => (last as u64, epoch as u64),
+            None => (0, self.epoch),
+        };
+        Ok(RoomState {
+            epoch,
+            last_seq,
+            first_seq: self.first_seq(room, last_seq)?,
+        })
     }
 }
 
 impl Backend for SqliteStore {
     type Error = StoreError;
 
-    fn rooms(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+    fn open_room(&mut self, room: &str) -> Result<RoomState, StoreError> {
+        self.room_state(room).map_err(|e| self.read(e))
+    }
+
+    fn append(
+        &mut self,
+        batch: &[AppendRequest],
+        logins: &[Login],
+        now: Time,
+    ) -> Result<Vec<Appended>, StoreError> {
+        self.write_batch(batch, logins, now)
+            .map_err(|source| StoreError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn range(
+        &mut self,
+        room: &str,
+        after: u64,
+        up_to: u64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, u64), StoreError> {
+        let state = self.room_state(room).map_err(|e| self.read(e))?;
         let mut stmt = self
             .db
-            .prepare("SELECT room, last_seq FROM rooms")
+            .prepare_cached(
+                "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+                 WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+            )
             .map_err(|e| self.read(e))?;
-        let rooms = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .and_then(|rows| rows.collect::<Result<_, _>>());
-        rooms.map_err(|e| self.read(e))
+        let after = after.min(i64::MAX as u64) as i64;
+        let up_to = up_to.min(i64::MAX as u64) as i64;
+        let mut rows = stmt
+            .query(params![room, after, up_to, i64::from(limit)])
+            .map_err(|e| self.read(e))?;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => {
+                    drop(rows);
+                    return Err(self.read(e));
+                }
+            };
+            let seq = row.get::<_, i64>(0).unwrap_or(0) as u64;
+            let entry = match row_message_at(row, room, seq, state.epoch) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    drop(rows);
+                    return Err(self.read(e));
+                }
+            };
+            bytes += entry.encoded_len();
+            if !entries.is_empty() && bytes > MAX_PAGE_BYTES {
+                break;
+            }
+            entries.push(entry);
+        }
+        drop(rows);
+        Ok((entries, state.first_seq))
     }
 
     fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, StoreError> {
@@ -204,10 +405,11 @@ impl Backend for SqliteStore {
         } else {
             before.min(i64::MAX as u64) as i64
         };
+        let epoch = self.room_state(room).map_err(|e| self.read(e))?.epoch;
         let mut stmt = self
             .db
             .prepare_cached(
-                "SELECT seq, user_id, username, text, ts_us FROM messages
+                "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
                  WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
             )
             .map_err(|e| self.read(e))?;
@@ -223,20 +425,8 @@ impl Backend for SqliteStore {
                 Ok(None) => break,
                 Err(e) => return Err(self.read(e)),
             };
-            let message = (|| {
-                Ok::<_, rusqlite::Error>(ChatMessage {
-                    user: Some(User {
-                        user_id: row.get(1)?,
-                        username: row.get(2)?,
-                        room_id: String::new(),
-                    }),
-                    message: row.get(3)?,
-                    room_id: room.to_owned(),
-                    seq: row.get::<_, i64>(0)? as u64,
-                    timestamp_us: row.get(4)?,
-                    presence: 0,
-                })
-            })();
+            let seq = row.get::<_, i64>(0).unwrap_or(0) as u64;
+            let message = row_message_at(row, room, seq, epoch);
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
@@ -257,14 +447,6 @@ impl Backend for SqliteStore {
         })
     }
 
-    fn commit(&mut self, messages: &[ChatMessage], logins: &[Login]) -> Result<(), StoreError> {
-        self.write_batch(messages, logins)
-            .map_err(|source| StoreError::Write {
-                path: self.path.clone(),
-                source,
-            })
-    }
-
     fn prune(&mut self, now: Time) -> Result<(), StoreError> {
         self.delete_old(now).map_err(|source| StoreError::Prune {
             path: self.path.clone(),
@@ -273,24 +455,114 @@ impl Backend for SqliteStore {
     }
 }
 
+/// Makes the tables (and the columns added since), and returns the
+/// database's epoch, set the first time.
+fn set_up(db: &Connection) -> rusqlite::Result<u64> {
+    db.execute_batch(SCHEMA)?;
+    for (table, column, definition) in ADDED_COLUMNS {
+        let mut has = false;
+        let mut stmt = db.prepare(&format!("PRAGMA table_info({table})"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if row.get::<_, String>(1)? == *column {
+                has = true;
+            }
+        }
+        if !has {
+            db.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as i64);
+    db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)",
+        params![now],
+    )?;
+    db.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|e| e as u64)
+}
+
+/// An entry from a row of `seq, user_id, username, text, ts_us,
+/// client_msg_id` (starting at column 0).
+fn row_message_at(
+    row: &rusqlite::Row<'_>,
+    room: &str,
+    seq: u64,
+    epoch: u64,
+) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        user: Some(User {
+            user_id: row.get(1)?,
+            username: row.get(2)?,
+            room_id: String::new(),
+        }),
+        message: row.get(3)?,
+        room_id: room.to_owned(),
+        seq,
+        timestamp_us: row.get(4)?,
+        client_msg_id: row.get(5)?,
+        epoch,
+        ..ChatMessage::default()
+    })
+}
+
+/// An entry from a row of `user_id, username, text, ts_us, client_msg_id`.
+fn row_message(
+    row: &rusqlite::Row<'_>,
+    room: &str,
+    seq: u64,
+    epoch: u64,
+) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        user: Some(User {
+            user_id: row.get(0)?,
+            username: row.get(1)?,
+            room_id: String::new(),
+        }),
+        message: row.get(2)?,
+        room_id: room.to_owned(),
+        seq,
+        timestamp_us: row.get(3)?,
+        client_msg_id: row.get(4)?,
+        epoch,
+        ..ChatMessage::default()
+    })
+}
+
+/// The entry an append makes, numbered `seq` (its epoch set by the caller).
+fn message_of(req: &AppendRequest, seq: u64) -> ChatMessage {
+    ChatMessage {
+        user: Some(req.user.clone()),
+        message: req.text.clone(),
+        room_id: req.room.clone(),
+        seq,
+        timestamp_us: req.at.as_micros_i64(),
+        client_msg_id: req.client_msg_id.clone(),
+        ..ChatMessage::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use chat_sansio::chat::Chat;
-
     use super::*;
 
-    fn message(room: &str, seq: u64, text: &str) -> ChatMessage {
-        ChatMessage {
-            user: Some(User {
+    fn append(room: &str, text: &str, key: &str, at: i64) -> AppendRequest {
+        AppendRequest {
+            id: 0,
+            room: room.into(),
+            user: User {
                 user_id: "u".into(),
                 username: "U".into(),
                 room_id: String::new(),
-            }),
-            message: text.into(),
-            room_id: room.into(),
-            seq,
-            timestamp_us: 1_000 + seq as i64,
-            presence: 0,
+            },
+            text: text.into(),
+            client_msg_id: key.into(),
+            at: Time::from_micros(at as u64),
         }
     }
 
@@ -300,26 +572,67 @@ mod tests {
         d
     }
 
-    fn seqs(page: &HistoryPage) -> Vec<u64> {
-        page.messages.iter().map(|m| m.seq).collect()
+    fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
+        messages.iter().map(|m| m.seq).collect()
     }
 
     #[test]
-    fn messages_survive_reopening_and_page_back() {
+    fn entries_are_numbered_survive_reopening_and_page_back() {
         let d = dir("reopen");
         let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
-        let batch: Vec<_> = (1..=5).map(|i| message("r", i, &format!("m{i}"))).collect();
-        s.commit(&batch, &[]).unwrap();
+        let fresh = s.open_room("r").unwrap();
+        assert_eq!((fresh.last_seq, fresh.first_seq), (0, 1));
+        let batch: Vec<_> = (1..=5)
+            .map(|i| append("r", &format!("m{i}"), "", i))
+            .collect();
+        let appended = s.append(&batch, &[], Time::from_micros(10)).unwrap();
+        assert_eq!(
+            seqs(&appended.iter().map(|a| a.entry.clone()).collect::<Vec<_>>()),
+            [1, 2, 3, 4, 5]
+        );
+        assert!(appended
+            .iter()
+            .all(|a| a.entry.epoch == fresh.epoch && !a.duplicate));
         drop(s);
         let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+        let state = s.open_room("r").unwrap();
+        assert_eq!(
+            (state.epoch, state.last_seq, state.first_seq),
+            (fresh.epoch, 5, 1)
+        );
         let page = s.page("r", 0, 2).unwrap();
-        assert_eq!(seqs(&page), [4, 5]);
+        assert_eq!(seqs(&page.messages), [4, 5]);
         assert!(page.more);
         let page = s.page("r", 4, 10).unwrap();
-        assert_eq!(seqs(&page), [1, 2, 3]);
+        assert_eq!(seqs(&page.messages), [1, 2, 3]);
         assert!(!page.more);
-        assert_eq!(page.messages[0], message("r", 1, "m1"));
-        assert_eq!(s.rooms().unwrap(), [("r".to_owned(), 5)]);
+        assert_eq!(page.messages[0].message, "m1");
+        let (range, first) = s.range("r", 2, 4, 10).unwrap();
+        assert_eq!((seqs(&range), first), (vec![3, 4], 1));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_retry_within_the_window_gets_the_original() {
+        let d = dir("dedupe");
+        let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+        let now = Time::from_micros(1_000_000);
+        let first = s
+            .append(&[append("r", "hi", "k1", 1_000_000)], &[], now)
+            .unwrap();
+        // The retry is in the same batch as another post, after a restart.
+        drop(s);
+        let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+        let batch = [
+            append("r", "other", "", 2_000_000),
+            append("r", "hi", "k1", 2_000_000),
+        ];
+        let again = s.append(&batch, &[], now).unwrap();
+        assert_eq!(first[0].entry.seq, 1);
+        assert_eq!((again[0].entry.seq, again[0].duplicate), (2, false));
+        assert_eq!((again[1].entry.seq, again[1].duplicate), (1, true));
+        assert_eq!(again[1].entry.message, "hi");
+        assert_eq!(s.open_room("r").unwrap().last_seq, 2);
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -330,17 +643,17 @@ mod tests {
             messages_per_room: 3,
             max_age: None,
             logins: 10,
+            ..Retention::default()
         };
         let mut s = SqliteStore::open(&d, retention).unwrap();
-        let batch: Vec<_> = (1..=10).map(|i| message("r", i, "x")).collect();
-        s.commit(&batch, &[]).unwrap();
+        let batch: Vec<_> = (1..=10).map(|i| append("r", "x", "", i)).collect();
+        s.append(&batch, &[], Time::from_micros(10)).unwrap();
         s.prune(Time::from_micros(2_000)).unwrap();
         let page = s.page("r", 0, 100).unwrap();
-        assert_eq!(seqs(&page), [8, 9, 10]);
+        assert_eq!(seqs(&page.messages), [8, 9, 10]);
         assert!(!page.more);
-        assert_eq!(s.rooms().unwrap(), [("r".to_owned(), 10)]);
-        let mut chat = Chat::default();
-        assert_eq!(s.restore_into(&mut chat, 50).unwrap(), 1);
+        let state = s.open_room("r").unwrap();
+        assert_eq!((state.last_seq, state.first_seq), (10, 8));
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -397,8 +710,12 @@ mod tests {
             at: Time::from_micros(5),
         };
         let refused = chat_sansio::Status::new(chat_sansio::Code::Unauthenticated, "no");
-        s.commit(&[], &[login("a", Ok(())), login("b", Err(refused.clone()))])
-            .unwrap();
+        s.append(
+            &[],
+            &[login("a", Ok(())), login("b", Err(refused.clone()))],
+            Time::from_micros(5),
+        )
+        .unwrap();
         let rows: Vec<(String, String)> =
             s.db.prepare("SELECT user_id, outcome FROM logins ORDER BY id")
                 .unwrap()

@@ -1,27 +1,24 @@
-//! The writer protocol any backend needs: a queue of requests, group commit,
-//! epochs, and the answers to the core.
+//! The engine on a thread of its own, for backends that write to disk:
+//! a queue of requests, group commit, and the answers to the core.
 //!
-//! The driver hands every chat event to [`Writer::take`] and carries on; a
-//! thread of its own ([`start_writer`]) writes. Every request that arrived
-//! while the previous batch was being written goes into one
-//! [`Backend::commit`] (one fsync for SQLite), and only then is the core told
-//! that its messages are durable. When a commit fails the core is told so,
-//! gives up its pending messages and starts a new epoch; requests of the
-//! failed epoch still in the queue are dropped, since the core numbers their
-//! successors afresh.
+//! The driver hands every chat event to [`Writer::take`] and carries on; the
+//! writer thread ([`start_writer`]) serves them. Every append and login
+//! record that arrived while the previous batch was being written goes into
+//! one [`Backend::append`] (one transaction, one fsync for SQLite), and only
+//! then is the core told each entry as stored (or that the batch failed:
+//! nothing of it is stored, and its posters may retry). Opens and reads
+//! queued with the batch are answered after it, so they see its entries.
 
-use std::error::Error;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use chat_proto::ChatMessage;
-use chat_sansio::chat::{ChatEvent, ChatInput};
-use chat_sansio::server::CallId;
+use chat_sansio::chat::{AppendRequest, ChatEvent, ChatInput, ReadToken};
 use chat_sansio::Time;
 
 use crate::backend::{Backend, Login};
+use crate::engine::{self, cause};
 
-/// Most requests written in one commit.
+/// Most appends written in one commit.
 const MAX_BATCH: usize = 8192;
 /// How often the writer logs its group-commit statistics.
 const STATS_EVERY: Duration = Duration::from_secs(10);
@@ -47,21 +44,25 @@ impl<F: FnMut(ChatInput) -> bool> Deliver for F {
 
 /// What the writer thread is asked to do.
 enum Request {
-    Persist {
-        epoch: u64,
-        id: u64,
-        message: ChatMessage,
-    },
+    Open(String),
+    Append(Box<AppendRequest>),
     Login(Login),
-    Read {
-        call: CallId,
+    Range {
+        token: ReadToken,
+        room: String,
+        after: u64,
+        up_to: u64,
+        limit: u32,
+    },
+    Page {
+        token: ReadToken,
         room: String,
         before: u64,
         limit: u32,
     },
 }
 
-/// Hands the chat's storage events to the writer thread.
+/// Hands the chat's engine requests to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
     tx: Sender<Request>,
@@ -78,18 +79,32 @@ impl Writer {
         (Writer { tx }, Requests(rx))
     }
 
-    /// Takes the storage events (`Persist` and `ReadHistory`; `Login` is
-    /// copied into the store) and returns the rest, for the console.
+    /// Takes the engine requests; copies `Login` records into the store;
+    /// returns the rest (and the logins), for the console.
     pub fn take(&self, event: ChatEvent) -> Option<ChatEvent> {
         let request = match event {
-            ChatEvent::Persist { epoch, id, message } => Request::Persist { epoch, id, message },
+            ChatEvent::OpenRoom { room } => Request::Open(room),
+            ChatEvent::Append(request) => Request::Append(request),
+            ChatEvent::ReadRange {
+                token,
+                room,
+                after,
+                up_to,
+                limit,
+            } => Request::Range {
+                token,
+                room,
+                after,
+                up_to,
+                limit,
+            },
             ChatEvent::ReadHistory {
-                call,
+                token,
                 room,
                 before_seq,
                 limit,
-            } => Request::Read {
-                call,
+            } => Request::Page {
+                token,
                 room,
                 before: before_seq,
                 limit,
@@ -106,9 +121,9 @@ impl Writer {
     }
 }
 
-/// Starts the writer thread on `backend`; what is durable, what failed and
-/// the pages read go back to the core through `deliver`. The thread ends when
-/// every [`Writer`] is dropped or the core is gone.
+/// Starts the writer thread on `backend`; its answers go back to the core
+/// through `deliver`. The thread ends when every [`Writer`] is dropped or
+/// the core is gone.
 pub fn start_writer<B, D>(backend: B, requests: Requests, deliver: D) -> std::io::Result<()>
 where
     B: Backend + Send + 'static,
@@ -124,8 +139,6 @@ where
 struct WriteLoop<B, D> {
     backend: B,
     deliver: D,
-    /// The latest epoch whose commit failed: its requests are dropped.
-    dead_epoch: Option<u64>,
     stats: Stats,
     last_prune: Instant,
 }
@@ -135,7 +148,6 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
         WriteLoop {
             backend,
             deliver,
-            dead_epoch: None,
             stats: Stats::new(),
             last_prune: Instant::now(),
         }
@@ -157,103 +169,94 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
         }
     }
 
-    /// Commits one batch, then answers its reads (so a page sees the
-    /// messages committed before it). False once the core is gone.
+    /// Commits one batch's appends and records, then answers its opens and
+    /// reads in order (so they see what was committed before them). False
+    /// once the core is gone.
     fn write(&mut self, batch: &mut Vec<Request>) -> bool {
-        let mut messages = Vec::new();
+        let mut appends = Vec::new();
         let mut logins = Vec::new();
-        let mut reads = Vec::new();
-        let mut last: Option<(u64, u64)> = None;
+        let mut rest = Vec::new();
         for r in batch.drain(..) {
             match r {
-                Request::Persist { epoch, id, message } => {
-                    if self.dead_epoch.is_some_and(|d| epoch <= d) {
-                        continue;
-                    }
-                    last = Some((epoch, id));
-                    messages.push(message);
-                }
+                Request::Append(a) => appends.push(*a),
                 Request::Login(l) => logins.push(l),
-                Request::Read {
-                    call,
+                other => rest.push(other),
+            }
+        }
+        if (!appends.is_empty() || !logins.is_empty()) && !self.commit(&appends, &logins) {
+            return false;
+        }
+        for r in rest {
+            let answer = match r {
+                Request::Open(room) => engine::open(&mut self.backend, room),
+                Request::Range {
+                    token,
+                    room,
+                    after,
+                    up_to,
+                    limit,
+                } => engine::range(&mut self.backend, token, &room, after, up_to, limit),
+                Request::Page {
+                    token,
                     room,
                     before,
                     limit,
-                } => reads.push((call, room, before, limit)),
-            }
-        }
-        if (!messages.is_empty() || !logins.is_empty()) && !self.commit(&messages, &logins, last) {
-            return false;
-        }
-        for (call, room, before, limit) in reads {
-            let page = self
-                .backend
-                .page(&room, before, limit)
-                .map_err(|e| cause(&e));
-            if !self.deliver.deliver(ChatInput::HistoryPage { call, page }) {
+                } => engine::page(&mut self.backend, token, &room, before, limit),
+                Request::Append(_) | Request::Login(_) => continue,
+            };
+            if !self.deliver.deliver(answer) {
                 return false;
             }
         }
         true
     }
 
-    /// Commits a batch and tells the core the outcome; `last` is the epoch
-    /// and id of its last message, if any. False once the core is gone.
-    fn commit(
-        &mut self,
-        messages: &[ChatMessage],
-        logins: &[Login],
-        last: Option<(u64, u64)>,
-    ) -> bool {
-        let result = self.backend.commit(messages, logins);
-        match (result, last) {
-            (Ok(()), last) => {
-                self.stats.committed(messages.len());
-                if let Some((epoch, up_to)) = last {
-                    if !self.deliver.deliver(ChatInput::Durable { epoch, up_to }) {
+    /// Appends a batch and tells the core each entry, or that it failed.
+    /// False once the core is gone.
+    fn commit(&mut self, appends: &[AppendRequest], logins: &[Login]) -> bool {
+        // Records and dedupe keys age by the chat's clock, as stamped on the
+        // requests, not by this thread's.
+        let now = appends
+            .iter()
+            .map(|a| a.at)
+            .chain(logins.iter().map(|l| l.at))
+            .max()
+            .unwrap_or(Time::ZERO);
+        match self.backend.append(appends, logins, now) {
+            Ok(stored) => {
+                self.stats.committed(appends.len());
+                for (request, appended) in appends.iter().zip(stored) {
+                    let input = ChatInput::Committed {
+                        id: request.id,
+                        entry: appended.entry,
+                        duplicate: appended.duplicate,
+                    };
+                    if !self.deliver.deliver(input) {
                         return false;
                     }
                 }
             }
-            (Err(e), last) => {
+            Err(e) => {
                 tracing::error!("{e}");
-                if let Some((epoch, _)) = last {
-                    self.dead_epoch = Some(epoch);
-                    let reason = cause(&e);
-                    if !self
-                        .deliver
-                        .deliver(ChatInput::StoreFailed { epoch, reason })
-                    {
+                let reason = cause(&e);
+                for request in appends {
+                    let input = ChatInput::AppendFailed {
+                        id: request.id,
+                        reason: reason.clone(),
+                    };
+                    if !self.deliver.deliver(input) {
                         return false;
                     }
                 }
             }
         }
-        // Records age by the chat's clock, as stamped on them, not by this
-        // thread's.
-        let now = logins.first().map(|l| l.at).or_else(|| {
-            messages
-                .last()
-                .map(|m| Time::from_micros(m.timestamp_us.max(0) as u64))
-        });
-        if let Some(now) = now {
-            if self.last_prune.elapsed() >= PRUNE_EVERY {
-                self.last_prune = Instant::now();
-                if let Err(e) = self.backend.prune(now) {
-                    tracing::warn!("{e}");
-                }
+        if now > Time::ZERO && self.last_prune.elapsed() >= PRUNE_EVERY {
+            self.last_prune = Instant::now();
+            if let Err(e) = self.backend.prune(now) {
+                tracing::warn!("{e}");
             }
         }
         true
-    }
-}
-
-/// What clients are told about a failure: the bare cause, without the
-/// operator's context (the file), as [`Backend`] asks of its errors.
-fn cause(e: &dyn Error) -> String {
-    match e.source() {
-        Some(source) => source.to_string(),
-        None => e.to_string(),
     }
 }
 
@@ -292,19 +295,21 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error;
     use std::fmt;
 
-    use chat_proto::HistoryPage;
+    use chat_proto::{ChatMessage, HistoryPage, User};
 
     use super::*;
+    use crate::backend::{Appended, Retention, RoomState};
+    use crate::memory::MemoryLog;
 
-    /// A second backend: in memory, failing the commits it is told to.
-    #[derive(Default)]
-    struct Memory {
-        messages: Vec<ChatMessage>,
-        logins: Vec<Login>,
-        commits: usize,
+    /// The memory log, failing the appends it is told to.
+    struct Flaky {
+        log: MemoryLog,
         fail_next: bool,
+        commits: usize,
+        logins: Vec<Login>,
     }
 
     #[derive(Debug)]
@@ -330,29 +335,48 @@ mod tests {
     }
     impl Error for Cause {}
 
-    impl Backend for Memory {
+    impl Backend for Flaky {
         type Error = Broken;
 
-        fn rooms(&mut self) -> Result<Vec<(String, u64)>, Broken> {
-            Ok(Vec::new())
+        fn open_room(&mut self, room: &str) -> Result<RoomState, Broken> {
+            Ok(self.log.open_room(room).unwrap_or_else(|e| match e {}))
         }
 
-        fn page(&mut self, room: &str, _before: u64, _limit: u32) -> Result<HistoryPage, Broken> {
-            Ok(HistoryPage {
-                room_id: room.to_owned(),
-                messages: self.messages.clone(),
-                more: false,
-            })
-        }
-
-        fn commit(&mut self, messages: &[ChatMessage], logins: &[Login]) -> Result<(), Broken> {
+        fn append(
+            &mut self,
+            batch: &[AppendRequest],
+            logins: &[Login],
+            now: Time,
+        ) -> Result<Vec<Appended>, Broken> {
             if std::mem::take(&mut self.fail_next) {
                 return Err(Broken(Cause));
             }
             self.commits += 1;
-            self.messages.extend_from_slice(messages);
             self.logins.extend_from_slice(logins);
-            Ok(())
+            Ok(self
+                .log
+                .append(batch, logins, now)
+                .unwrap_or_else(|e| match e {}))
+        }
+
+        fn range(
+            &mut self,
+            room: &str,
+            after: u64,
+            up_to: u64,
+            limit: u32,
+        ) -> Result<(Vec<ChatMessage>, u64), Broken> {
+            Ok(self
+                .log
+                .range(room, after, up_to, limit)
+                .unwrap_or_else(|e| match e {}))
+        }
+
+        fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, Broken> {
+            Ok(self
+                .log
+                .page(room, before, limit)
+                .unwrap_or_else(|e| match e {}))
         }
 
         fn prune(&mut self, _now: Time) -> Result<(), Broken> {
@@ -373,29 +397,35 @@ mod tests {
         }
     }
 
-    fn harness() -> (Writer, Requests, WriteLoop<Memory, Core>) {
+    fn harness() -> (Writer, Requests, WriteLoop<Flaky, Core>) {
         let (writer, requests) = Writer::new();
         let core = Core {
             got: Vec::new(),
             alive: true,
         };
-        (writer, requests, WriteLoop::new(Memory::default(), core))
+        let backend = Flaky {
+            log: MemoryLog::new(100, Retention::default()),
+            fail_next: false,
+            commits: 0,
+            logins: Vec::new(),
+        };
+        (writer, requests, WriteLoop::new(backend, core))
     }
 
-    fn persist(writer: &Writer, epoch: u64, id: u64, text: &str) {
-        let message = ChatMessage {
-            message: text.into(),
-            room_id: "r".into(),
-            seq: id,
-            ..ChatMessage::default()
+    fn append(writer: &Writer, id: u64, text: &str) {
+        let request = AppendRequest {
+            id,
+            room: "r".into(),
+            user: User::default(),
+            text: text.into(),
+            client_msg_id: String::new(),
+            at: Time::from_micros(id),
         };
-        assert!(writer
-            .take(ChatEvent::Persist { epoch, id, message })
-            .is_none());
+        assert!(writer.take(ChatEvent::Append(Box::new(request))).is_none());
     }
 
     /// Writes everything queued so far as one batch.
-    fn write_queued(requests: &Requests, w: &mut WriteLoop<Memory, Core>) -> bool {
+    fn write_queued(requests: &Requests, w: &mut WriteLoop<Flaky, Core>) -> bool {
         let mut batch: Vec<Request> = requests.0.try_iter().collect();
         w.write(&mut batch)
     }
@@ -403,8 +433,11 @@ mod tests {
     #[test]
     fn a_batch_is_one_commit_then_its_reads() {
         let (writer, requests, mut w) = harness();
+        assert!(writer
+            .take(ChatEvent::OpenRoom { room: "r".into() })
+            .is_none());
         for id in 1..=3 {
-            persist(&writer, 0, id, "m");
+            append(&writer, id, "m");
         }
         let login = ChatEvent::Login {
             user_id: "u".into(),
@@ -415,7 +448,7 @@ mod tests {
         };
         assert_eq!(writer.take(login.clone()), Some(login));
         let read = ChatEvent::ReadHistory {
-            call: CallId(9),
+            token: ReadToken(9),
             room: "r".into(),
             before_seq: 0,
             limit: 10,
@@ -424,11 +457,20 @@ mod tests {
         assert!(write_queued(&requests, &mut w));
         assert_eq!(w.backend.commits, 1);
         assert_eq!(w.backend.logins.len(), 1);
-        assert_eq!(w.deliver.got.len(), 2);
-        assert_eq!(w.deliver.got[0], ChatInput::Durable { epoch: 0, up_to: 3 });
-        match &w.deliver.got[1] {
-            ChatInput::HistoryPage { call, page: Ok(p) } => {
-                assert_eq!(*call, CallId(9));
+        let got = &w.deliver.got;
+        assert_eq!(got.len(), 5, "three entries, the open, the page");
+        for (i, input) in got[..3].iter().enumerate() {
+            match input {
+                ChatInput::Committed { id, entry, .. } => {
+                    assert_eq!((*id, entry.seq), (i as u64 + 1, i as u64 + 1));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(&got[3], ChatInput::RoomOpened { last_seq: 3, .. }));
+        match &got[4] {
+            ChatInput::HistoryPage { token, page: Ok(p) } => {
+                assert_eq!(*token, ReadToken(9));
                 assert_eq!(p.messages.len(), 3, "the page sees its batch's commit");
             }
             other => panic!("{other:?}"),
@@ -436,38 +478,42 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_commit_drops_the_rest_of_its_epoch() {
+    fn a_failed_commit_fails_its_appends_and_numbers_nothing() {
         let (writer, requests, mut w) = harness();
         w.backend.fail_next = true;
-        persist(&writer, 0, 1, "a");
-        persist(&writer, 0, 2, "b");
+        append(&writer, 1, "a");
+        append(&writer, 2, "b");
         assert!(write_queued(&requests, &mut w));
         assert_eq!(
             w.deliver.got,
-            [ChatInput::StoreFailed {
-                epoch: 0,
-                reason: "disk full".into()
-            }],
+            [
+                ChatInput::AppendFailed {
+                    id: 1,
+                    reason: "disk full".into()
+                },
+                ChatInput::AppendFailed {
+                    id: 2,
+                    reason: "disk full".into()
+                }
+            ],
             "clients hear the cause, not the operator's context"
         );
-        // Queued before the core heard of the failure: stale.
-        persist(&writer, 0, 3, "c");
-        // Numbered afresh in the core's next epoch.
-        persist(&writer, 1, 1, "d");
+        append(&writer, 3, "c");
         assert!(write_queued(&requests, &mut w));
-        let stored: Vec<_> = w.backend.messages.iter().map(|m| &m.message).collect();
-        assert_eq!(stored, ["d"]);
-        assert_eq!(w.deliver.got[1], ChatInput::Durable { epoch: 1, up_to: 1 });
+        match &w.deliver.got[2] {
+            ChatInput::Committed { id: 3, entry, .. } => assert_eq!(entry.seq, 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn the_writer_stops_when_the_core_is_gone_or_the_writers_are() {
         let (writer, requests, mut w) = harness();
         w.deliver.alive = false;
-        persist(&writer, 0, 1, "a");
+        append(&writer, 1, "a");
         assert!(!write_queued(&requests, &mut w));
         let (writer, requests, w) = harness();
-        persist(&writer, 0, 1, "a");
+        append(&writer, 1, "a");
         drop(writer);
         // Returns: the queue is drained, then closed.
         w.run(requests.0);

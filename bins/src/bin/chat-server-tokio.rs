@@ -12,9 +12,14 @@
 //!   into one message per member by `Expand`;
 //! - it sleeps until `poll_timeout()` and then calls `handle_timeout`;
 //! - connections report opens, DATA, half-closes, resets and disconnects;
-//! - durable mode: the core's storage events go to `chat_engine::Writer`, and
-//!   the writer thread's answers come back through the same channel as
-//!   everything else (`Event::Input`), with tokio's `blocking_send`.
+//! - the core's engine requests go to an engine: in memory
+//!   (`chat_engine::Engine`), answered in the same turn; durable
+//!   (`chat_engine::Writer`), whose thread's answers come back through the
+//!   same channel as everything else (`Event::Input`), with tokio's
+//!   `blocking_send`;
+//! - `Output::WhenDrained` travels down the call's write queue behind what
+//!   was queued before it, and comes back as `Event::Drained` once the
+//!   writer has handed all of it to h2 within the stream's window.
 //!
 //! Durable by default, as `chat-server` is: history and login records live
 //! in `<data-dir>/chat.db` (default retention), and a message is delivered
@@ -28,10 +33,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chat_bins::console::Console;
 use chat_bins::{config, say};
+use chat_engine::memory::MemoryLog;
 use chat_engine::sqlite::SqliteStore;
-use chat_engine::{start_writer, Backend, Retention, Writer};
+use chat_engine::{start_writer, Engine, Retention, Served, Writer};
 use chat_sansio::chat::policy::Policy;
-use chat_sansio::chat::{Chat, ChatConfig, ChatInput};
+use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
 use chat_sansio::metadata::Metadata;
 use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server, RESPONSE_HEADERS};
 use chat_sansio::{Status, Time};
@@ -67,6 +73,8 @@ enum Write {
     Headers,
     Message(Bytes),
     End(Status, Option<u16>),
+    /// Tell the core once everything before this is written.
+    Drained,
 }
 
 /// Everything the core task hears about.
@@ -77,8 +85,32 @@ enum Event {
     Data(CallId, Bytes),
     End(CallId),
     Reset(CallId),
+    /// A call's writer has written everything before a `Write::Drained`.
+    Drained(CallId),
     /// From the store's writer thread.
     Input(ChatInput),
+}
+
+/// Where the chat's engine requests go.
+enum Log {
+    Memory(Engine<MemoryLog>),
+    Durable(Writer),
+}
+
+impl Log {
+    /// Serves a chat event: an engine request's answer, if it is ready now;
+    /// anything that is not a request is printed.
+    fn serve(&mut self, console: &mut Console, event: ChatEvent) -> Option<ChatInput> {
+        let event = match self {
+            Log::Memory(engine) => match engine.serve(event) {
+                Served::Answer(input) => return Some(input),
+                Served::Event(e) => e,
+            },
+            Log::Durable(writer) => writer.take(event)?,
+        };
+        console.print(&event);
+        None
+    }
 }
 
 /// The core's clock: monotonic, anchored to the wall clock once.
@@ -99,11 +131,7 @@ impl Clock {
     }
 }
 
-async fn core_loop(
-    mut core: Server<Chat>,
-    mut events: mpsc::Receiver<Event>,
-    store: Option<Writer>,
-) {
+async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>, mut log: Log) {
     let clock = Clock::new();
     let mut writers: HashMap<CallId, mpsc::UnboundedSender<Write>> = HashMap::new();
     let mut expand = Expand::default();
@@ -129,50 +157,69 @@ async fn core_loop(
                 writers.remove(&call);
                 core.handle_reset(now, call);
             }
+            Some(Event::Drained(call)) => core.handle_drained(now, call),
             Some(Event::Input(input)) => core.handle_input(now, input),
             None => core.handle_timeout(now),
         }
-        while let Some(output) = core.poll_output() {
-            expand.apply(output, &mut expanded);
+        // Answers ready at once (the memory engine's) go back in this turn.
+        let mut answers = Vec::new();
+        loop {
+            for input in answers.drain(..) {
+                core.handle_input(now, input);
+            }
+            while let Some(output) = core.poll_output() {
+                expand.apply(output, &mut expanded);
+            }
+            route(&mut expanded, &mut writers, &mut answers, |e| {
+                log.serve(&mut console, e)
+            });
+            if answers.is_empty() {
+                break;
+            }
         }
-        while let Some(output) = expanded.pop_front() {
-            let (call, write) = match output {
-                Output::Event(event) => {
-                    let event = match &store {
-                        Some(w) => w.take(event),
-                        None => Some(event),
-                    };
-                    if let Some(event) = event {
-                        console.print(&event);
-                    }
-                    continue;
-                }
-                // `Expand` has turned these into messages.
-                Output::Subscribe { .. }
-                | Output::Unsubscribe { .. }
-                | Output::Multicast { .. } => continue,
-                Output::Headers { call } => (call, Write::Headers),
-                Output::Message { call, frame } => (call, Write::Message(frame)),
-                Output::Trailers { call, status } => (call, Write::End(status, None)),
-                Output::TrailersOnly {
-                    call,
-                    http_status,
-                    status,
-                } => (call, Write::End(status, Some(http_status))),
-                // Pause/Resume ask a driver to stop reading a connection
-                // that has too much waiting in the core; this example reads
-                // each call on its own task and does not, which is allowed:
-                // the core refuses what goes past its hard bounds. Anything
-                // else is an output this example does not know yet.
-                _ => continue,
-            };
-            let last = matches!(write, Write::End(..));
-            if let Some(w) = writers.get(&call) {
-                let _ = w.send(write);
+    }
+}
+
+/// Sends each output to its call's writer; engine requests to `serve`,
+/// collecting the answers it has at once.
+fn route(
+    expanded: &mut std::collections::VecDeque<Output<ChatEvent>>,
+    writers: &mut HashMap<CallId, mpsc::UnboundedSender<Write>>,
+    answers: &mut Vec<ChatInput>,
+    mut serve: impl FnMut(ChatEvent) -> Option<ChatInput>,
+) {
+    while let Some(output) = expanded.pop_front() {
+        let (call, write) = match output {
+            Output::Event(event) => {
+                answers.extend(serve(event));
+                continue;
             }
-            if last {
-                writers.remove(&call);
+            Output::WhenDrained { call } => (call, Write::Drained),
+            // `Expand` has turned these into messages.
+            Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Multicast { .. } => {
+                continue
             }
+            Output::Headers { call } => (call, Write::Headers),
+            Output::Message { call, frame } => (call, Write::Message(frame)),
+            Output::Trailers { call, status } => (call, Write::End(status, None)),
+            Output::TrailersOnly {
+                call,
+                http_status,
+                status,
+            } => (call, Write::End(status, Some(http_status))),
+            // Pause/Resume ask a driver to stop reading a connection
+            // that has too much waiting in the core; this example reads
+            // each call on its own task and does not, which is allowed:
+            // the core refuses what goes past its hard bounds. Anything
+            // else is an output this example does not know yet.
+            _ => continue,
+        };
+        let last = matches!(write, Write::End(..));
+        if let Some(w) = writers.get(&call) {
+            let _ = w.send(write);
+        }
+        if last {
+            writers.remove(&call);
         }
     }
 }
@@ -228,7 +275,7 @@ async fn serve_connection(
             break;
         }
         tokio::spawn(read_body(call, body, events.clone()));
-        tokio::spawn(write_call(respond, rx));
+        tokio::spawn(write_call(call, respond, rx, events.clone()));
     }
     let _ = events.send(Event::Disconnect(conn)).await;
 }
@@ -271,7 +318,12 @@ fn status_headers(map: &mut HeaderMap, status: &Status) {
 }
 
 /// Writes what the core says for one call, in order, within the window.
-async fn write_call(mut respond: SendResponse<Bytes>, mut writes: mpsc::UnboundedReceiver<Write>) {
+async fn write_call(
+    call: CallId,
+    mut respond: SendResponse<Bytes>,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    events: mpsc::Sender<Event>,
+) {
     let mut send: Option<SendStream<Bytes>> = None;
     while let Some(write) = writes.recv().await {
         match write {
@@ -318,6 +370,11 @@ async fn write_call(mut respond: SendResponse<Bytes>, mut writes: mpsc::Unbounde
                 }
                 return;
             }
+            Write::Drained => {
+                if events.send(Event::Drained(call)).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -334,24 +391,18 @@ async fn main() {
         Some(path) => config::load(path).unwrap_or_else(|e| fail(e)),
         None => Policy::default(),
     };
-    let mut chat = Chat::new(ChatConfig {
+    let chat = Chat::new(ChatConfig {
         policy,
-        durable: !args.memory,
         ..ChatConfig::default()
     });
     let (events, rx) = mpsc::channel(4096);
-    let store = if args.memory {
-        None
+    let retention = Retention::default();
+    let log = if args.memory {
+        let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
+        Log::Memory(Engine::new(MemoryLog::new(per_room, retention)))
     } else {
-        let mut store =
-            SqliteStore::open(&args.data_dir, Retention::default()).unwrap_or_else(|e| fail(e));
-        let rooms = store
-            .restore_into(&mut chat, chat_sansio::limits::DEFAULT_HISTORY_CAPACITY)
-            .unwrap_or_else(|e| fail(e));
-        say(format_args!(
-            "history: {} ({rooms} rooms)",
-            store.path().display()
-        ));
+        let store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        say(format_args!("history: {}", store.path().display()));
         let (writer, requests) = Writer::new();
         // The writer is a thread of its own, outside the runtime, so it may
         // block while the core's queue is full.
@@ -360,9 +411,9 @@ async fn main() {
             to_core.blocking_send(Event::Input(input)).is_ok()
         })
         .unwrap_or_else(|e| fail(e));
-        Some(writer)
+        Log::Durable(writer)
     };
-    tokio::spawn(core_loop(Server::new(chat), rx, store));
+    tokio::spawn(core_loop(Server::new(chat), rx, log));
     let listener = TcpListener::bind(&args.addr)
         .await
         .unwrap_or_else(|e| fail(e));

@@ -10,10 +10,11 @@ use chat_bins::console::Console;
 use chat_bins::{
     config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
+use chat_engine::memory::MemoryLog;
 use chat_engine::sqlite::SqliteStore;
-use chat_engine::{start_writer, Backend, Retention, Writer};
+use chat_engine::{start_writer, Engine, Retention, Served, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
-use chat_sansio::chat::{Chat, ChatConfig, ChatEvent};
+use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
 use clap::{Parser, Subcommand};
 use futures_lite::future;
@@ -35,12 +36,12 @@ struct Args {
     /// Where the database (chat.db: history and login records) is kept.
     #[arg(long, default_value = "chat-data")]
     data_dir: PathBuf,
-    /// Keep nothing on disk: history lives in memory only and is lost on
-    /// restart, messages are delivered without waiting for a disk, and login
-    /// attempts are only printed.
+    /// Keep nothing on disk: history lives in memory only (at most 64 MiB,
+    /// and 1 MiB per room) and is lost on restart, messages are delivered
+    /// without waiting for a disk, and login attempts are only printed.
     #[arg(long)]
     memory: bool,
-    /// Messages the store keeps per room (the newest).
+    /// Messages kept per room (the newest).
     #[arg(long, default_value_t = Retention::default().messages_per_room)]
     retain_messages: u64,
     /// Days the store keeps messages and login records (0: forever).
@@ -49,9 +50,6 @@ struct Args {
     /// Login records the store keeps (the newest).
     #[arg(long, default_value_t = Retention::default().logins)]
     retain_logins: u64,
-    /// Messages each room keeps in memory for joiners.
-    #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_CAPACITY)]
-    history: usize,
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
@@ -111,15 +109,29 @@ enum Command {
     },
 }
 
-fn on_event(console: &mut Console, writer: Option<&Writer>, event: ChatEvent) {
-    let event = match writer {
-        Some(w) => match w.take(event) {
-            Some(e) => e,
-            None => return,
-        },
-        None => event,
-    };
-    console.print(&event);
+/// Where the chat's engine requests go.
+enum Log {
+    /// Answered at once, in the core's turn.
+    Memory(Engine<MemoryLog>),
+    /// Queued for the store's writer thread, which answers through the
+    /// server's inputs.
+    Durable(Writer),
+}
+
+impl Log {
+    /// Serves a chat event: an engine request is answered (now, or later
+    /// by the writer); anything else is printed.
+    fn on_event(&mut self, console: &mut Console, event: ChatEvent) -> Option<ChatInput> {
+        let event = match self {
+            Log::Memory(engine) => match engine.serve(event) {
+                Served::Answer(input) => return Some(input),
+                Served::Event(e) => e,
+            },
+            Log::Durable(writer) => writer.take(event)?,
+        };
+        console.print(&event);
+        None
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -140,33 +152,26 @@ fn main() {
         Some(path) => config::load(path).unwrap_or_else(|e| fail(e)),
         None => Policy::default(),
     };
-    let mut chat = Chat::new(ChatConfig {
-        history_capacity: args.history,
+    let chat = Chat::new(ChatConfig {
         history_on_join: args.history_on_join,
         policy,
-        durable: !args.memory,
     });
-    let store = if args.memory {
-        None
-    } else {
-        let retention = Retention {
-            messages_per_room: args.retain_messages.max(1),
-            max_age: (args.retain_days > 0)
-                .then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
-            logins: args.retain_logins,
-        };
-        let mut store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
-        let rooms = store
-            .restore_into(&mut chat, args.history)
-            .unwrap_or_else(|e| fail(e));
-        say(format_args!(
-            "history: {} ({rooms} rooms)",
-            store.path().display()
-        ));
-        Some(store)
+    let retention = Retention {
+        messages_per_room: args.retain_messages.max(1),
+        max_age: (args.retain_days > 0).then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
+        logins: args.retain_logins,
+        ..Retention::default()
     };
     let (writer, requests) = Writer::new();
-    let writer = store.is_some().then_some(writer);
+    let (log, store) = if args.memory {
+        let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
+        let log = MemoryLog::new(per_room, retention);
+        (Log::Memory(Engine::new(log)), None)
+    } else {
+        let store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        say(format_args!("history: {}", store.path().display()));
+        (Log::Durable(writer), Some(store))
+    };
     let core = Core::with_config(
         CoreConfig {
             max_message_size: args.max_message_size,
@@ -199,8 +204,8 @@ fn main() {
             ..ServerConfig::default()
         };
         let server = Server::start(core, config, {
-            let mut console = Console::new();
-            move |e| on_event(&mut console, writer.as_ref(), e)
+            let (mut console, mut log) = (Console::new(), log);
+            move |e| log.on_event(&mut console, e)
         });
         if let Some(store) = store {
             let inputs = server.inputs();

@@ -1,11 +1,61 @@
 //! What the chat and its driver tell each other beyond gRPC: [`ChatEvent`]
-//! out, [`ChatInput`] in.
+//! out, [`ChatInput`] in. Most of it is the *engine seam*: the chat
+//! proposes, an engine (a log of each room's messages, in memory, SQLite or
+//! Redis) decides.
+//!
+//! # The engine's contract
+//!
+//! Each room has a log: entries numbered 1, 2, 3, ... (`seq`) in one
+//! *epoch* (a number the engine changes whenever the log is not a
+//! continuation of what clients may have seen: a new database, history
+//! deleted). The engine, driven by the events below, must:
+//!
+//! - answer [`OpenRoom`](ChatEvent::OpenRoom) with
+//!   [`RoomOpened`](ChatInput::RoomOpened): the epoch, the last seq, and
+//!   the first seq it still holds. The chat appends nothing to a room
+//!   before it is open, so the answer reflects every append it asked for;
+//! - answer each [`Append`](ChatEvent::Append) with
+//!   [`Committed`](ChatInput::Committed), the entry as stored (its seq and
+//!   time), once it is as durable as the engine promises, or with
+//!   [`AppendFailed`](ChatInput::AppendFailed). An append whose
+//!   (sender, client message id) it already holds within its dedupe window
+//!   is answered with the original entry and `duplicate: true`;
+//! - answer each read ([`ReadRange`](ChatEvent::ReadRange),
+//!   [`ReadHistory`](ChatEvent::ReadHistory)) with the matching input,
+//!   carrying the request's token;
+//! - tell the chat of entries it did not append here (another node's), with
+//!   [`Entries`](ChatInput::Entries), for rooms the chat has open.
+//!
+//! Answers may come late, twice, or out of turn: the chat delivers each
+//! room's entries to its streams strictly in seq order, once, asks for the
+//! missing range when it sees a gap, and holds later entries back until the
+//! range is filled.
 
-use chat_proto::{ChatMessage, HistoryPage};
+use chat_proto::{ChatMessage, HistoryPage, User};
 
-use crate::server::CallId;
 use crate::status::Status;
 use crate::time::Time;
+
+/// Identifies a read the chat asked for, in the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadToken(pub u64);
+
+/// A message the chat asks the engine to append to a room's log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendRequest {
+    /// Identifies the request in the answer.
+    pub id: u64,
+    /// The room.
+    pub room: String,
+    /// The sender of record.
+    pub user: User,
+    /// The text.
+    pub text: String,
+    /// The sender's id for this message, for retries ("" for none).
+    pub client_msg_id: String,
+    /// When the server accepted it.
+    pub at: Time,
+}
 
 /// What the chat tells its driver, through
 /// [`Output::Event`](crate::server::Output::Event).
@@ -17,20 +67,17 @@ use crate::time::Time;
 ///   waits for it.
 /// - **Records**: [`Login`](Self::Login). Keep it (an audit trail of who
 ///   tried to get in); nothing waits for it either.
-/// - **Storage requests**, durable mode only, which the driver must answer
-///   with a [`ChatInput`]: [`Persist`](Self::Persist) with
-///   [`Durable`](ChatInput::Durable) or [`StoreFailed`](ChatInput::StoreFailed)
-///   (until then the message reaches nobody), and
-///   [`ReadHistory`](Self::ReadHistory) with
-///   [`HistoryPage`](ChatInput::HistoryPage) (until then the History call
-///   stays open).
+/// - **Engine requests**, which the engine must answer with a [`ChatInput`]
+///   (see the module docs): [`OpenRoom`](Self::OpenRoom),
+///   [`Append`](Self::Append), [`ReadRange`](Self::ReadRange),
+///   [`ReadHistory`](Self::ReadHistory).
 ///
 /// More variants may come; a driver's `match` needs a wildcard arm (ignore
 /// what it does not know).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ChatEvent {
-    /// Log line: a message was delivered to its room.
+    /// Log line: a message was delivered to its room's streams here.
     Message {
         /// The room.
         room: String,
@@ -59,24 +106,37 @@ pub enum ChatEvent {
         /// When.
         at: Time,
     },
-    /// Storage request (durable mode): store `message` durably, then answer
-    /// [`ChatInput::Durable`] with `epoch` and an `up_to` of at least `id`.
-    /// Requests must be made durable in `id` order.
-    Persist {
-        /// The store epoch the request belongs to.
-        epoch: u64,
-        /// Increasing number of the request.
-        id: u64,
-        /// The message as it will be delivered (room, number, time set).
-        message: ChatMessage,
+    /// Engine request: the state of `room`'s log, for
+    /// [`ChatInput::RoomOpened`].
+    OpenRoom {
+        /// The room.
+        room: String,
     },
-    /// Storage request (durable mode): read a page of `room`'s stored
-    /// history (up to `limit`
-    /// messages numbered below `before_seq`, 0 meaning the latest) and
-    /// answer [`ChatInput::HistoryPage`] for `call`.
+    /// Engine request: append a message, for [`ChatInput::Committed`] or
+    /// [`ChatInput::AppendFailed`].
+    Append(Box<AppendRequest>),
+    /// Engine request: the entries of `room` numbered `after + 1` to
+    /// `up_to`, ascending, at most `limit` of them (and at most a page's
+    /// bytes, [`crate::limits::MAX_PAGE_BYTES`]), for
+    /// [`ChatInput::Range`].
+    ReadRange {
+        /// Identifies the read in the answer.
+        token: ReadToken,
+        /// The room.
+        room: String,
+        /// The last seq the reader has.
+        after: u64,
+        /// The last seq wanted.
+        up_to: u64,
+        /// At most this many.
+        limit: u32,
+    },
+    /// Engine request: up to `limit` of `room`'s stored messages numbered
+    /// below `before_seq` (0: the latest), oldest first, at most a page's
+    /// bytes, for [`ChatInput::HistoryPage`].
     ReadHistory {
-        /// The History call to answer.
-        call: CallId,
+        /// Identifies the read in the answer.
+        token: ReadToken,
         /// The room.
         room: String,
         /// Messages numbered below this; 0 for the latest.
@@ -88,29 +148,72 @@ pub enum ChatEvent {
 
 /// What the driver tells the chat, through
 /// [`Server::handle_input`](crate::server::Server::handle_input): the
-/// answers to its storage requests.
+/// engine's answers, and what it learned elsewhere.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ChatInput {
-    /// Every [`ChatEvent::Persist`] of `epoch` up to `up_to` is durable.
-    Durable {
-        /// The epoch of the requests.
+    /// The answer to [`ChatEvent::OpenRoom`].
+    RoomOpened {
+        /// The room.
+        room: String,
+        /// Its log's epoch.
         epoch: u64,
-        /// The highest request id now durable.
-        up_to: u64,
+        /// The seq of its newest entry (0: none).
+        last_seq: u64,
+        /// The seq of its oldest entry still held (`last_seq + 1` if none):
+        /// a reader that has less than `first_seq - 1` cannot resume.
+        first_seq: u64,
     },
-    /// Requests of `epoch` could not be stored; none of the pending ones
-    /// will be. Requests of later epochs must still be accepted.
-    StoreFailed {
-        /// The epoch of the failed requests.
-        epoch: u64,
-        /// Why, for the posters' statuses.
+    /// [`ChatEvent::OpenRoom`] could not be answered: the room stays closed
+    /// and what waited for it fails with UNAVAILABLE.
+    OpenFailed {
+        /// The room.
+        room: String,
+        /// Why.
         reason: String,
     },
-    /// The answer to a [`ChatEvent::ReadHistory`].
+    /// An append is stored: `entry` as delivered (room, seq, time, epoch
+    /// set), `duplicate` if the engine already had it (a retry).
+    Committed {
+        /// The request.
+        id: u64,
+        /// The entry.
+        entry: ChatMessage,
+        /// The engine held this (sender, client message id) already.
+        duplicate: bool,
+    },
+    /// An append could not be stored (or its outcome is unknown): its
+    /// poster's call ends with UNAVAILABLE, and may retry with the same
+    /// client message id.
+    AppendFailed {
+        /// The request.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Entries of `room` this node did not append (another node's), in any
+    /// order.
+    Entries {
+        /// The room.
+        room: String,
+        /// The entries.
+        entries: Vec<ChatMessage>,
+    },
+    /// The answer to [`ChatEvent::ReadRange`]: the entries held, ascending;
+    /// `first_seq` is the oldest entry the engine still holds (entries
+    /// before it were removed by retention).
+    Range {
+        /// The read.
+        token: ReadToken,
+        /// The entries, or why they could not be read.
+        entries: Result<Vec<ChatMessage>, String>,
+        /// The oldest entry still held.
+        first_seq: u64,
+    },
+    /// The answer to [`ChatEvent::ReadHistory`].
     HistoryPage {
-        /// The History call.
-        call: CallId,
+        /// The read.
+        token: ReadToken,
         /// The page, or why it could not be read.
         page: Result<HistoryPage, String>,
     },

@@ -1,20 +1,27 @@
 //! The chat service (`ChatService` of `proto/chat.proto`) as a sans-IO
 //! [`Handler`]: rooms, switching, history, presence, authentication,
-//! per-room permissions and durable delivery. The protocol as clients see
-//! it is described in the README ("The chat protocol").
+//! per-room permissions, resumption and idempotent posts. The protocol as
+//! clients see it is described in the README ("The chat protocol").
 //!
 //! - `JoinChatRoom(stream User) returns (stream ChatRoom)`: each `User` joins
 //!   (or switches the caller's connection to) room `User.room_id` (empty:
 //!   `room1`) and is answered with a `ChatRoom`: room id, users present,
-//!   recent history oldest first.
+//!   recent history oldest first, and where the room's log stands (epoch,
+//!   last seq).
 //! - `JoinChat(stream ChatMessage) returns (stream ChatMessage)`: a stream in
-//!   one room. It receives every message accepted in that room (the
-//!   sender's own included), in the room's order, numbered 1, 2, 3, ..., and
-//!   presence notices. Each message it sends is posted to that room. When
-//!   the client half-closes, everything accepted before is delivered and the
-//!   call ends with OK.
+//!   one room. It receives every message of that room (the sender's own
+//!   included), in the room's order, numbered 1, 2, 3, ..., and presence
+//!   notices. Each message it sends is posted to that room. When the client
+//!   half-closes, its posts are delivered and the call ends with OK. With
+//!   [`RESUME_METADATA`] it first receives what it missed.
 //! - `History(HistoryRequest) returns (HistoryPage)`: pages back through a
 //!   room's history.
+//!
+//! **The log is the engine's** (see [`events`](ChatEvent) for its contract):
+//! the chat numbers nothing itself. An accepted post becomes an
+//! [`ChatEvent::Append`]; the engine answers with the entry as stored, and
+//! the chat delivers each room's entries to its streams strictly in seq
+//! order, whoever appended them, filling any gap from the engine first.
 //!
 //! **A JoinChat stream's room**: the `chat-room` request metadata if given
 //! (the stream then stays there); otherwise the room its connection last
@@ -28,38 +35,40 @@
 //! cannot mean presence). One chat session per connection: a second user
 //! joining on the same connection replaces the first.
 //!
-//! **Durable mode** ([`ChatConfig::durable`]): accepted messages go out as
-//! [`ChatEvent::Persist`] and are delivered only when the driver answers
-//! [`ChatInput::Durable`]; see the `post` module.
+//! **Rooms in memory** are a cache of the engine's: an idle room (nobody
+//! there, nothing in flight) leaves memory when space is needed, and opens
+//! again from the engine on its next use.
 
 mod events;
-mod history;
 mod identity;
 pub mod names;
 mod pages;
 pub mod policy;
 mod post;
+mod resume;
 mod room;
+mod rooms;
 mod streams;
 
 use crate::idmap::IdMap;
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, User};
+use chat_proto::User;
 
 /// The status helpers' old home; they are in [`crate::status`].
 #[doc(no_inline)]
 pub use crate::status::{malformed, unimplemented};
-pub use events::{ChatEvent, ChatInput};
-pub use history::History;
+pub use events::{AppendRequest, ChatEvent, ChatInput, ReadToken};
 pub use pages::{PageBuilder, DEFAULT_PAGE, MAX_PAGE};
+use pages::{Read, Reply};
 use policy::{Identity, Policy};
 use post::Pending;
+use resume::CatchUp;
 use room::Room;
 
-use crate::limits::{DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN};
-use crate::server::{CallId, CloseReason, ConnId, GroupId, Handler, Outbox, Request};
+use crate::limits::DEFAULT_HISTORY_ON_JOIN;
+use crate::server::{CallId, CloseReason, ConnId, Handler, Outbox, Request};
 use crate::status::{Code, Status};
 use crate::time::Time;
 
@@ -69,26 +78,29 @@ pub const DEFAULT_ROOM: &str = "room1";
 /// Request metadata that pins a JoinChat stream to a room.
 pub const ROOM_METADATA: &str = "chat-room";
 
+/// Request metadata with which a JoinChat stream resumes: `EPOCH:SEQ`, the
+/// epoch and seq of the last message the client has (from a delivered
+/// message, or `ChatRoom.epoch` and `last_seq`). The stream first receives
+/// every message of its room after that one, then the live ones, with no
+/// gap and no duplicate; if the server cannot prove that (another epoch, or
+/// messages after it already removed), the call ends with OUT_OF_RANGE and
+/// a message `resume from EPOCH:SEQ`, the point it can resume from.
+pub const RESUME_METADATA: &str = "chat-resume";
+
 /// Settings of the chat service.
 #[derive(Clone, Debug)]
 pub struct ChatConfig {
-    /// Messages each room keeps in memory.
-    pub history_capacity: usize,
     /// Recent messages sent in `ChatRoom.history` to a user who joins.
     pub history_on_join: usize,
     /// Users, tokens and room permissions.
     pub policy: Policy,
-    /// Deliver a message only once the driver says it is durable.
-    pub durable: bool,
 }
 
 impl Default for ChatConfig {
     fn default() -> ChatConfig {
         ChatConfig {
-            history_capacity: DEFAULT_HISTORY_CAPACITY,
             history_on_join: DEFAULT_HISTORY_ON_JOIN,
             policy: Policy::default(),
-            durable: false,
         }
     }
 }
@@ -103,14 +115,30 @@ struct StreamCall {
     index: usize,
     /// Placed by `chat-room` metadata: does not follow the connection.
     pinned: bool,
+    /// Its posts not yet delivered (or failed).
+    undelivered: usize,
+    /// The client has half-closed: the call ends once `undelivered` is 0.
+    closing: bool,
+    /// Resuming: what it has had, until it has caught up.
+    catch_up: Option<CatchUp>,
 }
 
 /// What a chat call is.
 #[derive(Debug)]
 enum ChatCall {
     Stream(StreamCall),
-    Join { conn: ConnId, who: Identity },
-    History { who: Identity, asked: bool },
+    Join {
+        conn: ConnId,
+        who: Identity,
+        /// Answers not sent yet, in the order of the requests.
+        replies: VecDeque<Reply>,
+        /// The client has half-closed: the call ends once replies are out.
+        closing: bool,
+    },
+    History {
+        who: Identity,
+        asked: bool,
+    },
 }
 
 /// A connection's chat session: who joined, and where.
@@ -124,27 +152,27 @@ struct Session {
 /// [`Server`](crate::server::Server).
 #[derive(Debug)]
 pub struct Chat {
-    history_capacity: usize,
     history_on_join: usize,
     policy: Policy,
-    durable: bool,
     rooms: HashMap<String, Room>,
     calls: IdMap<CallId, ChatCall>,
     sessions: IdMap<ConnId, Session>,
     /// Each connection's JoinChat streams that follow its session.
     following: IdMap<ConnId, Vec<CallId>>,
-    /// Durable mode: accepted messages waiting to be durable, in order.
-    pending: VecDeque<Pending>,
-    next_pending: u64,
-    /// Durable mode: History reads asked of the store and not answered,
-    /// and those waiting for their turn.
+    /// Appends asked of the engine and not answered, by request id.
+    appends: IdMap<u64, Pending>,
+    next_request: u64,
+    /// Appends in flight per connection of their poster (its share of the
+    /// engine's window).
+    appends_by_conn: IdMap<ConnId, usize>,
+    /// Reads asked of the engine and not answered, by token; reads waiting
+    /// for their turn; how many of the bounded kind are out.
+    reads: IdMap<u64, Read>,
+    waiting_reads: VecDeque<(u64, Read, ChatEvent)>,
     reads_in_flight: usize,
-    waiting_reads: VecDeque<pages::Read>,
-    /// Messages waiting to be durable, per connection of their poster.
-    pending_by_conn: IdMap<ConnId, usize>,
-    epoch: u64,
-    /// Half-closed streams waiting for pending messages up to an id.
-    closing: VecDeque<(u64, CallId)>,
+    next_token: u64,
+    /// The rooms' use clock, for eviction.
+    tick: u64,
     /// The group of the next room created (rooms' groups are never reused).
     next_group: u64,
 }
@@ -159,40 +187,21 @@ impl Chat {
     /// A chat with `config`.
     pub fn new(config: ChatConfig) -> Chat {
         Chat {
-            history_capacity: config.history_capacity,
             history_on_join: config.history_on_join,
             policy: config.policy,
-            durable: config.durable,
             rooms: HashMap::new(),
             calls: IdMap::default(),
             sessions: IdMap::default(),
             following: IdMap::default(),
-            pending: VecDeque::new(),
-            next_pending: 1,
-            pending_by_conn: IdMap::default(),
-            reads_in_flight: 0,
+            appends: IdMap::default(),
+            next_request: 1,
+            appends_by_conn: IdMap::default(),
+            reads: IdMap::default(),
             waiting_reads: VecDeque::new(),
-            epoch: 0,
-            closing: VecDeque::new(),
+            reads_in_flight: 0,
+            next_token: 1,
+            tick: 0,
             next_group: 1,
-        }
-    }
-
-    fn new_room(&mut self, id: &str) -> Room {
-        let group = GroupId(self.next_group);
-        self.next_group += 1;
-        Room::new(id.to_owned(), group, self.history_capacity)
-    }
-
-    /// Restores a room as a store kept it, before serving: numbering goes on
-    /// after `last_seq`, and `recent` (oldest first) is its history.
-    pub fn restore(&mut self, room: &str, last_seq: u64, recent: Vec<ChatMessage>) {
-        if !self.rooms.contains_key(room) {
-            let r = self.new_room(room);
-            self.rooms.insert(room.to_owned(), r);
-        }
-        if let Some(r) = self.rooms.get_mut(room) {
-            r.restore(last_seq, recent);
         }
     }
 
@@ -206,9 +215,14 @@ impl Chat {
         self.rooms.get(room).map_or(0, |r| r.streams().len())
     }
 
-    /// Messages accepted and not yet durable (durable mode).
+    /// Appends asked of the engine and not answered.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.appends.len()
+    }
+
+    /// Rooms held in memory now.
+    pub fn rooms_in_memory(&self) -> usize {
+        self.rooms.len()
     }
 }
 
@@ -246,6 +260,10 @@ impl Handler for Chat {
                     Some(r) if !r.is_empty() => Some(self.policy.room_name(r)?),
                     _ => None,
                 };
+                let resume = match req.metadata.get_str(RESUME_METADATA) {
+                    Some(r) if !r.is_empty() => Some(resume::parse(r)?),
+                    _ => None,
+                };
                 let room = match &pinned {
                     Some(r) => r.clone(),
                     None => self
@@ -259,8 +277,14 @@ impl Handler for Chat {
                     room,
                     index: 0,
                     pinned: pinned.is_some(),
+                    undelivered: 0,
+                    closing: false,
+                    catch_up: None,
                 };
-                self.place(req.call, stream, out)
+                match resume {
+                    None => self.place(req.call, stream, out),
+                    Some((epoch, seq)) => self.place_resuming(req.call, stream, epoch, seq, out),
+                }
             }
             chat_proto::paths::JOIN_CHAT_ROOM => {
                 self.calls.insert(
@@ -268,6 +292,8 @@ impl Handler for Chat {
                     ChatCall::Join {
                         conn: req.conn,
                         who,
+                        replies: VecDeque::new(),
+                        closing: false,
                     },
                 );
                 Ok(())
@@ -284,11 +310,9 @@ impl Handler for Chat {
     fn message(&mut self, now: Time, call: CallId, msg: Bytes, out: &mut Outbox<'_, ChatEvent>) {
         let result = match self.calls.get(&call) {
             Some(ChatCall::Stream(_)) => self.post(now, call, msg, out),
-            Some(ChatCall::Join { conn, who }) => {
+            Some(ChatCall::Join { conn, who, .. }) => {
                 let (conn, who) = (*conn, who.clone());
-                self.join(now, conn, &who, msg, out).map(|reply| {
-                    out.send_message(call, &reply);
-                })
+                self.join(now, call, conn, &who, msg, out)
             }
             Some(ChatCall::History { who, .. }) => {
                 let who = who.clone();
@@ -305,17 +329,29 @@ impl Handler for Chat {
     }
 
     fn half_close(&mut self, _now: Time, call: CallId, out: &mut Outbox<'_, ChatEvent>) {
-        match self.calls.get(&call) {
-            Some(ChatCall::Stream(_)) => self.close_stream(call, out),
-            Some(ChatCall::History { asked: true, .. }) => {} // the store answers
+        match self.calls.get_mut(&call) {
+            Some(ChatCall::Stream(s)) => {
+                s.closing = true;
+                if s.undelivered == 0 {
+                    self.forget(call);
+                    out.finish(call, Status::ok());
+                }
+            }
+            Some(ChatCall::Join {
+                replies, closing, ..
+            }) => {
+                *closing = true;
+                if replies.is_empty() {
+                    self.forget(call);
+                    out.finish(call, Status::ok());
+                }
+            }
+            Some(ChatCall::History { asked: true, .. }) => {} // the engine answers
             Some(ChatCall::History { asked: false, .. }) => {
                 self.forget(call);
                 out.finish(call, Status::new(Code::Internal, "missing request message"));
             }
-            _ => {
-                self.forget(call);
-                out.finish(call, Status::ok());
-            }
+            None => {}
         }
     }
 
@@ -336,16 +372,36 @@ impl Handler for Chat {
         }
     }
 
+    fn drained(&mut self, _now: Time, call: CallId, out: &mut Outbox<'_, ChatEvent>) {
+        self.catch_up_drained(call, out);
+    }
+
     fn input(&mut self, now: Time, input: ChatInput, out: &mut Outbox<'_, ChatEvent>) {
         match input {
-            ChatInput::Durable { epoch, up_to } => self.durable(now, epoch, up_to, out),
-            ChatInput::StoreFailed { epoch, reason } => self.store_failed(epoch, &reason, out),
-            ChatInput::HistoryPage { call, page } => {
-                if out.is_open(call) {
-                    self.answer_page(call, page, out);
+            ChatInput::RoomOpened {
+                room,
+                epoch,
+                last_seq,
+                first_seq,
+            } => self.room_opened(now, &room, epoch, last_seq, first_seq, out),
+            ChatInput::OpenFailed { room, reason } => self.open_failed(&room, &reason, out),
+            ChatInput::Committed {
+                id,
+                entry,
+                duplicate,
+            } => self.committed(now, id, entry, duplicate, out),
+            ChatInput::AppendFailed { id, reason } => self.append_failed(id, &reason, out),
+            ChatInput::Entries { room, entries } => {
+                for entry in entries {
+                    self.accept(now, &room, entry, out);
                 }
-                self.read_answered(out);
             }
+            ChatInput::Range {
+                token,
+                entries,
+                first_seq,
+            } => self.range_read(now, token, entries, first_seq, out),
+            ChatInput::HistoryPage { token, page } => self.page_read(token, page, out),
         }
     }
 }

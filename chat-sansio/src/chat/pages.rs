@@ -1,14 +1,17 @@
-//! The History RPC: a page of a room's history, from the store in durable
-//! mode (through [`ChatEvent::ReadHistory`]), from memory otherwise.
+//! Reads asked of the engine: History pages, the history of JoinChatRoom
+//! answers, resuming streams' pages and gap fills; at most a few for calls
+//! at once, so that many calls cannot put many pages in flight.
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, HistoryPage, HistoryRequest};
+use chat_proto::{ChatMessage, ChatRoom, HistoryPage, HistoryRequest};
 use prost::Message as _;
 
 use crate::limits::{MAX_PAGE_BYTES, MAX_READS_IN_FLIGHT};
 use crate::server::{CallId, Outbox};
 use crate::status::{malformed, Code, Status};
+use crate::time::Time;
 
+use super::events::ReadToken;
 use super::policy::Identity;
 use super::{Chat, ChatCall, ChatEvent};
 
@@ -57,21 +60,88 @@ impl PageBuilder {
     }
 }
 
-/// A History read waiting for its turn with the store.
-#[derive(Debug)]
-pub(super) struct Read {
-    call: CallId,
-    room: String,
-    before_seq: u64,
-    limit: u32,
-}
-
 /// Messages in a page when the request says 0.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Most messages in one page.
 pub const MAX_PAGE: u32 = 1000;
 
+/// What a read asked of the engine is for.
+#[derive(Debug)]
+pub(super) enum Read {
+    /// A History call's page.
+    History { call: CallId },
+    /// A JoinChatRoom answer's history.
+    Join { call: CallId, room: String },
+    /// A resuming stream's next page.
+    Resume { call: CallId },
+    /// A gap in a room's log (never held back: delivery waits for it).
+    Fill { room: String },
+}
+
+impl Read {
+    /// Reads for calls count against [`MAX_READS_IN_FLIGHT`]; gap fills
+    /// do not (there is at most one per room, and delivery waits on it).
+    fn bounded(&self) -> bool {
+        !matches!(self, Read::Fill { .. })
+    }
+
+    fn call(&self) -> Option<CallId> {
+        match self {
+            Read::History { call } | Read::Join { call, .. } | Read::Resume { call } => Some(*call),
+            Read::Fill { .. } => None,
+        }
+    }
+}
+
+/// One answer of a JoinChatRoom call, in the order of its requests.
+#[derive(Debug)]
+pub(super) struct Reply {
+    room: String,
+    token: Option<u64>,
+    ready: Option<ChatRoom>,
+}
+
 impl Chat {
+    /// Asks the engine for a read: at once, or, for reads of calls beyond
+    /// [`MAX_READS_IN_FLIGHT`], once an earlier one is answered.
+    pub(super) fn issue_read(
+        &mut self,
+        read: Read,
+        event: impl FnOnce(ReadToken) -> ChatEvent,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let token = self.next_token;
+        self.next_token += 1;
+        if read.bounded() {
+            if self.reads_in_flight >= MAX_READS_IN_FLIGHT {
+                self.waiting_reads
+                    .push_back((token, read, event(ReadToken(token))));
+                return;
+            }
+            self.reads_in_flight += 1;
+        }
+        self.reads.insert(token, read);
+        out.event(event(ReadToken(token)));
+    }
+
+    /// A read was answered: its slot goes to the next waiting one whose
+    /// call is still there. Returns what the read was for.
+    fn answered(&mut self, token: ReadToken, out: &mut Outbox<'_, ChatEvent>) -> Option<Read> {
+        let read = self.reads.remove(&token.0)?;
+        if read.bounded() {
+            self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+            while let Some((token, read, event)) = self.waiting_reads.pop_front() {
+                if read.call().is_some_and(|c| self.calls.contains_key(&c)) {
+                    self.reads_in_flight += 1;
+                    self.reads.insert(token, read);
+                    out.event(event);
+                    break;
+                }
+            }
+        }
+        Some(read)
+    }
+
     /// The request of a History call (exactly one is allowed).
     pub(super) fn history_request(
         &mut self,
@@ -96,57 +166,172 @@ impl Chat {
         if let Some(ChatCall::History { asked, .. }) = self.calls.get_mut(&call) {
             *asked = true;
         }
-        if self.durable {
-            let read = Read {
-                call,
+        let before_seq = req.before_seq;
+        self.issue_read(
+            Read::History { call },
+            |token| ChatEvent::ReadHistory {
+                token,
                 room,
-                before_seq: req.before_seq,
+                before_seq,
                 limit,
-            };
-            if self.reads_in_flight < MAX_READS_IN_FLIGHT {
-                self.issue_read(read, out);
-            } else {
-                self.waiting_reads.push_back(read);
-            }
-            return Ok(());
-        }
-        let (messages, more) = match self.rooms.get(&room) {
-            Some(r) => r.history.page(req.before_seq, limit as usize),
-            None => (Vec::new(), false),
-        };
-        let page = HistoryPage {
-            room_id: room,
-            messages,
-            more,
-        };
-        self.answer_page(call, Ok(page), out);
+            },
+            out,
+        );
         Ok(())
     }
 
-    fn issue_read(&mut self, read: Read, out: &mut Outbox<'_, ChatEvent>) {
-        self.reads_in_flight += 1;
-        out.event(ChatEvent::ReadHistory {
-            call: read.call,
-            room: read.room,
-            before_seq: read.before_seq,
-            limit: read.limit,
-        });
-    }
-
-    /// The store answered a read (for a call that may have gone since):
-    /// the next waiting one, if its call is still there, goes out.
-    pub(super) fn read_answered(&mut self, out: &mut Outbox<'_, ChatEvent>) {
-        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
-        while let Some(read) = self.waiting_reads.pop_front() {
-            if matches!(self.calls.get(&read.call), Some(ChatCall::History { .. })) {
-                self.issue_read(read, out);
-                break;
+    /// Asks for the history a JoinChatRoom answer carries (the room is
+    /// open).
+    pub(super) fn ask_join_history(
+        &mut self,
+        call: CallId,
+        room: &str,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let token = self.next_token;
+        let limit = u32::try_from(self.history_on_join).unwrap_or(u32::MAX);
+        let room_id = room.to_owned();
+        self.issue_read(
+            Read::Join {
+                call,
+                room: room.to_owned(),
+            },
+            |t| ChatEvent::ReadHistory {
+                token: t,
+                room: room_id,
+                before_seq: 0,
+                limit,
+            },
+            out,
+        );
+        if let Some(ChatCall::Join { replies, .. }) = self.calls.get_mut(&call) {
+            if let Some(r) = replies
+                .iter_mut()
+                .find(|r| r.room == room && r.token.is_none())
+            {
+                r.token = Some(token);
             }
         }
     }
 
-    /// The answer to a History call, from memory or from the store.
-    pub(super) fn answer_page(
+    /// Queues a JoinChatRoom answer for `room`; its history is read now if
+    /// the room is open, else when it opens.
+    pub(super) fn queue_reply(
+        &mut self,
+        call: CallId,
+        room: &str,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        if let Some(ChatCall::Join { replies, .. }) = self.calls.get_mut(&call) {
+            replies.push_back(Reply {
+                room: room.to_owned(),
+                token: None,
+                ready: None,
+            });
+        }
+        let open = self.rooms.get(room).is_some_and(|r| r.log.is_some());
+        if open {
+            self.ask_join_history(call, room, out);
+        } else if let Some(r) = self.rooms.get_mut(room) {
+            r.waiting.push(super::room::Waiting::Reply(call));
+        }
+    }
+
+    /// The engine's answer to a page read.
+    pub(super) fn page_read(
+        &mut self,
+        token: ReadToken,
+        page: Result<HistoryPage, String>,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        match self.answered(token, out) {
+            Some(Read::History { call }) => {
+                if out.is_open(call) {
+                    self.answer_page(call, page, out);
+                }
+            }
+            Some(Read::Join { call, room }) => self.join_history(call, token.0, &room, page, out),
+            _ => {}
+        }
+    }
+
+    /// The engine's answer to a range read.
+    pub(super) fn range_read(
+        &mut self,
+        now: Time,
+        token: ReadToken,
+        entries: Result<Vec<ChatMessage>, String>,
+        first_seq: u64,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        match self.answered(token, out) {
+            Some(Read::Fill { room }) => self.filled(now, &room, entries, out),
+            Some(Read::Resume { call }) => self.resume_page(call, entries, first_seq, out),
+            _ => {}
+        }
+    }
+
+    /// A JoinChatRoom answer's history has come: the answers that are
+    /// ready go out in order.
+    fn join_history(
+        &mut self,
+        call: CallId,
+        token: u64,
+        room_id: &str,
+        page: Result<HistoryPage, String>,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                let status = Status::new(Code::Unavailable, format!("cannot read history: {e}"));
+                if out.finish(call, status) {
+                    self.forget(call);
+                }
+                return;
+            }
+        };
+        let (users, log) = match self.rooms.get(room_id) {
+            Some(r) => (r.users(), r.log),
+            None => (Vec::new(), None),
+        };
+        let last_seq = page
+            .messages
+            .last()
+            .map_or_else(|| log.map_or(0, |l| l.delivered), |m| m.seq);
+        let answer = ChatRoom {
+            room_id: room_id.to_owned(),
+            users,
+            history: page.messages,
+            epoch: log.map_or(0, |l| l.epoch),
+            last_seq,
+        };
+        let Some(ChatCall::Join {
+            replies, closing, ..
+        }) = self.calls.get_mut(&call)
+        else {
+            return;
+        };
+        if let Some(r) = replies.iter_mut().find(|r| r.token == Some(token)) {
+            r.ready = Some(answer);
+        }
+        while replies.front().is_some_and(|r| r.ready.is_some()) {
+            if let Some(Reply {
+                ready: Some(answer),
+                ..
+            }) = replies.pop_front()
+            {
+                out.send_message(call, &answer);
+            }
+        }
+        if *closing && replies.is_empty() {
+            self.forget(call);
+            out.finish(call, Status::ok());
+        }
+    }
+
+    /// The answer to a History call.
+    fn answer_page(
         &mut self,
         call: CallId,
         page: Result<HistoryPage, String>,

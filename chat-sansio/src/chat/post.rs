@@ -1,14 +1,13 @@
-//! Posting: checks, numbering, and delivery, either at once (memory mode)
-//! or once the message is durable (durable mode).
+//! Posting and delivery: an accepted post is an append asked of the engine;
+//! the engine's entries, this node's and others', are delivered to each
+//! room's streams strictly in seq order, once, a gap filled from the engine
+//! before anything after it goes out.
 //!
-//! In durable mode an accepted message is numbered, handed to the driver
-//! as [`ChatEvent::Persist`], and kept pending; nobody receives it, not even
-//! its sender, until the driver answers [`ChatInput::Durable`] for it. So
-//! every message anyone received is in the store, and after a crash the
-//! numbering continues from the store without gaps or duplicates at any
-//! receiver.
-//!
-//! [`ChatInput::Durable`]: super::ChatInput::Durable
+//! Nobody, the sender included, receives a message before the engine has
+//! stored it (as durably as that engine stores anything). A post whose
+//! append fails, or whose outcome is unknown, ends its poster's call with
+//! UNAVAILABLE; the client may retry with the same `client_msg_id`, and the
+//! engine's dedupe makes sure the retry is not a second message.
 
 use bytes::Bytes;
 use chat_proto::{ChatMessage, Presence};
@@ -16,25 +15,30 @@ use prost::Message as _;
 
 use crate::codec;
 use crate::limits::{
-    MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_PENDING_PER_CONN, MAX_ROOM_ID_LEN, PAUSE_POSTS_AT,
-    RESUME_POSTS_AT,
+    MAX_CHAT_TEXT_LEN, MAX_CLIENT_MSG_ID_LEN, MAX_HELD_PER_ROOM, MAX_PENDING_MESSAGES,
+    MAX_PENDING_PER_CONN, MAX_ROOM_ID_LEN, PAUSE_POSTS_AT, RESUME_POSTS_AT,
 };
 use crate::server::{CallId, ConnId, Outbox};
 use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
-use super::{identity, names};
-use super::{Chat, ChatCall, ChatEvent};
+use super::events::AppendRequest;
+use super::names::{self, Kind};
+use super::pages::Read;
+use super::room::Waiting;
+use super::{identity, Chat, ChatCall, ChatEvent};
 
-/// A message accepted and waiting to be durable.
+/// An append asked of the engine and not answered.
 #[derive(Debug)]
 pub(super) struct Pending {
-    pub id: u64,
     pub poster: CallId,
-    /// The poster's connection, whose share of the store's window this is.
+    /// The poster's connection, whose share of the engine's window this is.
     pub conn: ConnId,
-    pub message: ChatMessage,
+    pub room: String,
 }
+
+/// Most entries asked for at once to fill a gap.
+const FILL_PAGE: u32 = 1000;
 
 impl Chat {
     /// A message on a JoinChat stream.
@@ -67,134 +71,79 @@ impl Chat {
                 format!("message text is limited to {MAX_CHAT_TEXT_LEN} bytes"),
             ));
         }
+        if msg.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                format!("client_msg_id is limited to {MAX_CLIENT_MSG_ID_LEN} bytes"),
+            ));
+        }
+        let client_msg_id = names::check(Kind::User, &msg.client_msg_id)
+            .map_err(|_| Status::new(Code::InvalidArgument, "client_msg_id must be plain text"))?;
         self.policy.check_post(&stream.who, &stream.room)?;
         let conn = stream.conn;
-        let mine = self.pending_by_conn.get(&conn).copied().unwrap_or(0);
-        if self.pending.len() >= MAX_PENDING_MESSAGES || mine >= MAX_PENDING_PER_CONN {
+        let mine = self.appends_by_conn.get(&conn).copied().unwrap_or(0);
+        if self.appends.len() >= MAX_PENDING_MESSAGES || mine >= MAX_PENDING_PER_CONN {
             return Err(Status::new(
                 Code::ResourceExhausted,
                 "too many messages waiting to be stored; try again",
             ));
         }
         let room_id = stream.room.clone();
-        let room = self.room_mut(&room_id)?;
-        let message = ChatMessage {
-            user: Some(sender),
-            message: msg.message,
-            room_id,
-            seq: room.next_seq(),
-            timestamp_us: now.as_micros_i64(),
-            presence: Presence::None as i32,
+        let request = AppendRequest {
+            id: self.next_request,
+            room: room_id.clone(),
+            user: sender,
+            text: msg.message,
+            client_msg_id,
+            at: now,
         };
-        if !self.durable {
-            self.deliver(now, message, out);
-            return Ok(());
+        self.next_request += 1;
+        let room = self.room_mut(&room_id, out)?;
+        let open = room.log.is_some();
+        if !open {
+            room.waiting
+                .push(Waiting::Post(call, conn, Box::new(request.clone())));
         }
-        let id = self.next_pending;
-        self.next_pending += 1;
-        out.event(ChatEvent::Persist {
-            epoch: self.epoch,
-            id,
-            message: message.clone(),
-        });
-        self.pending.push_back(Pending {
-            id,
-            poster: call,
-            conn,
-            message,
-        });
-        let mine = self.pending_by_conn.entry(conn).or_default();
+        if let Some(ChatCall::Stream(stream)) = self.calls.get_mut(&call) {
+            stream.undelivered += 1;
+        }
+        let mine = self.appends_by_conn.entry(conn).or_default();
         *mine += 1;
         if *mine >= PAUSE_POSTS_AT {
             out.pause_reading(conn);
         }
+        if open {
+            self.issue_append(call, conn, request, out);
+        }
         Ok(())
     }
 
-    /// Broadcasts a message to its room's streams (encoded once, the bytes
-    /// shared by every recipient) and records it in the room's history.
-    pub(super) fn deliver(
+    /// Asks the engine to append an accepted post (its room is open).
+    pub(super) fn issue_append(
         &mut self,
-        now: Time,
-        message: ChatMessage,
+        call: CallId,
+        conn: ConnId,
+        request: AppendRequest,
         out: &mut Outbox<'_, ChatEvent>,
     ) {
-        let Ok(room) = self.room_mut(&message.room_id) else {
-            return;
-        };
-        match codec::encode(&message) {
-            Ok(frame) => out.multicast(room.group(), frame),
-            // Cannot happen for a checked message; the store has it anyway.
-            Err(_) => return,
+        if let Some(room) = self.rooms.get_mut(&request.room) {
+            room.appending += 1;
         }
-        room.delivered(message.seq);
-        let user = message.user.clone().unwrap_or_default();
-        out.event(ChatEvent::Message {
-            room: message.room_id.clone(),
-            seq: message.seq,
-            user_id: user.user_id,
-            username: user.username,
-            text: message.message.clone(),
-            at: now,
-        });
-        room.history.push(message);
-    }
-
-    /// The store has made every message up to `up_to` durable.
-    pub(super) fn durable(
-        &mut self,
-        now: Time,
-        epoch: u64,
-        up_to: u64,
-        out: &mut Outbox<'_, ChatEvent>,
-    ) {
-        if epoch != self.epoch {
-            return;
-        }
-        while self.pending.front().is_some_and(|p| p.id <= up_to) {
-            let Some(p) = self.pending.pop_front() else {
-                break;
-            };
-            self.settled(p.conn, out);
-            self.deliver(now, p.message, out);
-            self.finish_closing(p.id, out);
-        }
-    }
-
-    /// The store could not write: nothing pending will ever be delivered.
-    /// Posters are told (UNAVAILABLE), numbering goes back to the last
-    /// delivered message of each room, and a new epoch starts so that no
-    /// late answer about the failed writes is taken for a new one.
-    pub(super) fn store_failed(
-        &mut self,
-        epoch: u64,
-        reason: &str,
-        out: &mut Outbox<'_, ChatEvent>,
-    ) {
-        if epoch != self.epoch {
-            return;
-        }
-        self.epoch += 1;
-        let status = Status::new(
-            Code::Unavailable,
-            format!("message not stored, not delivered: {reason}"),
+        self.appends.insert(
+            request.id,
+            Pending {
+                poster: call,
+                conn,
+                room: request.room.clone(),
+            },
         );
-        for p in std::mem::take(&mut self.pending) {
-            self.settled(p.conn, out);
-            if out.finish(p.poster, status.clone()) {
-                self.forget(p.poster);
-            }
-        }
-        for room in self.rooms.values_mut() {
-            room.rewind();
-        }
-        self.finish_closing(u64::MAX, out);
+        out.event(ChatEvent::Append(Box::new(request)));
     }
 
-    /// One of `conn`'s messages is no longer waiting for the store; below
+    /// One of `conn`'s posts is no longer waiting for the engine; below
     /// [`RESUME_POSTS_AT`], its connection may be read again.
-    fn settled(&mut self, conn: ConnId, out: &mut Outbox<'_, ChatEvent>) {
-        let Some(mine) = self.pending_by_conn.get_mut(&conn) else {
+    pub(super) fn settle_share(&mut self, conn: ConnId, out: &mut Outbox<'_, ChatEvent>) {
+        let Some(mine) = self.appends_by_conn.get_mut(&conn) else {
             return;
         };
         *mine -= 1;
@@ -202,33 +151,247 @@ impl Chat {
             out.resume_reading(conn);
         }
         if *mine == 0 {
-            self.pending_by_conn.remove(&conn);
+            self.appends_by_conn.remove(&conn);
         }
     }
 
-    /// A JoinChat client half-closed: end the call once everything accepted
-    /// before now has been delivered.
-    pub(super) fn close_stream(&mut self, call: CallId, out: &mut Outbox<'_, ChatEvent>) {
-        match self.pending.back() {
-            Some(last) => self.closing.push_back((last.id, call)),
-            None => {
-                self.forget(call);
-                out.finish(call, Status::ok());
+    /// The engine stored an append: the entry goes to the room in its turn,
+    /// or, if the room has had it already (a retry of a delivered post),
+    /// straight to its poster as the echo.
+    pub(super) fn committed(
+        &mut self,
+        now: Time,
+        id: u64,
+        entry: ChatMessage,
+        _duplicate: bool,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(p) = self.appends.remove(&id) else {
+            // Late or twice: what it says is an entry like any other.
+            let room = entry.room_id.clone();
+            return self.accept(now, &room, entry, out);
+        };
+        self.settle_share(p.conn, out);
+        let Some(room) = self.rooms.get_mut(&p.room) else {
+            return;
+        };
+        room.appending = room.appending.saturating_sub(1);
+        let delivered = room.log.map_or(0, |l| l.delivered);
+        if entry.seq <= delivered {
+            if out.send_message(p.poster, &entry) {
+                self.one_delivered(p.poster, out);
+            }
+            return;
+        }
+        room.owners.insert(entry.seq, p.poster);
+        let room = p.room;
+        self.accept(now, &room, entry, out);
+    }
+
+    /// The engine did not store an append (or cannot say): its poster's
+    /// call ends with UNAVAILABLE.
+    pub(super) fn append_failed(&mut self, id: u64, reason: &str, out: &mut Outbox<'_, ChatEvent>) {
+        let Some(p) = self.appends.remove(&id) else {
+            return;
+        };
+        self.settle_share(p.conn, out);
+        if let Some(room) = self.rooms.get_mut(&p.room) {
+            room.appending = room.appending.saturating_sub(1);
+        }
+        let status = Status::new(
+            Code::Unavailable,
+            format!(
+                "message not delivered, maybe not stored ({reason}); retry with the same client_msg_id"
+            ),
+        );
+        if out.finish(p.poster, status) {
+            self.forget(p.poster);
+        }
+    }
+
+    /// An entry of `room`'s log, from this node's appends, another node's,
+    /// or a read: held until every entry before it is delivered, dropped if
+    /// the room has had it.
+    pub(super) fn accept(
+        &mut self,
+        now: Time,
+        room_id: &str,
+        entry: ChatMessage,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return; // Nobody here reads it.
+        };
+        if let Some(log) = room.log {
+            if entry.epoch != log.epoch || entry.seq <= log.delivered {
+                return;
             }
         }
+        if room.held.len() >= MAX_HELD_PER_ROOM && !room.held.contains_key(&entry.seq) {
+            // A flood of entries past a gap that does not fill: keep the
+            // ones nearest the gap; the rest come back through the fill.
+            if room
+                .held
+                .last_key_value()
+                .is_some_and(|(&last, _)| last > entry.seq)
+            {
+                room.held.pop_last();
+            } else {
+                return;
+            }
+        }
+        room.held.insert(entry.seq, entry);
+        self.drain(now, room_id, out);
     }
 
-    fn finish_closing(&mut self, delivered: u64, out: &mut Outbox<'_, ChatEvent>) {
-        while self
-            .closing
-            .front()
-            .is_some_and(|(after, _)| *after <= delivered)
-        {
-            let Some((_, call)) = self.closing.pop_front() else {
+    /// Delivers the room's held entries that follow what it has delivered;
+    /// asks the engine for the missing range if a gap stops it.
+    pub(super) fn drain(&mut self, now: Time, room_id: &str, out: &mut Outbox<'_, ChatEvent>) {
+        loop {
+            let Some(room) = self.rooms.get_mut(room_id) else {
+                return;
+            };
+            let Some(log) = room.log else {
+                return;
+            };
+            let Some(entry) = room.held.remove(&(log.delivered + 1)) else {
                 break;
             };
-            self.forget(call);
-            out.finish(call, Status::ok());
+            self.deliver(now, room_id, entry, out);
         }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let (Some(log), Some((&next_held, _))) = (room.log, room.held.first_key_value()) else {
+            return;
+        };
+        if room.filling {
+            return;
+        }
+        room.filling = true;
+        let read = Read::Fill {
+            room: room_id.to_owned(),
+        };
+        let limit = u32::try_from(next_held - 1 - log.delivered)
+            .unwrap_or(u32::MAX)
+            .min(FILL_PAGE);
+        self.issue_read(
+            read,
+            |token| ChatEvent::ReadRange {
+                token,
+                room: room_id.to_owned(),
+                after: log.delivered,
+                up_to: next_held - 1,
+                limit,
+            },
+            out,
+        );
+    }
+
+    /// The engine's answer to a fill: its entries go in; if it has none of
+    /// the missing ones (retention removed them), the room skips the hole.
+    pub(super) fn filled(
+        &mut self,
+        now: Time,
+        room_id: &str,
+        entries: Result<Vec<ChatMessage>, String>,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        room.filling = false;
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(_) => {
+                // Asked again with the next entry that arrives.
+                return;
+            }
+        };
+        let progressed = !entries.is_empty();
+        for entry in entries {
+            self.accept(now, room_id, entry, out);
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !progressed {
+            if let (Some(log), Some((&next, _))) = (room.log.as_mut(), room.held.first_key_value())
+            {
+                // What was asked for is gone from the engine: go on after it.
+                log.delivered = next - 1;
+            }
+        }
+        self.drain(now, room_id, out);
+    }
+
+    /// Sends an entry to everyone in its room (encoded once, the bytes
+    /// shared by every recipient).
+    fn deliver(
+        &mut self,
+        now: Time,
+        room_id: &str,
+        entry: ChatMessage,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Some(log) = room.log.as_mut() else {
+            return;
+        };
+        log.delivered = entry.seq;
+        if let Ok(frame) = codec::encode(&entry) {
+            out.multicast(room.group(), frame);
+        }
+        let owner = room.owners.remove(&entry.seq);
+        let user = entry.user.clone().unwrap_or_default();
+        out.event(ChatEvent::Message {
+            room: entry.room_id,
+            seq: entry.seq,
+            user_id: user.user_id,
+            username: user.username,
+            text: entry.message,
+            at: now,
+        });
+        if let Some(poster) = owner {
+            self.one_delivered(poster, out);
+        }
+        self.room_moved(room_id, out);
+    }
+
+    /// One of a stream's posts has reached it (or gone to it directly): a
+    /// half-closed stream with none left ends with OK.
+    pub(super) fn one_delivered(&mut self, call: CallId, out: &mut Outbox<'_, ChatEvent>) {
+        let Some(ChatCall::Stream(s)) = self.calls.get_mut(&call) else {
+            return;
+        };
+        s.undelivered = s.undelivered.saturating_sub(1);
+        if s.closing && s.undelivered == 0 {
+            self.forget(call);
+            out.finish(call, crate::status::Status::ok());
+        }
+    }
+}
+
+/// A presence notice (not part of the log: seq 0).
+pub(super) fn notice(
+    room: &str,
+    user: &chat_proto::User,
+    presence: Presence,
+    now: Time,
+) -> ChatMessage {
+    let verb = if presence == Presence::Joined {
+        "joined"
+    } else {
+        "left"
+    };
+    ChatMessage {
+        user: Some(user.clone()),
+        message: format!("{} {verb} {room}", super::display(user)),
+        room_id: room.to_owned(),
+        timestamp_us: now.as_micros_i64(),
+        presence: presence as i32,
+        ..ChatMessage::default()
     }
 }

@@ -1,13 +1,14 @@
-//! One chat room: its live streams, who is present, its history and its
-//! message numbering.
+//! One chat room in memory: its live streams, who is present, and where
+//! its log stands here (what has been delivered, what waits for a gap to be
+//! filled, what waits for the room to open).
 
 use std::collections::BTreeMap;
 
-use chat_proto::User;
+use chat_proto::{ChatMessage, User};
 
 use crate::server::{CallId, ConnId, GroupId};
 
-use super::history::History;
+use super::events::AppendRequest;
 
 /// A user present in a room, and the connections they joined from.
 #[derive(Debug, Clone)]
@@ -16,51 +17,73 @@ struct Member {
     conns: Vec<ConnId>,
 }
 
+/// Where the room's log stands here, once the engine has said where it
+/// starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Log {
+    /// The log's epoch.
+    pub epoch: u64,
+    /// The last seq delivered to the room's streams here.
+    pub delivered: u64,
+    /// The oldest seq the engine still holds.
+    pub first: u64,
+}
+
+/// Work that waits for the room to open.
+#[derive(Debug)]
+pub(crate) enum Waiting {
+    /// A post of a call on a connection, to be appended.
+    Post(CallId, ConnId, Box<AppendRequest>),
+    /// A JoinChatRoom answer, to be read and sent.
+    Reply(CallId),
+    /// A stream resuming from a seq of an epoch.
+    Resume(CallId, u64, u64),
+}
+
 /// One room's state.
 #[derive(Debug)]
 pub(crate) struct Room {
-    id: String,
     /// The multicast group of its streams.
     group: GroupId,
-    /// Open JoinChat streams in this room, each subscribed to `group`, so
-    /// each receives every broadcast.
+    /// Open JoinChat streams in this room.
     streams: Vec<CallId>,
     members: BTreeMap<String, Member>,
-    pub history: History,
-    /// Sequence number of the last accepted message (0: none yet).
-    last_seq: u64,
-    /// Sequence number of the last delivered message.
-    delivered_seq: u64,
+    /// `None` until the engine answers the room's opening.
+    pub log: Option<Log>,
+    /// What waits for the room to open.
+    pub waiting: Vec<Waiting>,
+    /// Entries past a gap (or come while the room was opening), by seq.
+    pub held: BTreeMap<u64, ChatMessage>,
+    /// A read for the gap is out.
+    pub filling: bool,
+    /// Posters here waiting for their entry's delivery, by seq.
+    pub owners: BTreeMap<u64, CallId>,
+    /// Appends asked of the engine and not answered.
+    pub appending: usize,
+    /// Streams catching up (resuming) in this room.
+    pub catching_up: usize,
+    /// When the room was last used (the chat's tick), for eviction.
+    pub last_used: u64,
 }
 
 impl Room {
-    pub fn new(id: String, group: GroupId, history_capacity: usize) -> Room {
+    pub fn new(group: GroupId) -> Room {
         Room {
-            id,
             group,
             streams: Vec::new(),
             members: BTreeMap::new(),
-            history: History::new(history_capacity),
-            last_seq: 0,
-            delivered_seq: 0,
+            log: None,
+            waiting: Vec::new(),
+            held: BTreeMap::new(),
+            filling: false,
+            owners: BTreeMap::new(),
+            appending: 0,
+            catching_up: 0,
+            last_used: 0,
         }
     }
 
-    /// Resumes numbering after `last_seq`, with `recent` (oldest first) as
-    /// history: a room as a store kept it.
-    pub fn restore(&mut self, last_seq: u64, recent: Vec<chat_proto::ChatMessage>) {
-        self.last_seq = last_seq;
-        self.delivered_seq = last_seq;
-        for m in recent {
-            self.history.push(m);
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The group every stream in the room is subscribed to.
+    /// The group every live stream in the room is subscribed to.
     pub fn group(&self) -> GroupId {
         self.group
     }
@@ -130,25 +153,18 @@ impl Room {
             .collect()
     }
 
-    /// The next sequence number, taken.
-    pub fn next_seq(&mut self) -> u64 {
-        self.last_seq += 1;
-        self.last_seq
-    }
-
-    /// Notes that message `seq` has been delivered.
-    pub fn delivered(&mut self, seq: u64) {
-        self.delivered_seq = seq;
-    }
-
-    /// Forgets numbers given to messages that will never be delivered.
-    pub fn rewind(&mut self) {
-        self.last_seq = self.delivered_seq;
-    }
-
-    /// Whether nothing would be lost by forgetting the room: no streams,
-    /// nobody present, and no message ever (its numbering must go on).
+    /// Whether nothing would be lost by taking the room out of memory: no
+    /// streams, nobody present, nothing waiting or in flight. Its log is the
+    /// engine's; it comes back on the next use.
     pub fn is_idle(&self) -> bool {
-        self.streams.is_empty() && self.members.is_empty() && self.last_seq == 0
+        self.streams.is_empty()
+            && self.members.is_empty()
+            && self.log.is_some()
+            && self.waiting.is_empty()
+            && self.held.is_empty()
+            && !self.filling
+            && self.owners.is_empty()
+            && self.appending == 0
+            && self.catching_up == 0
     }
 }

@@ -2,54 +2,64 @@
 //! switches, leaves and the presence notices that announce them.
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, ChatRoom, Presence, User};
+use chat_proto::{Presence, User};
 use prost::Message as _;
 
 use crate::codec;
-use crate::limits::{MAX_ROOMS, MAX_ROOM_ID_LEN, MAX_USER_FIELD_LEN};
+use crate::limits::{MAX_ROOM_ID_LEN, MAX_USER_FIELD_LEN};
 use crate::server::{CallId, ConnId, Outbox};
-use crate::status::{malformed, Code, Status};
+use crate::status::{malformed, Status};
 use crate::time::Time;
 
 use super::policy::Identity;
-use super::room::Room;
-use super::{display, Chat, ChatCall, ChatEvent, Session, StreamCall};
+use super::post::notice;
 use super::{identity, names};
+use super::{Chat, ChatCall, ChatEvent, Session, StreamCall};
 
 impl Chat {
-    /// The room, created if there is space (the caller has checked that the
-    /// policy lets it exist).
-    pub(super) fn room_mut(&mut self, id: &str) -> Result<&mut Room, Status> {
-        if !self.rooms.contains_key(id) {
-            if self.rooms.len() >= MAX_ROOMS {
-                self.rooms.retain(|_, r| !r.is_idle());
-                if self.rooms.len() >= MAX_ROOMS {
-                    return Err(Status::new(Code::ResourceExhausted, "too many rooms"));
-                }
-            }
-            let room = self.new_room(id);
-            self.rooms.insert(id.to_owned(), room);
+    /// Puts a stream into its room if its caller may read it, subscribing
+    /// it to the room's group.
+    pub(super) fn place(
+        &mut self,
+        call: CallId,
+        stream: StreamCall,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) -> Result<(), Status> {
+        self.add_stream(call, stream, out)?;
+        let group = self.rooms_group_of(call);
+        if let Some(group) = group {
+            out.subscribe(call, group);
         }
-        Ok(self.rooms.get_mut(id).expect("inserted above"))
+        Ok(())
     }
 
-    /// Puts a stream into `room` if its caller may read it, subscribing it
-    /// to the room's group.
-    pub(super) fn place(
+    /// Puts a stream into its room's list without subscribing it (a
+    /// resuming stream subscribes once it has caught up).
+    pub(super) fn add_stream(
         &mut self,
         call: CallId,
         mut stream: StreamCall,
         out: &mut Outbox<'_, ChatEvent>,
     ) -> Result<(), Status> {
         self.policy.check_read(&stream.who, &stream.room)?;
-        let room = self.room_mut(&stream.room)?;
+        let room = self.room_mut(&stream.room, out)?;
         stream.index = room.add_stream(call);
-        out.subscribe(call, room.group());
+        if stream.catch_up.is_some() {
+            room.catching_up += 1;
+        }
         if !stream.pinned {
             self.following.entry(stream.conn).or_default().push(call);
         }
         self.calls.insert(call, ChatCall::Stream(stream));
         Ok(())
+    }
+
+    /// The group of the room a stream is in.
+    fn rooms_group_of(&self, call: CallId) -> Option<crate::server::GroupId> {
+        let Some(ChatCall::Stream(s)) = self.calls.get(&call) else {
+            return None;
+        };
+        self.rooms.get(&s.room).map(|r| r.group())
     }
 
     /// Takes a stream out of its room; the call's entry is returned. Its
@@ -60,6 +70,9 @@ impl Chat {
             return None;
         };
         if let Some(room) = self.rooms.get_mut(&stream.room) {
+            if stream.catch_up.is_some() {
+                room.catching_up = room.catching_up.saturating_sub(1);
+            }
             if let Some(moved) = room.remove_stream(stream.index) {
                 if let Some(ChatCall::Stream(s)) = self.calls.get_mut(&moved) {
                     s.index = stream.index;
@@ -92,33 +105,22 @@ impl Chat {
         let Some(r) = self.rooms.get(room) else {
             return;
         };
-        let verb = if presence == Presence::Joined {
-            "joined"
-        } else {
-            "left"
-        };
-        let notice = ChatMessage {
-            user: Some(user.clone()),
-            message: format!("{} {verb} {room}", display(user)),
-            room_id: room.to_owned(),
-            seq: 0,
-            timestamp_us: now.as_micros_i64(),
-            presence: presence as i32,
-        };
-        if let Ok(frame) = codec::encode(&notice) {
+        if let Ok(frame) = codec::encode(&notice(room, user, presence, now)) {
             out.multicast(r.group(), frame);
         }
     }
 
-    /// A `User` on a JoinChatRoom stream: join or switch, then answer.
+    /// A `User` on a JoinChatRoom stream: join or switch; the answer (with
+    /// the room's recent history, from the engine) follows.
     pub(super) fn join(
         &mut self,
         now: Time,
+        call: CallId,
         conn: ConnId,
         who: &Identity,
         bytes: Bytes,
         out: &mut Outbox<'_, ChatEvent>,
-    ) -> Result<ChatRoom, Status> {
+    ) -> Result<(), Status> {
         let claimed = User::decode(bytes).map_err(|e| malformed("User", &e))?;
         let named = self.policy.room_name(&claimed.room_id);
         // What the record names: the room as asked for, clipped if it is
@@ -138,11 +140,10 @@ impl Chat {
                     at: now,
                 });
             };
-        let user = match named
+        let checked = named
             .and_then(|_| identity::sender(&self.policy, who, &claimed))
-            .and_then(|u| self.policy.check_read(who, &room_id).map(|()| u))
-            .and_then(|u| self.room_mut(&room_id).map(|_| u))
-        {
+            .and_then(|u| self.policy.check_read(who, &room_id).map(|()| u));
+        let user = match checked.and_then(|u| self.room_mut(&room_id, out).map(|_| u)) {
             Ok(u) => u,
             Err(status) => {
                 let id = match who {
@@ -169,30 +170,23 @@ impl Chat {
             }
         }
         // Streams that follow this connection move with it.
-        for call in self.following.get(&conn).cloned().unwrap_or_default() {
-            let Some(mut stream) = self.unplace(call) else {
+        for moving in self.following.get(&conn).cloned().unwrap_or_default() {
+            let Some(mut stream) = self.unplace(moving) else {
                 continue;
             };
-            if stream.room == room_id {
-                let _ = self.place(call, stream, out);
-                continue;
-            }
             stream.room.clone_from(&room_id);
-            if let Err(status) = self.place(call, stream, out) {
-                out.finish(call, status);
+            // A resuming stream that moves starts afresh in its new room.
+            stream.catch_up = None;
+            if let Err(status) = self.place(moving, stream, out) {
+                out.finish(moving, status);
             }
         }
-        let room = self.room_mut(&room_id)?;
+        let room = self.room_mut(&room_id, out)?;
         if room.join(&user, conn) {
             self.announce(now, &room_id, &user, Presence::Joined, out);
         }
-        let room = &self.rooms[&room_id];
-        let history_on_join = self.history_on_join;
-        Ok(ChatRoom {
-            room_id: room.id().to_owned(),
-            users: room.users(),
-            history: room.history.page(0, history_on_join).0,
-        })
+        self.queue_reply(call, &room_id, out);
+        Ok(())
     }
 
     /// Drops a session's presence, announcing a departure.

@@ -87,6 +87,10 @@ pub trait Handler {
     /// A connection is gone; its calls have already been `closed`.
     fn disconnected(&mut self, _now: Time, _conn: ConnId, _out: &mut Outbox<'_, Self::Event>) {}
 
+    /// What was queued for `call` has been sent on (after
+    /// [`Outbox::notify_drained`]).
+    fn drained(&mut self, _now: Time, _call: CallId, _out: &mut Outbox<'_, Self::Event>) {}
+
     /// An application input from the driver.
     fn input(&mut self, _now: Time, _input: Self::Input, _out: &mut Outbox<'_, Self::Event>) {}
 
@@ -207,6 +211,14 @@ impl<E> Outbox<'_, E> {
         };
         end(self.queue, call, &c, 200, status);
         true
+    }
+
+    /// Asks the driver to call [`Handler::drained`] once what is queued for
+    /// `call` has been sent on (see [`Output::WhenDrained`]).
+    pub fn notify_drained(&mut self, call: CallId) {
+        if self.calls.contains(call) {
+            self.queue.push_back(Output::WhenDrained { call });
+        }
     }
 
     /// Asks the driver to stop reading requests from `conn` for now (see

@@ -104,6 +104,9 @@ impl Default for ServerConfig {
 ///      [`handle_end`](Self::handle_end) when the client half-closes, and
 ///      [`handle_reset`](Self::handle_reset) when the client resets the
 ///      stream;
+///    - [`handle_drained`](Self::handle_drained) when what is queued for a
+///      call has been handed to its connection, after an
+///      [`Output::WhenDrained`] asked for it;
 ///    - [`handle_stalled`](Self::handle_stalled) when a call's outbound
 ///      queue is full because its client is not reading;
 ///    - [`handle_input`](Self::handle_input) for application inputs;
@@ -413,6 +416,22 @@ impl<H: Handler> Server<H> {
     pub fn handle_stalled(&mut self, now: Time, call: CallId) {
         let now = self.tick(now);
         self.fail(now, call, stalled_status());
+    }
+
+    /// Everything queued for `call` has been handed to its connection, after
+    /// an [`Output::WhenDrained`] asked for this (answer at once if nothing
+    /// was queued). Ignored for calls that have ended, or were not served
+    /// by the handler.
+    pub fn handle_drained(&mut self, now: Time, call: CallId) {
+        let now = self.tick(now);
+        let Some(c) = self.calls.get_mut(call) else {
+            return;
+        };
+        if c.by != calls::ServedBy::Handler {
+            return;
+        }
+        let (services, mut out) = self.split();
+        services.handler.drained(now, call, &mut out);
     }
 
     /// An application input for the handler.

@@ -73,6 +73,15 @@ pub enum Output<E> {
         /// The final status.
         status: Status,
     },
+    /// Tell the core ([`Server::handle_drained`](super::Server::handle_drained))
+    /// once everything queued for this call so far has been handed to the
+    /// connection (its send queue is empty): how a handler that sends a
+    /// lot (a resuming stream's catching up) paces itself to the client's
+    /// reading instead of queueing it all. At once if nothing is queued.
+    WhenDrained {
+        /// The call.
+        call: CallId,
+    },
     /// Stop reading requests from this connection for now: the handler is
     /// holding as much of its work as it takes from one connection (a chat
     /// poster's messages waiting for the store, say). What is already in

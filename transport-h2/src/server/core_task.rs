@@ -26,7 +26,7 @@ const MAX_EVENTS_PER_TURN: usize = 256;
 pub(crate) async fn run<H: Handler>(
     mut core: Server<H>,
     rx: Receiver<ToCore<H::Input>>,
-    mut on_event: impl FnMut(H::Event),
+    mut on_event: impl FnMut(H::Event) -> Option<H::Input>,
     clock: Clock,
     shards: Vec<Arc<Mailbox>>,
     budget: Arc<Budget>,
@@ -64,7 +64,10 @@ pub(crate) async fn run<H: Handler>(
         while let Some(output) = core.poll_output() {
             let (call, item) = match output {
                 Output::Event(e) => {
-                    on_event(e);
+                    // A synchronous engine answers in the same turn.
+                    if let Some(input) = on_event(e) {
+                        core.handle_input(now, input);
+                    }
                     continue;
                 }
                 Output::Pause { conn } | Output::Resume { conn } => {
@@ -95,6 +98,7 @@ pub(crate) async fn run<H: Handler>(
                 Output::Trailers { call, status } => {
                     (call, ToConn::Trailers(split_call(call).1, status))
                 }
+                Output::WhenDrained { call } => (call, ToConn::WhenDrained(split_call(call).1)),
                 Output::TrailersOnly {
                     call,
                     http_status,
@@ -186,6 +190,7 @@ fn apply<H: Handler>(core: &mut Server<H>, now: chat_sansio::Time, event: ToCore
         ToCore::End { call } => core.handle_end(now, call),
         ToCore::Reset { call } => core.handle_reset(now, call),
         ToCore::Stalled { call } => core.handle_stalled(now, call),
+        ToCore::Drained { call } => core.handle_drained(now, call),
         ToCore::Input(input) => core.handle_input(now, input),
         ToCore::Shutdown { grace } => core.handle_shutdown(now, grace),
     }

@@ -46,6 +46,11 @@ pub(crate) enum ToCore<I> {
     Stalled {
         call: CallId,
     },
+    /// What was queued for the call has been handed to h2 (after a
+    /// `WhenDrained` asked for it).
+    Drained {
+        call: CallId,
+    },
     Input(I),
     /// Stop: see [`chat_sansio::server::Server::handle_shutdown`].
     Shutdown {
@@ -66,6 +71,8 @@ pub(crate) enum ToConn {
     /// Stop reading requests (the core holds all it takes from this
     /// connection for now), or read them again.
     Pause(bool),
+    /// Tell the core once the stream's send queue is empty.
+    WhenDrained(u32),
 }
 
 impl ToConn {
@@ -77,7 +84,8 @@ impl ToConn {
             | ToConn::Trailers(sid, _)
             | ToConn::TrailersOnly(sid, ..)
             | ToConn::Subscribe(sid, _)
-            | ToConn::Unsubscribe(sid) => Some(sid),
+            | ToConn::Unsubscribe(sid)
+            | ToConn::WhenDrained(sid) => Some(sid),
             ToConn::Pause(_) => None,
         }
     }

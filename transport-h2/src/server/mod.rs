@@ -120,12 +120,14 @@ where
     H::Input: Send + 'static,
 {
     /// Starts the server's threads; `core` runs on the first. `on_event`
-    /// receives the handler's events (log lines, records), in order, on
-    /// that thread: keep it quick.
+    /// receives the handler's events (log lines, records, requests), in
+    /// order, on that thread: keep it quick. What it returns is fed back to
+    /// the core at once, in the same turn (a synchronous engine's answer);
+    /// inputs that come later go through [`inputs`](Self::inputs).
     pub fn start(
         core: Core<H>,
         config: ServerConfig,
-        on_event: impl FnMut(H::Event) + Send + 'static,
+        on_event: impl FnMut(H::Event) -> Option<H::Input> + Send + 'static,
     ) -> Server<H> {
         let (tx, rx) = async_channel::bounded(config.core_queue.max(1));
         let config = Arc::new(config);

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+use chat_proto::ChatMessage;
+use chat_sansio::chat::{Chat, ChatEvent, ChatInput};
 use h2::SendStream;
 use smol::Timer;
 use transport_h2::ServerConfig;
@@ -18,8 +19,8 @@ use crate::rig::*;
 /// between writes far longer than the test, a client whose connection was
 /// woken a moment ago still gets the answer to what it has just sent at
 /// once, because a shard with time to spare waits for nothing. The answers
-/// are released by the test (durable mode: the echo waits for the store's
-/// acknowledgement), so the connection's task is parked, with its wake-up
+/// are released by the test (it plays the engine: the echo waits for the
+/// append's answer), so the connection's task is parked, with its wake-up
 /// left to the core task, when each one is routed.
 #[test]
 fn an_idle_server_never_holds_an_answer() {
@@ -27,16 +28,23 @@ fn an_idle_server_never_holds_an_answer() {
         flush_interval: Duration::from_secs(60),
         ..ServerConfig::default()
     };
-    let handler = Chat::new(ChatConfig {
-        durable: true,
-        ..ChatConfig::default()
-    });
-    let (persist_tx, persist_rx) = smol::channel::unbounded();
-    let (addr, server) = start_with(handler, config, move |ev| {
-        if let ChatEvent::Persist { epoch, id, .. } = ev {
-            let _ = persist_tx.try_send((epoch, id));
+    // The test is the engine: rooms open at once, empty; appends are
+    // stored when the test says so.
+    let (append_tx, append_rx) = smol::channel::unbounded();
+    let (addr, server) = start_with(Chat::default(), config, move |ev| match ev {
+        ChatEvent::OpenRoom { room } => Some(ChatInput::RoomOpened {
+            room,
+            epoch: 7,
+            last_seq: 0,
+            first_seq: 1,
+        }),
+        ChatEvent::Append(request) => {
+            let _ = append_tx.try_send(request);
+            None
         }
+        _ => None,
     });
+    let seq = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let inputs = server.inputs();
     run(20, async {
         let c = Client::connect(addr).await;
@@ -45,13 +53,25 @@ fn an_idle_server_never_holds_an_answer() {
         // task has long been parked.
         let post = |stream: &mut SendStream<Bytes>, text: String| {
             stream.send_data(frame(&chat("u", &text)), false).unwrap();
-            let (persist_rx, inputs) = (persist_rx.clone(), inputs.clone());
+            let (append_rx, inputs, seq) = (append_rx.clone(), inputs.clone(), seq.clone());
             async move {
-                let (epoch, id) = within(SHORT, "a persist request", persist_rx.recv())
-                    .await
-                    .unwrap();
+                let request = within(SHORT, "an append", append_rx.recv()).await.unwrap();
                 Timer::after(Duration::from_millis(100)).await;
-                assert!(inputs.send(ChatInput::Durable { epoch, up_to: id }).await);
+                let entry = ChatMessage {
+                    user: Some(request.user.clone()),
+                    message: request.text.clone(),
+                    room_id: request.room.clone(),
+                    seq: seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+                    timestamp_us: request.at.as_micros_i64(),
+                    epoch: 7,
+                    ..ChatMessage::default()
+                };
+                let input = ChatInput::Committed {
+                    id: request.id,
+                    entry,
+                    duplicate: false,
+                };
+                assert!(inputs.send(input).await);
                 text
             }
         };

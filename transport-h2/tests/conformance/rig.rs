@@ -275,16 +275,19 @@ impl Messages {
     }
 
     /// The next chat message, with the fields the server sets on delivery
-    /// (room, number, time) cleared, so it compares equal to what was sent.
+    /// (room, number, time, epoch) cleared, so it compares equal to what
+    /// was sent.
     pub async fn next_chat(&mut self) -> ChatMessage {
         match within(SHORT, "a chat message", self.next()).await {
             Some(m) => {
                 let m = ChatMessage::decode(m).expect("a ChatMessage");
                 assert!(m.seq > 0 && m.timestamp_us > 0 && !m.room_id.is_empty());
+                assert!(m.epoch > 0);
                 ChatMessage {
                     room_id: String::new(),
                     seq: 0,
                     timestamp_us: 0,
+                    epoch: 0,
                     ..m
                 }
             }

@@ -63,6 +63,7 @@ impl ChatService for Chat {
                 room_id: "room1".into(),
                 users: vec![u],
                 history: Vec::new(),
+                ..ChatRoom::default()
             })
         });
         Ok(Response::new(Box::pin(out)))

@@ -483,6 +483,8 @@ mod tests {
             seq: 300,
             timestamp_us: 1 << 50,
             presence: 0,
+            client_msg_id: "c-1".into(),
+            epoch: 1 << 40,
         };
         let bytes = m.encode_to_vec();
         let t = text_field(&bytes).unwrap();

@@ -308,6 +308,11 @@ where
             }
             // Reading stops (or goes on) with the next round's check.
             ToConn::Pause(paused) => self.core.paused = paused,
+            ToConn::WhenDrained(sid) => {
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    s.want_drained = true;
+                }
+            }
             // The shard keeps the groups; these never reach a connection.
             ToConn::Subscribe(..) | ToConn::Unsubscribe(_) => {}
         }
@@ -364,6 +369,11 @@ where
             }
             if pass.stalled {
                 self.core.push(ToCore::Stalled {
+                    call: call_id(self.id, sid),
+                });
+            }
+            if pass.drained {
+                self.core.push(ToCore::Drained {
                     call: call_id(self.id, sid),
                 });
             }

@@ -49,6 +49,8 @@ pub(super) struct Stream {
     pub ended: bool,
     /// Ended here as a slow consumer; the core's own ending is ignored.
     stalled: bool,
+    /// The core wants to hear when the queue is empty.
+    pub want_drained: bool,
 }
 
 /// What one pass over a stream's send queue came to.
@@ -63,6 +65,8 @@ pub(super) struct Pass {
     pub done: bool,
     /// h2 refused to send: the client's side is gone.
     pub broken: bool,
+    /// The queue is empty and the core asked to hear of it.
+    pub drained: bool,
     /// Bytes of DATA handed to h2.
     pub handed: usize,
 }
@@ -82,6 +86,7 @@ impl Stream {
             trailers: None,
             ended: false,
             stalled: false,
+            want_drained: false,
         }
     }
 
@@ -116,6 +121,10 @@ impl Stream {
     /// the trailers behind them; applies the slow-consumer policy.
     pub(super) fn flush(&mut self, cx: &mut Context<'_>, config: &ServerConfig) -> Pass {
         let mut pass = Pass::default();
+        if self.want_drained && self.queue.is_empty() {
+            self.want_drained = false;
+            pass.drained = true;
+        }
         let Some(send) = &mut self.send else {
             return pass;
         };
