@@ -34,7 +34,7 @@ fn harness() -> Harness<Chat> {
         policy: policy(),
         ..ChatConfig::default()
     });
-    let mut h = Harness::new(Server::new(chat));
+    let mut h = util::chat_with(Server::new(chat));
     for conn in 1..=4 {
         h.connect(conn);
     }

@@ -135,26 +135,45 @@ fn invalid_messages_get_clear_statuses() {
     assert!(received_events(&h).is_empty());
 }
 
-/// Durable mode: a connection with many messages waiting for the store is
-/// asked to pause, and to resume once the store has caught up; past a hard
-/// bound its posts are refused, while another connection posts freely.
+/// Answers the engine's open requests so far: each room empty, epoch 1.
+fn open_rooms(h: &mut util::Harness<chat_sansio::chat::Chat>, answered: &mut usize) {
+    use chat_sansio::chat::ChatInput;
+    let rooms: Vec<String> = h.events[*answered..]
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::OpenRoom { room } => Some(room.clone()),
+            _ => None,
+        })
+        .collect();
+    *answered = h.events.len();
+    for room in rooms {
+        h.input(ChatInput::RoomOpened {
+            room,
+            epoch: 1,
+            last_seq: 0,
+            first_seq: 1,
+        });
+    }
+}
+
+/// A slow engine: a connection with many posts waiting for it is asked to
+/// pause, and to resume once the engine has caught up; past a hard bound
+/// its posts are refused, while another connection posts freely.
 #[test]
 fn a_fast_poster_is_paused_then_resumed_and_others_go_on() {
-    use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
     use chat_sansio::limits::{MAX_PENDING_PER_CONN, PAUSE_POSTS_AT, RESUME_POSTS_AT};
-    use chat_sansio::server::Server;
-    let chat = Chat::new(ChatConfig {
-        durable: true,
-        ..ChatConfig::default()
-    });
-    let mut h = util::Harness::new(Server::new(chat));
+    use chat_sansio::model::EngineModel;
+    let mut h = util::chat_held();
+    let mut opened = 0;
     h.connect(1);
     h.connect(2);
     let fast = h.open(1, JOIN_CHAT);
     let other = h.open(2, JOIN_CHAT);
+    open_rooms(&mut h, &mut opened);
     for i in 0..PAUSE_POSTS_AT {
         assert!(h.paused.is_empty(), "paused after {i}");
         h.send(fast, &chat_message("fast", &format!("m{i}")));
+        open_rooms(&mut h, &mut opened);
     }
     assert_eq!(h.paused.iter().copied().collect::<Vec<_>>(), [1]);
     // What was in flight when it paused is still taken, up to the bound.
@@ -165,73 +184,72 @@ fn a_fast_poster_is_paused_then_resumed_and_others_go_on() {
     assert!(h.log(other).end.is_empty());
     h.send(fast, &chat_message("fast", "one too many"));
     assert_eq!(h.status(fast).code, Code::ResourceExhausted);
-    // The store catches up: the connection may be read again.
-    let epoch = h
+    // The engine catches up: the connection may be read again.
+    let appends: Vec<_> = h
         .events
         .iter()
-        .find_map(|e| match e {
-            ChatEvent::Persist { epoch, .. } => Some(*epoch),
+        .filter_map(|e| match e {
+            ChatEvent::Append(req) if req.user.user_id == "fast" => Some((**req).clone()),
             _ => None,
         })
-        .unwrap();
-    // Requests are numbered from 1, the fast poster's first: one short of
-    // leaving RESUME_POSTS_AT of them, it stays paused...
-    let up_to = (MAX_PENDING_PER_CONN - RESUME_POSTS_AT) as u64;
-    h.input(ChatInput::Durable {
-        epoch,
-        up_to: up_to - 1,
-    });
+        .collect();
+    assert_eq!(appends.len(), MAX_PENDING_PER_CONN);
+    let mut engine = EngineModel::new(1);
+    // One short of leaving RESUME_POSTS_AT of them, it stays paused...
+    let settle = MAX_PENDING_PER_CONN - RESUME_POSTS_AT;
+    for req in &appends[..settle - 1] {
+        h.input(engine.commit(req));
+    }
     assert!(!h.paused.is_empty());
     // ...and with that many left, it resumes.
-    h.input(ChatInput::Durable { epoch, up_to });
+    h.input(engine.commit(&appends[settle - 1]));
     assert!(h.paused.is_empty(), "resumed once few are left");
 }
 
-/// Durable mode: at most a few History reads are asked of the store at
-/// once; the others wait their turn, and a call that goes while waiting is
-/// skipped.
+/// At most a few History reads are asked of the engine at once; the others
+/// wait their turn, and a call that goes while waiting is skipped.
 #[test]
-fn history_reads_wait_their_turn_with_the_store() {
+fn history_reads_wait_their_turn_with_the_engine() {
     use chat_proto::paths::HISTORY;
     use chat_proto::{HistoryPage, HistoryRequest};
-    use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+    use chat_sansio::chat::{ChatInput, ReadToken};
     use chat_sansio::limits::MAX_READS_IN_FLIGHT;
-    use chat_sansio::server::Server;
-    let chat = Chat::new(ChatConfig {
-        durable: true,
-        ..ChatConfig::default()
-    });
-    let mut h = util::Harness::new(Server::new(chat));
+    let mut h = util::chat_held();
+    let mut opened = 0;
     h.connect(1);
     let calls: Vec<_> = (0..MAX_READS_IN_FLIGHT + 2)
         .map(|_| {
             let c = h.open(1, HISTORY);
             h.send(c, &HistoryRequest::default());
+            open_rooms(&mut h, &mut opened);
             c
         })
         .collect();
-    let reads = |h: &util::Harness<Chat>| -> Vec<_> {
+    let reads = |h: &util::Harness<chat_sansio::chat::Chat>| -> Vec<ReadToken> {
         h.events
             .iter()
             .filter_map(|e| match e {
-                ChatEvent::ReadHistory { call, .. } => Some(*call),
+                ChatEvent::ReadHistory { token, .. } => Some(*token),
                 _ => None,
             })
             .collect()
     };
-    assert_eq!(reads(&h), calls[..MAX_READS_IN_FLIGHT]);
+    assert_eq!(reads(&h).len(), MAX_READS_IN_FLIGHT);
     // The first waiting call goes away; an answer lets the next one go.
     h.reset(calls[MAX_READS_IN_FLIGHT]);
     let page = HistoryPage::default();
     h.input(ChatInput::HistoryPage {
-        call: calls[0],
+        token: reads(&h)[0],
         page: Ok(page.clone()),
     });
     assert_eq!(h.status(calls[0]).code, Code::Ok);
-    assert_eq!(
-        reads(&h).last(),
-        Some(&calls[MAX_READS_IN_FLIGHT + 1]),
-        "the next waiting call that is still there"
-    );
     assert_eq!(reads(&h).len(), MAX_READS_IN_FLIGHT + 1);
+    // That read is the next waiting call that is still there.
+    let last = *reads(&h).last().unwrap();
+    h.input(ChatInput::HistoryPage {
+        token: last,
+        page: Ok(page),
+    });
+    assert_eq!(h.status(calls[MAX_READS_IN_FLIGHT + 1]).code, Code::Ok);
+    assert!(h.log(calls[1]).end.is_empty());
 }

@@ -159,7 +159,7 @@ fn with_health_off_the_paths_are_the_handlers() {
         health: false,
         ..ServerConfig::default()
     };
-    let mut h = Harness::new(Server::with_config(config, Chat::default()));
+    let mut h = util::chat_with(Server::with_config(config, Chat::default()));
     let call = h.open(1, paths::CHECK);
     assert_eq!(h.status(call).code, Code::Unimplemented);
     assert_eq!(h.server.health(""), None);

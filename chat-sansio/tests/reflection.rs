@@ -171,7 +171,7 @@ fn reflection_can_be_turned_off() {
         reflection: None,
         ..ServerConfig::default()
     };
-    let mut h = Harness::new(Server::with_config(config, Chat::default()));
+    let mut h = util::chat_with(Server::with_config(config, Chat::default()));
     let call = h.open(1, paths::INFO);
     assert_eq!(h.status(call).code, Code::Unimplemented);
 }

@@ -189,7 +189,7 @@ fn partial_requests_are_bounded_per_connection_and_in_all() {
         max_decoding: 1500,
         ..ServerConfig::default()
     };
-    let mut h = util::Harness::new(Server::with_config(config, Chat::default()));
+    let mut h = util::chat_with(Server::with_config(config, Chat::default()));
     h.connect(1);
     h.connect(2);
     // A prefix announcing a 4,000-byte message, then 600 bytes of it.

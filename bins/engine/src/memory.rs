@@ -25,6 +25,9 @@ const MAX_ROOM_BYTES: usize = 1024 * 1024;
 /// Most rooms kept.
 const MAX_ROOMS: usize = 100_000;
 
+/// A dedupe key: (room, user id, client message id).
+type Key = (String, String, String);
+
 #[derive(Debug)]
 struct Room {
     epoch: u64,
@@ -41,9 +44,9 @@ pub struct MemoryLog {
     retention: Retention,
     rooms: HashMap<String, Room>,
     bytes: usize,
-    /// (user id, client message id) to (room, seq, when).
-    dedupe: HashMap<(String, String), (String, u64, Time)>,
-    dedupe_order: VecDeque<(Time, String, String)>,
+    /// (room, user id, client message id) to (seq, when).
+    dedupe: HashMap<Key, (u64, Time)>,
+    dedupe_order: VecDeque<(Time, Key)>,
     tick: u64,
     next_epoch: u64,
 }
@@ -111,10 +114,9 @@ impl MemoryLog {
             if now.saturating_since(*at) < window {
                 break;
             }
-            if let Some((at, user, id)) = self.dedupe_order.pop_front() {
-                let key = (user, id);
+            if let Some((at, key)) = self.dedupe_order.pop_front() {
                 // Unless the key was stored again since.
-                if self.dedupe.get(&key).is_some_and(|k| k.2 <= at) {
+                if self.dedupe.get(&key).is_some_and(|k| k.1 <= at) {
                     self.dedupe.remove(&key);
                 }
             }
@@ -122,22 +124,24 @@ impl MemoryLog {
     }
 
     fn append_one(&mut self, req: &AppendRequest) -> Appended {
-        let key = (req.user.user_id.clone(), req.client_msg_id.clone());
+        let key = (
+            req.room.clone(),
+            req.user.user_id.clone(),
+            req.client_msg_id.clone(),
+        );
         if !req.client_msg_id.is_empty() {
-            if let Some((room, seq, _)) = self.dedupe.get(&key).cloned() {
-                let original = self
-                    .rooms
-                    .get(&room)
-                    .and_then(|r| r.entries.iter().find(|e| e.seq == seq).cloned());
+            if let Some((seq, _)) = self.dedupe.get(&key).copied() {
+                let room = self.rooms.get(&req.room);
+                let original = room.and_then(|r| r.entries.iter().find(|e| e.seq == seq).cloned());
                 // Gone from memory since: the number is what matters.
                 let entry = original.unwrap_or_else(|| ChatMessage {
                     user: Some(req.user.clone()),
                     message: req.text.clone(),
-                    room_id: room.clone(),
+                    room_id: req.room.clone(),
                     seq,
                     timestamp_us: req.at.as_micros_i64(),
                     client_msg_id: req.client_msg_id.clone(),
-                    epoch: self.rooms.get(&room).map_or(0, |r| r.epoch),
+                    epoch: room.map_or(0, |r| r.epoch),
                     ..ChatMessage::default()
                 });
                 return Appended {
@@ -175,9 +179,8 @@ impl MemoryLog {
             self.drop_oldest_room();
         }
         if !req.client_msg_id.is_empty() {
-            self.dedupe
-                .insert(key.clone(), (req.room.clone(), entry.seq, req.at));
-            self.dedupe_order.push_back((req.at, key.0, key.1));
+            self.dedupe.insert(key.clone(), (entry.seq, req.at));
+            self.dedupe_order.push_back((req.at, key));
         }
         Appended {
             entry,

@@ -40,12 +40,12 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedupe (
+    room          TEXT    NOT NULL,
     user_id       TEXT    NOT NULL,
     client_msg_id TEXT    NOT NULL,
-    room          TEXT    NOT NULL,
     seq           INTEGER NOT NULL,
     ts_us         INTEGER NOT NULL,
-    PRIMARY KEY (user_id, client_msg_id)
+    PRIMARY KEY (room, user_id, client_msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_by_time ON dedupe (ts_us);
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts_us);
@@ -163,7 +163,8 @@ impl SqliteStore {
         let mut appended = Vec::with_capacity(batch.len());
         {
             let mut find_key = tx.prepare_cached(
-                "SELECT room, seq FROM dedupe WHERE user_id = ?1 AND client_msg_id = ?2 AND ts_us >= ?3",
+                "SELECT seq FROM dedupe
+                 WHERE room = ?1 AND user_id = ?2 AND client_msg_id = ?3 AND ts_us >= ?4",
             )?;
             let mut room_state =
                 tx.prepare_cached("SELECT last_seq, epoch FROM rooms WHERE room = ?1")?;
@@ -176,7 +177,7 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut keep_key = tx.prepare_cached(
-                "INSERT OR REPLACE INTO dedupe (user_id, client_msg_id, room, seq, ts_us)
+                "INSERT OR REPLACE INTO dedupe (room, user_id, client_msg_id, seq, ts_us)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut original = tx.prepare_cached(
@@ -191,26 +192,16 @@ impl SqliteStore {
                     .optional()?
                     .unwrap_or((0, db_epoch));
                 if !req.client_msg_id.is_empty() {
-                    let held = find_key
-                        .query_row(params![req.user.user_id, req.client_msg_id, since], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                        })
-                        .optional()?;
-                    if let Some((room, seq)) = held {
+                    let key = params![req.room, req.user.user_id, req.client_msg_id, since];
+                    let held = find_key.query_row(key, |r| r.get::<_, i64>(0)).optional()?;
+                    if let Some(seq) = held {
                         let stored = original
-                            .query_row(params![room, seq], |r| row_message(r, &room, seq as u64, 0))
+                            .query_row(params![req.room, seq], |r| {
+                                row_message(r, &req.room, seq as u64, 0)
+                            })
                             .optional()?;
-                        let epoch = if room == req.room {
-                            epoch
-                        } else {
-                            room_state
-                                .query_row(params![room], |r| r.get::<_, i64>(1))
-                                .optional()?
-                                .unwrap_or(db_epoch)
-                        };
                         // Deleted by retention since: the number stands.
                         let mut entry = stored.unwrap_or_else(|| message_of(req, seq as u64));
-                        entry.room_id = room;
                         entry.epoch = epoch as u64;
                         appended.push(Appended {
                             entry,
@@ -232,9 +223,9 @@ impl SqliteStore {
                 set_room.execute(params![req.room, seq, epoch])?;
                 if !req.client_msg_id.is_empty() {
                     keep_key.execute(params![
+                        req.room,
                         req.user.user_id,
                         req.client_msg_id,
-                        req.room,
                         seq,
                         req.at.as_micros_i64()
                     ])?;

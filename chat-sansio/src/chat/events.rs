@@ -18,7 +18,7 @@
 //!   [`Committed`](ChatInput::Committed), the entry as stored (its seq and
 //!   time), once it is as durable as the engine promises, or with
 //!   [`AppendFailed`](ChatInput::AppendFailed). An append whose
-//!   (sender, client message id) it already holds within its dedupe window
+//!   (room, sender, client message id) it already holds within its dedupe window
 //!   is answered with the original entry and `duplicate: true`;
 //! - answer each read ([`ReadRange`](ChatEvent::ReadRange),
 //!   [`ReadHistory`](ChatEvent::ReadHistory)) with the matching input,

@@ -183,7 +183,7 @@ impl Chat {
             }
             return;
         }
-        room.owners.insert(entry.seq, p.poster);
+        room.owners.entry(entry.seq).or_default().push(p.poster);
         let room = p.room;
         self.accept(now, &room, entry, out);
     }
@@ -344,7 +344,7 @@ impl Chat {
         if let Ok(frame) = codec::encode(&entry) {
             out.multicast(room.group(), frame);
         }
-        let owner = room.owners.remove(&entry.seq);
+        let owners = room.owners.remove(&entry.seq).unwrap_or_default();
         let user = entry.user.clone().unwrap_or_default();
         out.event(ChatEvent::Message {
             room: entry.room_id,
@@ -354,7 +354,7 @@ impl Chat {
             text: entry.message,
             at: now,
         });
-        if let Some(poster) = owner {
+        for poster in owners {
             self.one_delivered(poster, out);
         }
         self.room_moved(room_id, out);

@@ -50,14 +50,18 @@ pub(crate) struct Room {
     members: BTreeMap<String, Member>,
     /// `None` until the engine answers the room's opening.
     pub log: Option<Log>,
+    /// An `OpenRoom` is out and not answered. (A room whose opening failed
+    /// has neither: its next use asks again.)
+    pub opening: bool,
     /// What waits for the room to open.
     pub waiting: Vec<Waiting>,
     /// Entries past a gap (or come while the room was opening), by seq.
     pub held: BTreeMap<u64, ChatMessage>,
     /// A read for the gap is out.
     pub filling: bool,
-    /// Posters here waiting for their entry's delivery, by seq.
-    pub owners: BTreeMap<u64, CallId>,
+    /// Posters here waiting for their entry's delivery, by seq (two, when
+    /// a retry was sent before the first try was answered).
+    pub owners: BTreeMap<u64, Vec<CallId>>,
     /// Appends asked of the engine and not answered.
     pub appending: usize,
     /// Streams catching up (resuming) in this room.
@@ -73,6 +77,7 @@ impl Room {
             streams: Vec::new(),
             members: BTreeMap::new(),
             log: None,
+            opening: false,
             waiting: Vec::new(),
             held: BTreeMap::new(),
             filling: false,
@@ -159,7 +164,7 @@ impl Room {
     pub fn is_idle(&self) -> bool {
         self.streams.is_empty()
             && self.members.is_empty()
-            && self.log.is_some()
+            && !self.opening
             && self.waiting.is_empty()
             && self.held.is_empty()
             && !self.filling

@@ -37,6 +37,11 @@ impl Chat {
             let group = GroupId(self.next_group);
             self.next_group += 1;
             self.rooms.insert(id.to_owned(), Room::new(group));
+        }
+        let room = self.rooms.get_mut(id).expect("inserted above");
+        if room.log.is_none() && !room.opening {
+            // New here, or its last opening failed.
+            room.opening = true;
             out.event(ChatEvent::OpenRoom {
                 room: id.to_owned(),
             });
@@ -78,6 +83,7 @@ impl Chat {
         if room.log.is_some() {
             return; // Opened already: a late second answer.
         }
+        room.opening = false;
         room.log = Some(Log {
             epoch,
             delivered: last_seq,
@@ -97,7 +103,9 @@ impl Chat {
     }
 
     /// The engine could not open `room`: what waited for it fails with
-    /// UNAVAILABLE; the room is let go (its next use asks again).
+    /// UNAVAILABLE, and so do the streams in it (nothing would reach them);
+    /// the room stays (who is present there is still there) and its next
+    /// use asks the engine again.
     pub(super) fn open_failed(
         &mut self,
         room_id: &str,
@@ -110,11 +118,14 @@ impl Chat {
         if room.log.is_some() {
             return;
         }
+        room.opening = false;
         let status = Status::new(
             Code::Unavailable,
             format!("room {room_id:?} cannot be opened: {reason}"),
         );
-        for w in std::mem::take(&mut room.waiting) {
+        let waiting = std::mem::take(&mut room.waiting);
+        let streams = room.streams().to_vec();
+        for w in waiting {
             let call = match w {
                 Waiting::Post(call, conn, _) => {
                     self.settle_share(conn, out);
@@ -126,23 +137,10 @@ impl Chat {
                 self.forget(call);
             }
         }
-        // Streams placed there end too: nothing would ever reach them.
-        let streams: Vec<_> = self
-            .rooms
-            .get(room_id)
-            .map(|r| r.streams().to_vec())
-            .unwrap_or_default();
         for call in streams {
             if out.finish(call, status.clone()) {
                 self.forget(call);
             }
-        }
-        if self
-            .rooms
-            .get(room_id)
-            .is_some_and(|r| r.streams().is_empty() && r.appending == 0 && r.owners.is_empty())
-        {
-            self.rooms.remove(room_id);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The chat side of the checks on outputs: what each kind of call receives,
 //! and what each `ChatEvent` means. Events are where the model learns of a
-//! post, a login or a store request, whatever bytes caused it, so the
-//! checks hold for raw DATA too.
+//! post, a login, a delivery or an engine request, whatever bytes caused
+//! it, so the checks hold for raw DATA too.
 
 use std::collections::BTreeSet;
 
@@ -9,93 +9,142 @@ use bytes::Bytes;
 use chat_proto::{ChatMessage, ChatRoom, HistoryPage, Presence};
 use prost::Message as _;
 
-use crate::chat::ChatEvent;
-use crate::server::{CallId, ConnId};
+use crate::chat::{AppendRequest, ChatEvent};
+use crate::server::{CallId, ConnId, GroupId};
 use crate::status::{Code, Status};
 use crate::time::Time;
 
 use super::record::{ChatServer, Drained};
-use super::state::{Kind, Model, Notice, Pending, Read};
+use super::state::{Kind, Model, Notice, ReadAsk};
 
-/// A message on a call: JoinChat streams get `ChatMessage`s (posts and
-/// presence notices), JoinChatRoom calls `ChatRoom` replies, History calls
+/// A message on a call: JoinChat streams get `ChatMessage`s (entries and
+/// presence notices), JoinChatRoom calls `ChatRoom` answers, History calls
 /// a `HistoryPage`.
 pub fn on_message(model: &mut Model, call: CallId, frame: Bytes, d: &mut Drained) {
     let payload = frame.slice(5..);
     let c = model.call(call);
     match c.kind {
-        Kind::JoinChat => {
-            let msg = ChatMessage::decode(payload).expect("a ChatMessage");
-            let who = c.who.expect("an accepted stream acts as someone");
-            assert!(
-                model
-                    .rules
-                    .rule(&msg.room_id)
-                    .is_some_and(|r| r.can_read(who)),
-                "{call:?} ({who:?}) got {msg:?} from a room it may not read"
-            );
-            if msg.presence != Presence::None as i32 {
-                assert_eq!(msg.seq, 0, "notices are not numbered");
-                assert_eq!(msg.timestamp_us, model.now().as_micros_i64());
-                let got = Notice {
-                    room: msg.room_id,
-                    user: msg.user.unwrap_or_default().user_id,
-                    joined: msg.presence == Presence::Joined as i32,
-                };
-                let want = model.call_mut(call).notices.pop_front();
-                assert_eq!(Some(got), want, "the next presence notice to {call:?}");
-                return;
-            }
-            let room = model.room_of(c);
-            assert_eq!(
-                msg.room_id, room,
-                "a message delivered to {call:?} from another room"
-            );
-            let last = model.call_mut(call).last_seq.entry(room).or_default();
-            assert!(
-                msg.seq > *last,
-                "a stream got message {} after {}",
-                msg.seq,
-                *last
-            );
-            *last = msg.seq;
-            d.unconfirmed.push((call, frame));
-        }
+        Kind::JoinChat => on_chat_message(model, call, frame, d),
         Kind::JoinChatRoom => {
-            let reply = ChatRoom::decode(payload).expect("a ChatRoom");
-            let (_, room) = model.sessions.get(&c.conn).expect("a reply after a login");
-            assert_eq!(&reply.room_id, room, "ChatRoom.room_id");
-            let users: BTreeSet<String> = reply.users.iter().map(|u| u.user_id.clone()).collect();
-            assert_eq!(
-                users.len(),
-                reply.users.len(),
-                "ChatRoom.users has duplicates"
-            );
-            assert_eq!(users, model.present(room), "ChatRoom.users");
-            let history: Vec<&ChatMessage> = model
-                .rooms
-                .get(room)
-                .into_iter()
-                .flat_map(|r| &r.history)
-                .collect();
-            let recent = &history[history.len().saturating_sub(model.history_on_join)..];
-            assert!(
-                reply.history.iter().eq(recent.iter().copied()),
-                "ChatRoom.history: the last {} messages of {room:?}",
-                model.history_on_join
-            );
+            let answer = ChatRoom::decode(payload).expect("a ChatRoom");
+            on_answer(model, call, &answer);
             d.replies += 1;
         }
         Kind::History => {
             let page = HistoryPage::decode(payload).expect("a HistoryPage");
-            let c = model.call_mut(call);
-            match c.page.take() {
-                Some(want) => assert_eq!(page, want, "the page of {call:?}"),
-                None => assert!(c.raw_data, "an unasked page to {call:?}"),
+            let c = model.call(call);
+            let asked = c.asked && !c.raw_data;
+            assert!(asked || c.raw_data, "an unasked page to {call:?}");
+            if asked {
+                assert!(
+                    d.answered_pages.contains(&page),
+                    "{call:?} got a page the engine did not give: {page:?}"
+                );
+                model.call_mut(call).must_end = Some(Code::Ok);
             }
             d.pages.push((call, page));
         }
         Kind::Rejected => panic!("a message for a rejected call"),
+    }
+}
+
+/// A `ChatMessage` on a JoinChat stream: a presence notice it is owed, the
+/// echo of a retried post, a page of its catching up (the next entry after
+/// what it has), or part of a broadcast.
+fn on_chat_message(model: &mut Model, call: CallId, frame: Bytes, d: &mut Drained) {
+    let msg = ChatMessage::decode(frame.slice(5..)).expect("a ChatMessage");
+    let c = model.call(call);
+    let who = c.who.expect("an accepted stream acts as someone");
+    assert!(
+        model
+            .rules
+            .rule(&msg.room_id)
+            .is_some_and(|r| r.can_read(who)),
+        "{call:?} ({who:?}) got {msg:?} from a room it may not read"
+    );
+    let room = model.room_of(c);
+    if msg.presence != Presence::None as i32 {
+        assert_eq!(msg.seq, 0, "notices are not numbered");
+        assert_eq!(msg.timestamp_us, model.now().as_micros_i64());
+        let got = Notice {
+            room: msg.room_id,
+            user: msg.user.unwrap_or_default().user_id,
+            joined: msg.presence == Presence::Joined as i32,
+        };
+        let want = model.call_mut(call).notices.pop_front();
+        assert_eq!(Some(got), want, "the next presence notice to {call:?}");
+        return;
+    }
+    if c.echoes.front() == Some(&msg) {
+        model.call_mut(call).echoes.pop_front();
+        return;
+    }
+    assert_eq!(msg.room_id, room, "an entry to {call:?} from another room");
+    let Some(mut r) = c.resuming else {
+        d.unconfirmed.push((call, frame));
+        return;
+    };
+    let log = model.engine.log(&room).expect("a room with entries");
+    assert_eq!(msg.epoch, r.epoch, "{call:?} resumes in epoch {}", r.epoch);
+    assert_eq!(
+        msg.seq,
+        r.has + 1,
+        "{call:?} catching up got {} after {}",
+        msg.seq,
+        r.has
+    );
+    assert_eq!(
+        Some(&msg),
+        log.ever(msg.seq),
+        "an entry as the engine has it"
+    );
+    let delivered = model.node(&room).open.map_or(0, |o| o.delivered);
+    assert!(msg.seq <= delivered, "a page past what the room delivered");
+    r.has = msg.seq;
+    model.call_mut(call).resuming = Some(r);
+}
+
+/// A JoinChatRoom answer: for the room of the next join it owes, with who
+/// is there now, a run of the room's newest entries, and where its log
+/// stands.
+fn on_answer(model: &mut Model, call: CallId, answer: &ChatRoom) {
+    let c = model.call_mut(call);
+    let room = c.replies.pop_front().expect("an answer owed");
+    if c.half_closed && c.replies.is_empty() {
+        c.must_end = Some(Code::Ok);
+    }
+    assert_eq!(answer.room_id, room, "ChatRoom.room_id");
+    let users: BTreeSet<String> = answer.users.iter().map(|u| u.user_id.clone()).collect();
+    assert_eq!(
+        users.len(),
+        answer.users.len(),
+        "ChatRoom.users has duplicates"
+    );
+    assert_eq!(users, model.present(&room), "ChatRoom.users");
+    let open = model
+        .node(&room)
+        .open
+        .expect("answered once the room is open");
+    let log = model.engine.log(&room).expect("an open room has a log");
+    assert_eq!(answer.epoch, open.epoch, "ChatRoom.epoch");
+    assert!(
+        answer.history.len() <= model.history_on_join,
+        "ChatRoom.history holds at most {}",
+        model.history_on_join
+    );
+    for (i, m) in answer.history.iter().enumerate() {
+        assert_eq!(Some(m), log.ever(m.seq), "ChatRoom.history: as stored");
+        if i > 0 {
+            assert_eq!(
+                m.seq,
+                answer.history[i - 1].seq + 1,
+                "ChatRoom.history: a run"
+            );
+        }
+    }
+    match answer.history.last() {
+        Some(m) => assert_eq!(answer.last_seq, m.seq, "ChatRoom.last_seq"),
+        None => assert!(answer.last_seq <= log.last_seq(), "ChatRoom.last_seq"),
     }
 }
 
@@ -111,31 +160,14 @@ pub fn on_event(model: &mut Model, event: &ChatEvent, target: Option<CallId>, d:
             at,
         } => {
             assert_eq!(*at, model.now());
-            let message = delivered(model, room, target, d);
-            let user = message.user.clone().unwrap_or_default();
+            let entry = delivered(model, room, *seq, d);
+            let user = entry.user.clone().unwrap_or_default();
             assert_eq!(
-                (
-                    &user.user_id,
-                    &user.username,
-                    &message.message,
-                    &message.room_id,
-                    message.seq
-                ),
-                (user_id, username, text, room, *seq),
-                "the broadcast and its event differ"
+                (&user.user_id, &user.username, &entry.message),
+                (user_id, username, text),
+                "the delivery and its event differ"
             );
-            let r = model.rooms.entry(room.clone()).or_default();
-            assert_eq!(
-                *seq,
-                r.last_seq + 1,
-                "messages in room {room:?} are numbered 1, 2, 3, ..."
-            );
-            r.last_seq = *seq;
-            r.history.push_back(message.clone());
-            if r.history.len() > model.history_capacity {
-                r.history.pop_front();
-            }
-            d.posts.push(message);
+            d.delivered.push(entry);
         }
         ChatEvent::Login {
             user_id,
@@ -144,80 +176,79 @@ pub fn on_event(model: &mut Model, event: &ChatEvent, target: Option<CallId>, d:
             outcome,
             at,
         } => login(model, user_id, room, peer, outcome, *at, target, d),
-        ChatEvent::Persist { epoch, id, message } => {
+        ChatEvent::OpenRoom { room } => {
+            let node = model.rooms.entry(room.clone()).or_default();
             assert!(
-                model.durable,
-                "memory mode never asks for storage: {event:?}"
+                node.open.is_none() && !node.opening,
+                "{room:?} opened while open or opening"
             );
-            assert_eq!(*epoch, model.epoch, "a Persist of another epoch");
-            assert_eq!(*id, model.next_pending, "Persist ids go 1, 2, 3, ...");
-            model.next_pending += 1;
-            let poster = target.expect("a post comes from an operation on a stream");
-            let c = model.call(poster);
-            assert_eq!(c.kind, Kind::JoinChat);
-            assert_eq!(
-                message.room_id,
-                model.room_of(c),
-                "posted to the stream's room"
-            );
-            assert_eq!(
-                message.seq,
-                model.next_seq(&message.room_id),
-                "numbered after the delivered and pending ones"
-            );
-            assert_eq!(message.timestamp_us, model.now().as_micros_i64());
-            assert_eq!(message.presence, Presence::None as i32);
-            model.pending.push_back(Pending {
-                id: *id,
-                poster,
-                message: message.clone(),
-            });
-            d.persists.push(message.clone());
+            node.opening = true;
+            model.asked.opens.push(room.clone());
+            d.opens.push(room.clone());
+        }
+        ChatEvent::Append(req) => append(model, req, d),
+        ChatEvent::ReadRange {
+            token,
+            room,
+            after,
+            up_to,
+            limit,
+        } => {
+            let open = model.node(room).open.expect("a read of an open room");
+            assert!(after < up_to && *limit > 0, "a read of nothing: {event:?}");
+            let newest = model.engine.log(room).map_or(0, |l| l.last_seq());
+            assert!(*up_to <= newest.max(open.delivered), "a read past the log");
+            let read = ReadAsk::Range {
+                token: token.0,
+                room: room.clone(),
+                after: *after,
+                up_to: *up_to,
+                limit: *limit,
+            };
+            model.asked.reads.push(read.clone());
+            d.reads.push(read);
         }
         ChatEvent::ReadHistory {
-            call,
+            token,
             room,
             before_seq,
             limit,
         } => {
-            assert!(
-                model.durable,
-                "memory mode never asks for storage: {event:?}"
-            );
-            if Some(*call) != target {
-                // Held back, and let go when the store answered another.
-                let next = model.waiting_reads.pop_front();
-                assert_eq!(
-                    next.map(|r| r.call),
-                    Some(*call),
-                    "a read comes from its History call, or is the next waiting"
-                );
-            }
-            model.reads_in_flight += 1;
-            let c = model.call_mut(*call);
-            assert_eq!(c.kind, Kind::History);
-            c.asked = true;
-            let read = Read {
-                call: *call,
+            let read = ReadAsk::History {
+                token: token.0,
                 room: room.clone(),
-                before_seq: *before_seq,
+                before: *before_seq,
                 limit: *limit,
             };
-            model.reads.push(read.clone());
+            model.asked.reads.push(read.clone());
             d.reads.push(read);
         }
     }
 }
 
+/// An `Append`: exactly an accepted post's, once, in an open room.
+fn append(model: &mut Model, req: &AppendRequest, d: &mut Drained) {
+    let post = model
+        .posts
+        .get(&req.id)
+        .unwrap_or_else(|| panic!("an append of no accepted post: {req:?}"));
+    assert_eq!(req, &post.request, "the append as the post asked");
+    assert!(
+        model.node(&req.room).open.is_some(),
+        "an append to a room that is not open"
+    );
+    let node = model.node_mut(&req.room);
+    node.waiting_posts.retain(|id| *id != req.id);
+    let fresh = model.asked.appends.insert(req.id, req.clone()).is_none();
+    assert!(fresh, "append {} asked twice", req.id);
+    d.appends.push(req.clone());
+}
+
 /// A `ChatEvent::Message` closes a broadcast: the chat messages sent since
-/// the last one went, as one frame, to exactly the live JoinChat streams of
-/// the room. Returns the message delivered.
-fn delivered(
-    model: &mut Model,
-    room: &str,
-    target: Option<CallId>,
-    d: &mut Drained,
-) -> ChatMessage {
+/// the last one went, as one frame, to exactly the subscribed streams of
+/// the room; the entry is the next of the room's log (past a hole only if
+/// retention removed it), as the engine stored it. Returns it.
+fn delivered(model: &mut Model, room: &str, seq: u64, d: &mut Drained) -> ChatMessage {
     let mut recipients = BTreeSet::new();
     let mut frames = BTreeSet::new();
     for (call, frame) in std::mem::take(&mut d.unconfirmed) {
@@ -226,41 +257,35 @@ fn delivered(
     }
     assert_eq!(
         recipients,
-        model.streams_in(room),
-        "a message must reach exactly the live JoinChat streams of room {room:?}"
+        model.subscribers(room),
+        "an entry must reach exactly the subscribed JoinChat streams of room {room:?}"
     );
     assert!(frames.len() <= 1, "one broadcast, one frame");
-    let sent = frames
-        .first()
-        .map(|f| ChatMessage::decode(f.slice(5..)).expect("a ChatMessage"));
-    if !model.durable {
-        let sender = target.expect("in memory mode, a post is delivered at once");
-        assert!(
-            recipients.contains(&sender),
-            "the sender gets its own message"
-        );
-        let message = sent.expect("the sender is a recipient");
-        assert_eq!(message.timestamp_us, model.now().as_micros_i64());
-        return message;
+    let open = model.node(room).open.expect("delivered in an open room");
+    let log = model.engine.log(room).expect("an open room has a log");
+    let entry = log.ever(seq).expect("a delivered entry was stored").clone();
+    assert!(seq > open.delivered, "{room:?} delivered {seq} twice");
+    assert!(
+        (open.delivered + 1..seq).all(|s| s < log.first),
+        "{room:?} delivered {seq} after {}, past entries the engine holds",
+        open.delivered
+    );
+    if let Some(frame) = frames.first() {
+        let sent = ChatMessage::decode(frame.slice(5..)).expect("a ChatMessage");
+        assert_eq!(sent, entry, "delivered as stored");
     }
-    let p = model
-        .pending
-        .pop_front()
-        .expect("durable mode delivers pending messages only");
-    if let Some(sent) = sent {
-        assert_eq!(sent, p.message, "delivered as it was persisted");
+    let node = model.node_mut(room);
+    if let Some(o) = node.open.as_mut() {
+        o.delivered = seq;
     }
-    // Streams that half-closed waiting for this message end now.
-    for c in model.calls.values_mut() {
-        if c.live() && c.closing.is_some_and(|after| after <= p.id) {
-            c.must_end = Some(Code::Ok);
-        }
+    for poster in node.owners.remove(&seq).unwrap_or_default() {
+        model.one_settled(poster);
     }
-    p.message
+    entry
 }
 
 /// A login attempt: on success, the connection's session moves, and with it
-/// presence and the streams that follow it.
+/// presence and the streams that follow it; an answer is owed.
 #[allow(clippy::too_many_arguments)] // the event's fields, unpacked
 fn login(
     model: &mut Model,
@@ -289,12 +314,18 @@ fn login(
     assert!(!user_id.is_empty());
     d.logins += 1;
     switch(model, conn, user_id, room);
+    model.call_mut(call).replies.push_back(room.to_owned());
+    let node = model.node_mut(room);
+    if node.open.is_none() {
+        node.waiting_replies.push(call);
+    }
 }
 
 /// Connection `conn` joins `room` as `user`: its previous user leaves its
 /// previous room if no other connection keeps them there; the streams that
-/// follow the connection move, or end with PERMISSION_DENIED if their caller
-/// may not read the room; `user` arrives in `room` if they were not there.
+/// follow the connection move (and stop catching up), or end with
+/// PERMISSION_DENIED if their caller may not read the room; `user` arrives
+/// in `room` if they were not there.
 fn switch(model: &mut Model, conn: ConnId, user: &str, room: &str) {
     let arrived = !model.present(room).contains(user);
     let old_room = model.session_room(conn);
@@ -311,12 +342,15 @@ fn switch(model: &mut Model, conn: ConnId, user: &str, room: &str) {
     }
     let mut denied = BTreeSet::new();
     if old_room != room {
-        for (id, c) in &model.calls {
+        for (id, c) in &mut model.calls {
             let follows =
                 c.live() && c.kind == Kind::JoinChat && c.conn == conn && c.pinned.is_none();
-            if follows
-                && c.who
-                    .is_some_and(|w| model.rules.check_read(w, room).is_err())
+            if !follows {
+                continue;
+            }
+            c.resuming = None;
+            if c.who
+                .is_some_and(|w| model.rules.check_read(w, room).is_err())
             {
                 denied.insert(*id);
             }
@@ -333,8 +367,38 @@ fn switch(model: &mut Model, conn: ConnId, user: &str, room: &str) {
     }
 }
 
+/// A stream subscribes to its room's group: a stream catching up only once
+/// it has everything the room has delivered.
+pub fn on_subscribe(model: &mut Model, call: CallId, group: GroupId) {
+    let c = model.call(call);
+    assert_eq!(c.kind, Kind::JoinChat, "only JoinChat streams subscribe");
+    let room = model.room_of(c);
+    let resuming = c.resuming;
+    let node = model.node_mut(&room);
+    assert_eq!(
+        *node.group.get_or_insert(group),
+        group,
+        "one group per room"
+    );
+    if let Some(r) = resuming {
+        let open = node.open.expect("caught up in an open room");
+        assert_eq!(
+            (r.epoch, r.has),
+            (open.epoch, open.delivered),
+            "{call:?} subscribed before it caught up"
+        );
+        model.call_mut(call).resuming = None;
+    }
+    let others = model
+        .rooms
+        .iter()
+        .filter(|(r, n)| **r != room && n.group == Some(group))
+        .count();
+    assert_eq!(others, 0, "one room per group");
+}
+
 /// Checks taken after every operation: presence, streams per room, and the
-/// number of pending messages agree with the model.
+/// appends in flight agree with the model.
 pub fn check(server: &ChatServer, model: &Model) {
     for room in model.known_rooms() {
         let users: BTreeSet<String> = server
@@ -355,5 +419,14 @@ pub fn check(server: &ChatServer, model: &Model) {
             "streams_in({room:?})"
         );
     }
-    assert_eq!(server.handler().pending(), model.pending.len(), "pending()");
+    assert_eq!(
+        server.handler().pending(),
+        model.asked.appends.len(),
+        "pending()"
+    );
+    assert_eq!(
+        server.handler().rooms_in_memory(),
+        model.rooms.len(),
+        "rooms_in_memory()"
+    );
 }

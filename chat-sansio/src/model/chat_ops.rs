@@ -1,26 +1,25 @@
-//! The chat's operations: well-framed requests on chat calls, and the store's
-//! answers in durable mode, each with the chat's rules as the model states
-//! them (the contract in the docs of [`crate::chat`]).
+//! The chat's operations: well-framed requests on chat calls, each with the
+//! chat's rules as the model states them (the contract in the docs of
+//! [`crate::chat`]). The engine's side is in `engine_ops`.
 
 use chat_proto::{ChatMessage, HistoryRequest, User};
 use prost::Message as _;
 
-use crate::chat::ChatInput;
+use crate::chat::names::{self, Kind as NameKind};
+use crate::chat::AppendRequest;
 use crate::codec::encode_raw;
 use crate::limits::{
-    MAX_CHAT_TEXT_LEN, MAX_PENDING_MESSAGES, MAX_READS_IN_FLIGHT, MAX_USER_FIELD_LEN,
+    MAX_CHAT_TEXT_LEN, MAX_CLIENT_MSG_ID_LEN, MAX_PENDING_MESSAGES, MAX_PENDING_PER_CONN,
+    MAX_READS_IN_FLIGHT, MAX_USER_FIELD_LEN,
 };
 use crate::server::CallId;
 use crate::status::Code;
 
 use super::drain::{drain, ignored};
-use super::ops::{Join, Name, Post, RoomName};
+use super::ops::{Join, MsgId, Name, Post, RoomName};
 use super::record::{ChatServer, Drained};
-use super::state::Read;
-use super::state::{
-    account_name, is_lookalike, is_registered, page_size, room_name, Kind, Model, Who,
-};
-use crate::chat::names::{self, Kind as NameKind};
+use super::rules::{account_name, is_lookalike, is_registered, page_size, room_name, Who};
+use super::state::{Kind, Model, Post as Posted, ReadAsk};
 
 /// Claimed names that collide: users with and without accounts, guests.
 /// `U1` and `user 2` look like configured users (guests may not take them).
@@ -64,6 +63,17 @@ fn sender(who: Who, claimed: &User) -> Result<User, Code> {
     })
 }
 
+impl MsgId {
+    fn resolve(self) -> String {
+        match self {
+            MsgId::None => String::new(),
+            MsgId::Few(n) => format!("m{}", n % 4),
+            MsgId::TooLong => "m".repeat(MAX_CLIENT_MSG_ID_LEN + 1),
+            MsgId::Raw(s) => s.0,
+        }
+    }
+}
+
 /// Whether the model predicts what `id` does with a message for `kind`: it
 /// is listening, of that kind, and was fed nothing unpredicted. A message of
 /// another kind makes the call unpredicted from now on.
@@ -90,10 +100,11 @@ fn feed_split(
     drain(server, model, Some(id))
 }
 
-/// A `ChatMessage` on a JoinChat stream is posted to its room (delivered at
-/// once, or handed to the store in durable mode) if its sender, room and
-/// text are valid and its caller may post there; otherwise the stream ends
-/// with the predicted code.
+/// A `ChatMessage` on a JoinChat stream is posted to its room if its
+/// sender, room, text and client message id are valid, its caller may post
+/// there and the engine's window has room: appended at once if the room is
+/// open, once it opens otherwise. Anything else ends the stream with the
+/// predicted code.
 pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, split: u16) {
     let listening = model.calls.get(&id).is_some_and(|c| c.listening());
     let who = predicted(model, id, Kind::JoinChat);
@@ -110,49 +121,80 @@ pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, 
         }),
         message: text,
         room_id: post.room.map(RoomName::into_string).unwrap_or_default(),
+        client_msg_id: post.client_msg_id.resolve(),
         ..ChatMessage::default()
     };
     let expect = who.map(|who| {
-        let room = model.room_of(model.call(id));
+        let c = model.call(id);
+        let room = model.room_of(c);
         let sender = sender(who, &msg.user.clone().unwrap_or_default())?;
         if !msg.room_id.is_empty() && room_name(&msg.room_id)? != room {
             return Err(Code::InvalidArgument);
         }
-        if msg.message.len() > MAX_CHAT_TEXT_LEN {
+        if msg.message.len() > MAX_CHAT_TEXT_LEN || msg.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN
+        {
             return Err(Code::InvalidArgument);
         }
+        let client_msg_id =
+            names::check(NameKind::User, &msg.client_msg_id).map_err(|_| Code::InvalidArgument)?;
         model.rules.check_post(who, &room)?;
-        if model.pending.len() >= MAX_PENDING_MESSAGES {
+        if model.asked.appends.len() >= MAX_PENDING_MESSAGES
+            || model.appends_of(c.conn) >= MAX_PENDING_PER_CONN
+        {
             return Err(Code::ResourceExhausted);
         }
-        Ok((sender, room))
+        Ok(AppendRequest {
+            id: model.next_request,
+            room,
+            user: sender,
+            text: msg.message.clone(),
+            client_msg_id,
+            at: model.now(),
+        })
     });
-    if let Some(Err(code)) = expect {
-        model.call_mut(id).must_end = Some(code);
+    match &expect {
+        Some(Err(code)) => model.call_mut(id).must_end = Some(*code),
+        Some(Ok(request)) if listening => {
+            model.next_request += 1;
+            let conn = model.call(id).conn;
+            model.posts.insert(
+                request.id,
+                Posted {
+                    poster: id,
+                    conn,
+                    request: request.clone(),
+                },
+            );
+            model.call_mut(id).undelivered += 1;
+            if let Some(node) = model.rooms.get_mut(&request.room) {
+                if node.open.is_none() {
+                    node.waiting_posts.push(request.id);
+                }
+            }
+        }
+        _ => {}
     }
     let frame = encode_raw(&msg.encode_to_vec()).expect("a small message");
     let d = feed_split(server, model, id, &frame, split);
     match expect {
         _ if !listening => ignored(&d, "a ChatMessage"),
-        Some(Ok((sender, room))) => {
-            let (posted, other) = if model.durable {
-                (&d.persists, &d.posts)
+        Some(Ok(request)) => {
+            let open = model.node(&request.room).open.is_some();
+            if open {
+                assert_eq!(
+                    d.appends,
+                    [request],
+                    "a valid post is appended once, at once"
+                );
             } else {
-                (&d.posts, &d.persists)
-            };
-            assert!(
-                other.is_empty() && posted.len() == 1,
-                "a valid message is posted once"
-            );
-            let got = &posted[0];
-            assert_eq!(
-                (got.user.as_ref(), &got.message, &got.room_id),
-                (Some(&sender), &msg.message, &room),
-                "the message as posted"
-            );
+                assert!(d.appends.is_empty(), "appended before its room is open");
+                let node = model.node(&request.room);
+                assert!(node.opening, "a post waits for its room to open");
+                assert!(node.waiting_posts.contains(&request.id));
+            }
             assert!(model.is_live(id), "a valid message ended the stream");
         }
-        Some(Err(_)) => assert!(d.posts.is_empty() && d.persists.is_empty()),
+        Some(Err(_)) => assert!(d.appends.is_empty()),
         None => {}
     }
 }
@@ -189,10 +231,10 @@ pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, 
     match (expect, who) {
         _ if !listening => ignored(&d, "a User"),
         (Some(Ok(sender)), _) => {
+            assert_eq!(d.logins, 1, "a valid join logs in");
             assert_eq!(
-                (d.logins, d.replies),
-                (1, 1),
-                "a valid join logs in and is answered"
+                d.replies, 0,
+                "answered once the engine has read the history"
             );
             assert!(model.is_live(id), "a valid join ended the call");
             let conn = model.call(id).conn;
@@ -210,10 +252,10 @@ pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, 
     }
 }
 
-/// A `HistoryRequest` on a History call: in memory mode the page from the
-/// room's history, then OK; in durable mode a `ReadHistory` for the store.
-/// A second request ends the call with INTERNAL, a room the caller may not
-/// read with its code.
+/// A `HistoryRequest` on a History call: a `ReadHistory` for the engine
+/// (held back while as many reads as the chat allows are out). A second
+/// request ends the call with INTERNAL, a room the caller may not read with
+/// its code.
 pub fn history(
     server: &mut ChatServer,
     model: &mut Model,
@@ -240,144 +282,49 @@ pub fn history(
     });
     match expect {
         Some(Err(code)) => model.call_mut(id).must_end = Some(code),
-        Some(Ok(())) if !model.durable => {
-            let page = model.page(&room, req.before_seq, req.limit);
-            let c = model.call_mut(id);
-            c.page = Some(page);
-            c.must_end = Some(Code::Ok);
-        }
+        Some(Ok(())) if listening => model.call_mut(id).asked = true,
         _ => {}
     }
+    let reads_before = model.asked.reads.len();
     let frame = encode_raw(&req.encode_to_vec()).expect("a small message");
-    let in_flight_before = model.reads_in_flight;
-    let held_back = model.durable && in_flight_before >= MAX_READS_IN_FLIGHT;
-    if listening && held_back && matches!(expect, Some(Ok(()))) {
-        model.call_mut(id).asked = true;
-        model.waiting_reads.push_back(Read {
-            call: id,
-            room: room.clone(),
-            before_seq: req.before_seq,
-            limit: page_size(req.limit),
-        });
-    }
     let d = feed_split(server, model, id, &frame, 0);
     match expect {
         _ if !listening => ignored(&d, "a HistoryRequest"),
-        Some(Ok(())) if held_back => {
-            assert!(
-                d.reads.is_empty(),
-                "at most {MAX_READS_IN_FLIGHT} reads at once"
-            );
-            assert!(model.is_live(id), "a History call waits its turn");
+        Some(Ok(())) => {
+            let want = ReadAsk::History {
+                token: 0,
+                room: room.clone(),
+                before: req.before_seq,
+                limit: page_size(req.limit),
+            };
+            let asked: Vec<ReadAsk> = d
+                .reads
+                .iter()
+                .map(|r| match r {
+                    ReadAsk::History {
+                        token: _,
+                        room,
+                        before,
+                        limit,
+                    } => ReadAsk::History {
+                        token: 0,
+                        room: room.clone(),
+                        before: *before,
+                        limit: *limit,
+                    },
+                    other => other.clone(),
+                })
+                .collect();
+            match asked.as_slice() {
+                [] => assert!(
+                    reads_before >= MAX_READS_IN_FLIGHT,
+                    "a read held back while fewer than {MAX_READS_IN_FLIGHT} are out"
+                ),
+                [one] => assert_eq!(one, &want, "the read the engine is asked for"),
+                more => panic!("one request, reads {more:?}"),
+            }
+            assert!(model.is_live(id), "a History call waits for the engine");
         }
-        Some(Ok(())) if model.durable && model.reads_in_flight > in_flight_before => {
-            assert_eq!(d.reads.len(), 1, "the store is asked");
-            let read = &d.reads[0];
-            let asked = (&read.room, read.before_seq, read.limit);
-            let want = (&room, req.before_seq, page_size(req.limit));
-            assert_eq!(asked, want, "the read the store is asked for");
-            assert!(model.is_live(id), "a History call waits for the store");
-        }
-        Some(Ok(())) => assert_eq!(d.pages.len(), 1, "the page is sent"),
         _ => {}
-    }
-}
-
-/// The store makes the first `count` pending messages durable: they are
-/// delivered in order, and streams that half-closed waiting for them end
-/// OK. A stale epoch, or nothing new, changes nothing.
-pub fn ack(server: &mut ChatServer, model: &mut Model, count: u8, stale: bool) {
-    let n = usize::from(count) % (model.pending.len() + 1);
-    let up_to = match n {
-        0 => model
-            .pending
-            .front()
-            .map_or(model.next_pending - 1, |p| p.id - 1),
-        n => model.pending[n - 1].id,
-    };
-    let epoch = if stale {
-        model.epoch.wrapping_sub(1)
-    } else {
-        model.epoch
-    };
-    server.handle_input(model.now(), ChatInput::Durable { epoch, up_to });
-    let d = drain(server, model, None);
-    let n = if stale { 0 } else { n };
-    assert_eq!(
-        d.posts.len(),
-        n,
-        "Durable up to {up_to} delivers {n} messages"
-    );
-    if n == 0 {
-        assert_eq!(d.outputs, 0, "a stale or empty Durable changes nothing");
-    }
-}
-
-/// The store fails: every pending message is dropped, its poster (if still
-/// there) ends with UNAVAILABLE, streams waiting to close end OK, numbering
-/// goes back to the delivered messages, and a new epoch starts. A stale
-/// failure changes nothing.
-pub fn fail(server: &mut ChatServer, model: &mut Model, stale: bool) {
-    let epoch = if stale {
-        model.epoch.wrapping_sub(1)
-    } else {
-        model.epoch
-    };
-    if !stale {
-        model.epoch += 1;
-        for p in std::mem::take(&mut model.pending) {
-            let c = model.call_mut(p.poster);
-            if c.live() {
-                c.must_end = Some(Code::Unavailable);
-            }
-        }
-        for c in model.calls.values_mut() {
-            if c.live() && c.closing.is_some() && c.must_end.is_none() {
-                c.must_end = Some(Code::Ok);
-            }
-        }
-    }
-    let reason = "disk on fire".to_owned();
-    server.handle_input(model.now(), ChatInput::StoreFailed { epoch, reason });
-    let d = drain(server, model, None);
-    if stale {
-        assert_eq!(d.outputs, 0, "a stale StoreFailed changes nothing");
-    }
-}
-
-/// The store answers one outstanding read: the call gets the page and OK,
-/// or UNAVAILABLE; a call that has gone meanwhile, nothing.
-pub fn answer_read(server: &mut ChatServer, model: &mut Model, index: u8, ok: bool) {
-    if model.reads.is_empty() {
-        return;
-    }
-    let read = model.reads.remove(usize::from(index) % model.reads.len());
-    let page = if ok {
-        Ok(model.page(&read.room, read.before_seq, read.limit))
-    } else {
-        Err("disk on fire".to_owned())
-    };
-    let live = model.is_live(read.call);
-    if live {
-        let c = model.call_mut(read.call);
-        c.must_end = Some(if ok { Code::Ok } else { Code::Unavailable });
-        c.page = page.clone().ok();
-    }
-    let call = read.call;
-    model.reads_in_flight -= 1;
-    // The next waiting read whose call is still there goes out now.
-    while model
-        .waiting_reads
-        .front()
-        .is_some_and(|r| !(model.is_live(r.call) && model.call(r.call).kind == Kind::History))
-    {
-        model.waiting_reads.pop_front();
-    }
-    server.handle_input(model.now(), ChatInput::HistoryPage { call, page });
-    let d = drain(server, model, None);
-    if !live {
-        assert_eq!(d.outputs, 0, "a page for a call that has gone is dropped");
-    } else {
-        assert_eq!(d.pages.len(), usize::from(ok), "the page is sent");
     }
 }

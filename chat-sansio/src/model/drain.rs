@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 
 use crate::chat::ChatEvent;
+use crate::limits::MAX_RESUME_AHEAD;
 use crate::server::{CallId, Output};
-use crate::status::Code;
+use crate::status::{Code, Status};
 
 use super::chat;
 use super::record::{ChatServer, Drained};
@@ -19,14 +20,18 @@ use super::state::{Kind, Model};
 /// every predicted end must happen; every presence notice a stream is owed
 /// must arrive; and every chat message must belong to a broadcast.
 pub fn drain(server: &mut ChatServer, model: &mut Model, target: Option<CallId>) -> Drained {
-    let mut d = Drained::default();
+    let mut d = Drained {
+        answered_pages: std::mem::take(&mut model.answered),
+        ..Drained::default()
+    };
     let mut expanded = VecDeque::new();
     while let Some(o) = server.poll_output() {
         match &o {
-            Output::Subscribe { call, .. } => {
+            Output::Subscribe { call, group } => {
                 let c = model.call(*call);
                 assert!(c.live(), "Subscribe for {call:?} after it ended: {c:?}");
                 assert!(c.headers, "Subscribe for {call:?} before its Headers");
+                chat::on_subscribe(model, *call, *group);
             }
             Output::Unsubscribe { call } => {
                 assert!(
@@ -47,6 +52,7 @@ pub fn drain(server: &mut ChatServer, model: &mut Model, target: Option<CallId>)
         "chat messages outside any broadcast: {:?}",
         d.unconfirmed
     );
+    model.read_failed.clear();
     for (id, c) in &model.calls {
         assert!(
             c.notices.is_empty(),
@@ -93,7 +99,7 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
             let c = model.call(call);
             assert!(c.live(), "Trailers for {call:?} after it ended: {c:?}");
             assert!(c.headers, "Trailers for {call:?} without Headers");
-            end(model, call, status.code, target, d);
+            end(model, call, &status, target, d);
         }
         Output::TrailersOnly {
             call,
@@ -108,7 +114,7 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
                 "{http_status}"
             );
             assert!(http_status == 200 || !status.is_ok());
-            end(model, call, status.code, target, d);
+            end(model, call, &status, target, d);
             d.trailers_only.insert(call, (http_status, status.code));
         }
         Output::Pause { conn } => {
@@ -117,23 +123,76 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
         Output::Resume { conn } => {
             assert!(model.paused.remove(&conn), "{conn:?} resumed unpaused");
         }
+        Output::WhenDrained { call } => {
+            let c = model.call(call);
+            assert!(c.live(), "WhenDrained for {call:?} after it ended");
+            assert!(
+                c.resuming.is_some(),
+                "WhenDrained for {call:?}, not catching up"
+            );
+            model.asked.drains.push(call);
+        }
         Output::Event(event) => chat::on_event(model, &event, target, d),
     }
 }
 
-/// A call got its final output: as predicted, or it is the target and was
-/// fed what the model does not predict.
-fn end(model: &mut Model, call: CallId, code: Code, target: Option<CallId>, d: &mut Drained) {
-    let c = model.call_mut(call);
-    match c.must_end.take() {
-        Some(want) => assert_eq!(code, want, "{call:?} ended with the wrong code"),
-        None => assert!(
-            c.raw_data && target == Some(call),
-            "{call:?} ended with {code:?}, which the model did not predict: {c:?}"
-        ),
+/// A call got its final output: as predicted, or as the model allows (see
+/// [`may_end`]), or it is the target and was fed what the model does not
+/// predict.
+fn end(model: &mut Model, call: CallId, status: &Status, target: Option<CallId>, d: &mut Drained) {
+    let code = status.code;
+    match model.call_mut(call).must_end.take() {
+        Some(want) => assert_eq!(code, want, "{call:?} ended with the wrong code: {status:?}"),
+        None => {
+            let raw = model.call(call).raw_data && target == Some(call);
+            assert!(
+                raw || may_end(model, call, status),
+                "{call:?} ended with {status:?}, which the model did not predict: {:?}",
+                model.call(call)
+            );
+        }
     }
-    c.ended = true;
+    model.call_mut(call).ended = true;
     d.ended.insert(call, code);
+}
+
+/// Ends the model allows without predicting the moment: UNAVAILABLE for
+/// the owner of a read the engine failed in this operation (the model does
+/// not know which call a read is for), and OUT_OF_RANGE for a stream
+/// catching up whose room cannot prove what follows its point (another
+/// epoch, entries after it removed, or a point far past the room), saying
+/// a point it can resume from.
+fn may_end(model: &mut Model, call: CallId, status: &Status) -> bool {
+    match status.code {
+        // One read has one owner.
+        Code::Unavailable => {
+            let owner = model.read_failed.remove(&call);
+            if owner {
+                model.read_failed.clear();
+            }
+            owner
+        }
+        Code::OutOfRange => {
+            let c = model.call(call);
+            let Some(r) = c.resuming else {
+                return false;
+            };
+            let room = model.room_of(c);
+            let (Some(open), Some(log)) = (model.node(&room).open, model.engine.log(&room)) else {
+                return false;
+            };
+            let cannot = r.epoch != open.epoch
+                || r.has + 1 < log.first
+                || r.from > open.delivered + MAX_RESUME_AHEAD;
+            let point = status
+                .message
+                .strip_prefix("cannot resume there; resume from ")
+                .and_then(|p| p.split_once(':'))
+                .and_then(|(e, s)| Some((e.parse::<u64>().ok()?, s.parse::<u64>().ok()?)));
+            cannot && point.is_some_and(|(epoch, seq)| epoch == open.epoch && seq <= open.delivered)
+        }
+        _ => false,
+    }
 }
 
 /// Checks taken after every operation.

@@ -36,6 +36,11 @@ impl LogModel {
         self.entries.get(usize::try_from(seq.checked_sub(1)?).ok()?)
     }
 
+    /// Entry `seq`, held or since removed by retention.
+    pub fn ever(&self, seq: u64) -> Option<&ChatMessage> {
+        self.entries.get(usize::try_from(seq.checked_sub(1)?).ok()?)
+    }
+
     /// The entries held, oldest first.
     pub fn held(&self) -> impl DoubleEndedIterator<Item = &ChatMessage> {
         let skip = usize::try_from(self.first.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -47,8 +52,8 @@ impl LogModel {
 #[derive(Debug, Clone)]
 pub struct EngineModel {
     rooms: BTreeMap<String, LogModel>,
-    /// (sender, client message id) to (room, seq).
-    dedupe: HashMap<(String, String), (String, u64)>,
+    /// (room, sender, client message id) to seq.
+    dedupe: HashMap<(String, String, String), u64>,
     next_epoch: u64,
 }
 
@@ -65,6 +70,12 @@ impl EngineModel {
     /// The log of `room`, if it has one.
     pub fn log(&self, room: &str) -> Option<&LogModel> {
         self.rooms.get(room)
+    }
+
+    /// The epoch of `room`'s log: the one it has, or the one it would get
+    /// if it began now.
+    pub fn epoch_of(&self, room: &str) -> u64 {
+        self.rooms.get(room).map_or(self.next_epoch, |l| l.epoch)
     }
 
     /// The log of `room`, begun (in a new epoch) if it has none.
@@ -94,10 +105,14 @@ impl EngineModel {
     /// Appends a request (or finds its original): the entry, and whether it
     /// is a duplicate.
     pub fn append(&mut self, req: &AppendRequest) -> (ChatMessage, bool) {
-        let key = (req.user.user_id.clone(), req.client_msg_id.clone());
+        let key = (
+            req.room.clone(),
+            req.user.user_id.clone(),
+            req.client_msg_id.clone(),
+        );
         if !req.client_msg_id.is_empty() {
-            if let Some((room, seq)) = self.dedupe.get(&key) {
-                if let Some(original) = self.rooms.get(room).and_then(|l| l.entry(*seq)) {
+            if let Some(seq) = self.dedupe.get(&key) {
+                if let Some(original) = self.rooms.get(&req.room).and_then(|l| l.ever(*seq)) {
                     return (original.clone(), true);
                 }
             }
@@ -110,7 +125,7 @@ impl EngineModel {
             &req.client_msg_id,
         );
         if !req.client_msg_id.is_empty() {
-            self.dedupe.insert(key, (req.room.clone(), entry.seq));
+            self.dedupe.insert(key, entry.seq);
         }
         (entry, false)
     }

@@ -1,18 +1,24 @@
-//! Test support (feature `model`): a model of `Server<Chat>`, checked after
-//! every operation of an arbitrary run. One model serves two runners: the
-//! fuzz target `fuzz/fuzz_targets/server.rs` (libFuzzer, nightly) and the
-//! property test `tests/model.rs` (proptest, stable). Both hand [`run`] a
-//! [`Scenario`] decoded by `arbitrary` from bytes.
+//! Test support (feature `model`): a model of `Server<Chat>` and of the
+//! engine under it, checked after every operation of an arbitrary run. One
+//! model serves two runners: the fuzz target `fuzz/fuzz_targets/server.rs`
+//! (libFuzzer, nightly) and the property test `tests/model.rs` (proptest,
+//! stable). Both hand [`run`] a [`Scenario`] decoded by `arbitrary` from
+//! bytes.
 //!
-//! A run sets the chat up ([`Setup`]: memory or durable mode, history sizes,
-//! random permissions for three rooms and for the others, users `u0`..`u2`
-//! with tokens) and applies [`Operation`]s on a simulated clock that only
-//! moves forward, draining `poll_output()` after each, multicasts turned into
-//! per-call messages by [`Expand`](crate::server::Expand) as a driver would.
-//! In durable mode the model plays the store: it acknowledges, fails, or
-//! answers reads at the moments the operations say. Health and reflection
-//! are off: they have their own tests, and their paths would be accepted
-//! where the model expects UNIMPLEMENTED.
+//! A run sets the chat up ([`Setup`]: a prompt engine or one that answers
+//! when told, history on join, random permissions for three rooms and for
+//! the others, users `u0`..`u2` with tokens) and applies [`Operation`]s on a
+//! simulated clock that only moves forward, draining `poll_output()` after
+//! each, multicasts turned into per-call messages by
+//! [`Expand`](crate::server::Expand) as a driver would. The model plays the
+//! engine ([`EngineModel`]: each room's log, epochs, dedupe of client
+//! message ids): it answers opens, appends and reads when the operations
+//! say, in the order they pick, late, twice or with a failure; it appends
+//! entries of other nodes, reports them at once, later or out of order, and
+//! removes old entries (retention); and it plays the transport's
+//! `handle_drained`. With a prompt engine it answers everything after each
+//! operation. Health and reflection are off: they have their own tests, and
+//! their paths would be accepted where the model expects UNIMPLEMENTED.
 //!
 //! The driver side follows the contract on [`Server`]:
 //! every `Open` gets a fresh `CallId`, stored in one of 16 call slots, and
@@ -35,58 +41,69 @@
 //! - an `Open` is answered at once: `Headers` if accepted, otherwise a
 //!   `TrailersOnly` with exactly the predicted HTTP status and code (HTTP
 //!   checks, shutdown, the per-connection limit, deadline on arrival,
-//!   credentials, path, the stream's room);
-//! - **every call ends exactly as predicted, and only then**: `End`,
-//!   `Stalled` (RESOURCE_EXHAUSTED), `Timeout` (DEADLINE_EXCEEDED for calls
-//!   past their deadline, then after a shutdown's grace period UNAVAILABLE
-//!   for every other live call), refused messages, joins and reads with
-//!   their codes, store answers; `Connect`, `Disconnect`, `Reset` and
-//!   `Shutdown` send no status. The one exception is a call fed raw DATA,
-//!   whose decoder state is not predicted: it may end with any code in that
-//!   operation (and with INTERNAL on `End`);
+//!   credentials, path, the stream's room and resume point);
+//! - **every call ends as predicted, and only then**: `End`, `Stalled`
+//!   (RESOURCE_EXHAUSTED), `Timeout` (DEADLINE_EXCEEDED for calls past
+//!   their deadline, then after a shutdown's grace period UNAVAILABLE for
+//!   every other live call), refused messages and joins with their codes,
+//!   failed opens and appends (UNAVAILABLE), delivered posts of half-closed
+//!   streams and sent answers (OK); `Connect`, `Disconnect`, `Reset` and
+//!   `Shutdown` send no status. The model does not know which call a read
+//!   is for, so when the engine fails a read, one call that may own it may
+//!   end with UNAVAILABLE; and a stream catching up may end with
+//!   OUT_OF_RANGE exactly when its room cannot prove what follows its point
+//!   (another epoch, entries after it removed, a point far ahead), naming a
+//!   point it can resume from. A call fed raw DATA may end with any code in
+//!   that operation (and with INTERNAL on `End`);
 //! - events for calls that are not live (or have half-closed) produce
 //!   nothing; `open_calls()` and `poll_timeout()` agree with the model.
 //!
-//! **Chat** (`chat`, `chat_ops`; the contract in the docs of
+//! **Chat** (`chat`, `chat_ops`, `engine_ops`; the contract in the docs of
 //! [`crate::chat`]):
-//! - each delivered message goes, as one identical frame, to exactly the
-//!   live JoinChat streams of its room (the sender's included, in memory
-//!   mode), and no chat message reaches a stream outside such a broadcast;
-//!   messages are numbered 1, 2, 3, ... per room, each stream sees its
-//!   room's numbers increase, and the frame matches its `ChatEvent::Message`
-//!   (and in durable mode the `Persist` it was accepted as, in order);
+//! - **each room's entries reach its streams exactly once, in seq order,
+//!   without gaps**: every delivery is the next entry of the room's log
+//!   (past a hole only where retention removed the entries), as the engine
+//!   stored it, whoever appended it and however late, twice or out of order
+//!   the engine told; it goes, as one identical frame, to exactly the
+//!   subscribed JoinChat streams of the room; no chat message reaches a
+//!   stream outside such a broadcast but a catching-up page or an echo;
+//! - **a resume yields exactly the missing suffix**: a stream resuming from
+//!   a point gets the entries after it one by one, from the engine, then
+//!   subscribes exactly when it has everything the room has delivered;
+//! - **a retry never makes a second entry**: an append is asked exactly
+//!   once per accepted post (sender of record, text, room, normalized client
+//!   message id, time), in an open room; the engine's answer for a post the
+//!   room has delivered already comes to its poster as its echo;
 //! - nothing reaches a stream from a room its caller may not read;
 //! - a stream's room is its `chat-room` metadata, else its connection's
 //!   last successful JoinChatRoom room, else `room1`; streams that follow a
-//!   connection move with it, or end with PERMISSION_DENIED;
+//!   connection move with it (and stop catching up), or end with
+//!   PERMISSION_DENIED;
 //! - every presence notice is predicted: exactly the live streams of the
-//!   room get it, in order (a connection's user leaves its old room when it
-//!   switches user or room or disconnects, unless another connection keeps
-//!   them there; a user arrives in a room they were not present in);
-//! - a valid post is accepted once, as the sender of record (an
-//!   authenticated caller is its account; guests may not claim registered
-//!   ids), with its text and room; an invalid one, or one its caller may not
-//!   post, ends the stream with the predicted code (INVALID_ARGUMENT,
-//!   PERMISSION_DENIED, NOT_FOUND); a valid join logs in once and is
-//!   answered, an invalid one is recorded as refused with its code;
-//! - every `ChatRoom` reply (room, users, the last N messages) and every
-//!   `HistoryPage` agree with the model; `Login` records carry the
-//!   connection's peer and the time;
-//! - durable mode: nothing is delivered before the store says it is durable;
-//!   `Persist` ids go 1, 2, 3, ... in the current epoch; a failure ends the
-//!   posters of pending messages with UNAVAILABLE, lets waiting streams end
-//!   OK, and rewinds the numbering; stale answers change nothing; a
-//!   half-closed stream ends only once what it waited for is delivered;
-//! - `users_in`, `streams_in` and `pending()` agree with the model after
-//!   every operation, and when every connection closes at the end of a run
-//!   no call stays open.
+//!   room get it, in order;
+//! - an invalid post, or one its caller may not post, ends the stream with
+//!   the predicted code; a valid join logs in once and is answered once the
+//!   room's history is read (room, users present, a run of the newest
+//!   entries as stored, epoch, last seq), in the order of the joins; an
+//!   invalid one is recorded as refused with its code; every History page
+//!   is one the engine gave; `Login` records carry the peer and the time;
+//! - **after `Settle`** (the engine answers everything): every open room
+//!   has delivered the engine's whole log, every post is delivered, every
+//!   answer and page sent, and every stream has caught up (or waits for its
+//!   room to reach a point ahead of it);
+//! - `users_in`, `streams_in`, `pending()` and `rooms_in_memory()` agree
+//!   with the model after every operation, and when every connection closes
+//!   at the end of a run no call stays open.
 
 mod chat;
 mod chat_ops;
 mod drain;
+mod engine;
+mod engine_ops;
 mod open;
 mod ops;
 mod record;
+mod rules;
 mod state;
 mod step;
 mod weights;
@@ -96,10 +113,11 @@ use arbitrary::{Arbitrary, Unstructured};
 use crate::chat::Chat;
 use crate::server::{Server, ServerConfig};
 
+pub use engine::{EngineModel, LogModel};
 pub use ops::{
-    ContentTypeChoice, Credential, GrpcVariant, Headers, Join, Name, NotGrpc, OddQuirk, OddTimeout,
-    Operation, OtherPath, PathChoice, Post, Quirk, Rarely, RoomName, RuleChoice, Setup, Short,
-    ShortBytes, TimeoutChoice,
+    ContentTypeChoice, Credential, GrpcVariant, Headers, Join, MsgId, Name, NotGrpc, OddQuirk,
+    OddTimeout, Operation, OtherPath, PathChoice, Post, Quirk, Rarely, ResumeChoice, RoomName,
+    RuleChoice, Setup, Short, ShortBytes, TimeoutChoice,
 };
 
 /// One run: how the chat is set up, and what the driver does.
@@ -140,6 +158,12 @@ impl Scenario {
 /// Runs `scenario` against a fresh `Server<Chat>`, checking the model after
 /// every operation; panics at the first difference.
 pub fn run(scenario: Scenario) {
+    run_traced(scenario, |_, _| {});
+}
+
+/// [`run`], telling `trace` each operation (and its index) before it is
+/// applied: what a failing run did last.
+pub fn run_traced(scenario: Scenario, mut trace: impl FnMut(usize, &Operation)) {
     let mut model = state::Model::new(&scenario.setup);
     let config = ServerConfig {
         health: false,
@@ -150,7 +174,8 @@ pub fn run(scenario: Scenario) {
     for slot in 0..state::CONN_SLOTS {
         step::connect(&mut server, &mut model, slot, true);
     }
-    for op in scenario.ops {
+    for (i, op) in scenario.ops.into_iter().enumerate() {
+        trace(i, &op);
         step::step(&mut server, &mut model, op);
     }
     for slot in 0..state::CONN_SLOTS {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::chat::ROOM_METADATA;
-use crate::limits::MAX_CALLS_PER_CONNECTION;
+use crate::chat::{RESUME_METADATA, ROOM_METADATA};
+use crate::limits::{MAX_CALLS_PER_CONNECTION, MAX_RESUME_AHEAD};
 use crate::metadata::Metadata;
 use crate::server::{ConnId, RequestHead};
 use crate::status::Code;
@@ -12,9 +12,10 @@ use crate::timeout::parse_timeout;
 
 use super::ops::{
     ContentTypeChoice, Credential, GrpcVariant, Headers, NotGrpc, OddQuirk, OddTimeout, OtherPath,
-    PathChoice, Quirk, RoomName, TimeoutChoice,
+    PathChoice, Quirk, ResumeChoice, RoomName, TimeoutChoice,
 };
-use super::state::{room_name, token, Kind, Model, Who, ROOMS};
+use super::rules::{room_name, token, Who, ROOMS};
+use super::state::{Kind, Model};
 
 /// Room ids that test the names rule: a look-alike of a listed room
 /// (refused), and one room typed composed and decomposed (one room).
@@ -60,6 +61,32 @@ pub struct OpenRequest {
     pub pinned: Option<String>,
     /// Refused for its credentials: the chat records a failed login.
     pub unauthenticated: bool,
+    /// Where a JoinChat stream resumes from: epoch and seq.
+    pub resume: Option<(u64, u64)>,
+}
+
+/// The `chat-resume` value for `choice`, for a stream in `room`.
+fn resume_value(model: &Model, room: &str, choice: ResumeChoice) -> String {
+    let epoch = model.engine.epoch_of(room);
+    let last = model.engine.log(room).map_or(0, |l| l.last_seq());
+    match choice {
+        ResumeChoice::Current(n) => format!("{epoch}:{}", u64::from(n) % (last + 3)),
+        ResumeChoice::Stale(n) => format!("{}:{}", epoch - 1, u64::from(n) % (last + 3)),
+        ResumeChoice::Far => format!("{epoch}:{}", last + MAX_RESUME_AHEAD + 1),
+        ResumeChoice::Raw(s) => s.0,
+    }
+}
+
+/// `EPOCH:SEQ`, as the chat parses it (after the metadata's own trim).
+fn parse_resume(value: &str) -> Option<Result<(u64, u64), Code>> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let parsed = value
+        .split_once(':')
+        .and_then(|(e, s)| Some((e.parse().ok()?, s.parse().ok()?)));
+    Some(parsed.ok_or(Code::InvalidArgument))
 }
 
 /// The header and what it means, per choice.
@@ -156,6 +183,15 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty())
         .map(|r| room_name(&r));
+    let stream_room = match &pinned {
+        Some(Ok(r)) => r.clone(),
+        _ => model.session_room(conn),
+    };
+    let resume = choices.resume.and_then(|choice| {
+        let value = resume_value(model, &stream_room, choice);
+        headers.push(name(RESUME_METADATA, "Chat-Resume"), value.clone());
+        parse_resume(&value)
+    });
     headers.push("user-agent", "chat-model");
     let method = if matches!(quirk, Quirk::Odd(OddQuirk::MethodGet)) {
         "GET"
@@ -182,11 +218,20 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
     } else {
         match who {
             Err(()) => Expect::Reject(200, Code::Unauthenticated),
-            Ok(who) => chat_open(model, conn, &path, who, pinned.as_ref(), deadline),
+            Ok(who) => chat_open(model, conn, &path, who, pinned.as_ref(), &resume, deadline),
         }
     };
     let unauthenticated = expect == Expect::Reject(200, Code::Unauthenticated);
     let pinned = pinned.and_then(Result::ok).filter(|_| {
+        matches!(
+            expect,
+            Expect::Accept {
+                kind: Kind::JoinChat,
+                ..
+            }
+        )
+    });
+    let resume = resume.and_then(Result::ok).filter(|_| {
         matches!(
             expect,
             Expect::Accept {
@@ -204,18 +249,20 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
         expect,
         pinned,
         unauthenticated,
+        resume,
     }
 }
 
 /// What the chat answers an authenticated request: a JoinChat stream goes
 /// into its room (its `chat-room`, else its connection's, else `room1`) if
-/// its caller may read it.
+/// its `chat-resume` is well formed and its caller may read the room.
 fn chat_open(
     model: &Model,
     conn: ConnId,
     path: &str,
     who: Who,
     pinned: Option<&Result<String, Code>>,
+    resume: &Option<Result<(u64, u64), Code>>,
     deadline: Option<Time>,
 ) -> Expect {
     let kind = match path {
@@ -230,6 +277,9 @@ fn chat_open(
             Some(Ok(room)) => room.clone(),
             None => model.session_room(conn),
         };
+        if let Some(Err(code)) = resume {
+            return Expect::Reject(200, *code);
+        }
         if let Err(code) = model.rules.check_read(who, &room) {
             return Expect::Reject(200, code);
         }

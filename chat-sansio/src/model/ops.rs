@@ -10,10 +10,10 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 /// How the chat under test is configured.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct Setup {
-    /// Durable mode: the model plays the store.
-    pub durable: bool,
-    /// Keep 7 messages per room and send 5 on join (instead of 100 and 50),
-    /// so the ring buffer and the cap are exercised.
+    /// The engine answers every request at once, after each operation (as
+    /// the in-memory engine does); otherwise only when an operation says.
+    pub prompt: bool,
+    /// Send 5 messages on join (instead of 50), so the cap is exercised.
     pub small_history: bool,
     /// The rules of rooms `room1`, `r1` and `r2`.
     pub rules: [RuleChoice; 3],
@@ -240,6 +240,36 @@ pub struct Headers {
     pub credential: Credential,
     /// `chat-room` metadata.
     pub room: Option<RoomName>,
+    /// `chat-resume` metadata.
+    pub resume: Option<ResumeChoice>,
+}
+
+/// Where a JoinChat stream resumes from (`chat-resume`).
+#[derive(Arbitrary, Debug, Clone)]
+pub enum ResumeChoice {
+    /// The room's epoch (as the engine has it, or will give it), and a seq
+    /// from 0 to two past its newest.
+    Current(u8),
+    /// Another epoch.
+    Stale(u8),
+    /// The room's epoch, and a seq far past its newest.
+    Far,
+    /// Raw (mostly not `EPOCH:SEQ`).
+    Raw(Short),
+}
+
+/// A `client_msg_id`: mostly none, or one of a few (so that retries meet
+/// their originals).
+#[derive(Arbitrary, Debug, Clone)]
+pub enum MsgId {
+    /// None.
+    None,
+    /// `m0`..`m3`.
+    Few(u8),
+    /// Longer than the chat accepts.
+    TooLong,
+    /// Raw.
+    Raw(Short),
 }
 
 /// A `ChatMessage` as a client might send it.
@@ -257,6 +287,8 @@ pub struct Post {
     pub room: Option<RoomName>,
     /// Make the text longer than the chat accepts.
     pub too_long: Rarely,
+    /// Its `client_msg_id`.
+    pub client_msg_id: MsgId,
 }
 
 /// A `User` (a join) as a client might send it.
@@ -362,24 +394,66 @@ pub enum Operation {
         /// The grace period.
         grace_millis: u16,
     },
-    /// The store makes the first `count` pending messages durable
-    /// (`ChatInput::Durable`), for this epoch or, if `stale`, the last one.
-    StoreAck {
-        /// How many, modulo the number pending plus one.
-        count: u8,
-        /// Answer for the previous epoch (to be ignored).
-        stale: bool,
-    },
-    /// The store fails (`ChatInput::StoreFailed`).
-    StoreFail {
-        /// Fail the previous epoch (to be ignored).
-        stale: bool,
-    },
-    /// The store answers one outstanding `ReadHistory` (`ChatInput::HistoryPage`).
-    StoreAnswerRead {
-        /// Picks among the outstanding reads.
+    /// The engine answers an `OpenRoom`.
+    EngineOpen {
+        /// Picks among the rooms asked for.
         index: u8,
-        /// A page, or an error.
+        /// Answer `OpenFailed`.
+        fail: Rarely,
+    },
+    /// The engine stores an append and answers `Committed`.
+    EngineCommit {
+        /// Picks among the appends asked for.
+        index: u8,
+    },
+    /// The engine answers an append with `AppendFailed`.
+    EngineFailAppend {
+        /// Picks among the appends asked for.
+        index: u8,
+        /// It was stored all the same (the outcome was unknown).
+        stored: bool,
+    },
+    /// The engine answers a read.
+    EngineRead {
+        /// Picks among the reads asked for.
+        index: u8,
+        /// The entries or page, or an error.
         ok: bool,
     },
+    /// The engine gives an answer it gave before, again.
+    EngineReplay {
+        /// Picks among the last answers.
+        index: u8,
+    },
+    /// Another node appends to a room.
+    Foreign {
+        /// `room1`, `r1` or `r2`.
+        room: u8,
+        /// The text.
+        text: Short,
+        /// The engine tells the chat at once (`ChatInput::Entries`).
+        report: bool,
+    },
+    /// The engine tells the chat every entry of other nodes it has not
+    /// told, in one `Entries` per room.
+    Report {
+        /// Newest first.
+        reverse: bool,
+    },
+    /// Retention removes all but the newest `keep` entries of a room.
+    Trim {
+        /// `room1`, `r1` or `r2`.
+        room: u8,
+        /// How many stay.
+        keep: u8,
+    },
+    /// The transport has sent on what was queued for a call that asked
+    /// (`handle_drained`).
+    Drained {
+        /// Picks among the calls that asked.
+        index: u8,
+    },
+    /// The engine and the transport answer everything, until nothing is
+    /// asked; then every stream has caught up with its room.
+    Settle,
 }

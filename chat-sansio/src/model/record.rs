@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use chat_proto::{ChatMessage, HistoryPage};
 
-use crate::chat::Chat;
+use crate::chat::{AppendRequest, Chat};
 use crate::server::{CallId, Server};
 use crate::status::Code;
 
-use super::state::Read;
+use super::state::ReadAsk;
 
 /// The server under test.
 pub type ChatServer = Server<Chat>;
@@ -26,21 +26,26 @@ pub struct Drained {
     pub trailers_only: BTreeMap<CallId, (u16, Code)>,
     /// Calls that got response headers.
     pub headers: BTreeSet<CallId>,
-    /// Messages delivered to their rooms, as broadcast.
-    pub posts: Vec<ChatMessage>,
-    /// Messages handed to the store (`ChatEvent::Persist`).
-    pub persists: Vec<ChatMessage>,
+    /// Entries delivered to their rooms, as broadcast.
+    pub delivered: Vec<ChatMessage>,
+    /// Appends asked of the engine.
+    pub appends: Vec<AppendRequest>,
+    /// Rooms asked of the engine.
+    pub opens: Vec<String>,
     /// Successful logins.
     pub logins: usize,
     /// Refused logins: (user id, code).
     pub refused: Vec<(String, Code)>,
-    /// `ChatEvent::ReadHistory` requests.
-    pub reads: Vec<Read>,
+    /// Reads asked of the engine.
+    pub reads: Vec<ReadAsk>,
+    /// History pages the engine gave in this operation.
+    pub answered_pages: Vec<HistoryPage>,
     /// History pages sent.
     pub pages: Vec<(CallId, HistoryPage)>,
     /// `ChatRoom` replies sent.
     pub replies: usize,
-    /// Chat messages sent to streams since the last `ChatEvent::Message`:
-    /// each must belong to the broadcast that event closes.
+    /// Chat messages sent to subscribed streams since the last
+    /// `ChatEvent::Message`: each must belong to the broadcast that event
+    /// closes.
     pub unconfirmed: Vec<(CallId, Bytes)>,
 }

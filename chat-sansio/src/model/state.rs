@@ -1,223 +1,32 @@
-//! The model's state: calls, connections, sessions, rooms and the store as
-//! the driver sees them, and the policy under test.
+//! The model's state: calls, connections, sessions, the chat's rooms and
+//! the engine, as the driver sees them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use chat_proto::{ChatMessage, HistoryPage};
+use chat_proto::ChatMessage;
 
-use crate::chat::names::{self, Kind as NameKind};
-use crate::chat::policy::{hash_token, GuestAccess, Policy, RoomRule, Users};
-use crate::chat::{ChatConfig, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
-use crate::limits::{DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN};
-use crate::server::{CallId, ConnId, Expand};
+use crate::chat::{AppendRequest, ChatConfig, ChatInput, DEFAULT_ROOM};
+use crate::limits::DEFAULT_HISTORY_ON_JOIN;
+use crate::server::{CallId, ConnId, Expand, GroupId};
 use crate::status::Code;
 use crate::time::Time;
 
-use super::ops::{RuleChoice, Setup};
+use super::engine::EngineModel;
+use super::ops::Setup;
+use super::rules::{Rules, Who, ROOMS};
 
 /// Connection slots.
 pub const CONN_SLOTS: usize = 4;
 /// Call slots: events pick among the calls opened into them.
 pub const CALL_SLOTS: usize = 16;
-/// The rooms with rules of their own.
-pub const ROOMS: [&str; 3] = [DEFAULT_ROOM, "r1", "r2"];
-/// Users with accounts: `u0`..`u2`.
-pub const USERS: u8 = 3;
 /// Where the clock starts (2023-11-14, in microseconds).
 pub const EPOCH: u64 = 1_700_000_000_000_000;
-/// History kept, and sent on join, with `Setup::small_history`.
-const SMALL_HISTORY: (usize, usize) = (7, 5);
-
-/// Who a call acts as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Who {
-    /// Guest `g<n>`: no credentials.
-    Guest(u8),
-    /// User `u<n>`, authenticated by its token.
-    User(u8),
-}
-
-impl Who {
-    /// The user id it acts as when it claims its own.
-    pub fn id(self) -> String {
-        match self {
-            Who::Guest(g) => format!("g{g}"),
-            Who::User(u) => format!("u{u}"),
-        }
-    }
-}
-
-/// The token of user `u`.
-pub fn token(u: u8) -> String {
-    format!("tok-u{u}")
-}
-
-/// The configured name of user `u`, which the chat delivers.
-pub fn account_name(u: u8) -> String {
-    format!("User {u}")
-}
-
-/// The room a client means by `raw`, as the chat decides: `room1` for
-/// nothing, else the id under the names rule (`crate::chat::names`, tested
-/// on its own and used here as the oracle for what is valid and its NFC
-/// form), and not a look-alike of a listed room (INVALID_ARGUMENT).
-pub fn room_name(raw: &str) -> Result<String, Code> {
-    if raw.is_empty() {
-        return Ok(crate::chat::DEFAULT_ROOM.to_owned());
-    }
-    let room = names::check(NameKind::Room, raw).map_err(|_| Code::InvalidArgument)?;
-    let lookalike = ROOMS
-        .iter()
-        .any(|r| *r != room && names::skeleton(r) == names::skeleton(&room));
-    if lookalike {
-        return Err(Code::InvalidArgument);
-    }
-    Ok(room)
-}
-
-/// Whether a guest's claimed id or name is, or looks like, a configured
-/// user's id or name.
-pub fn is_lookalike(claim: &str) -> bool {
-    !claim.is_empty()
-        && (0..USERS).any(|u| {
-            [Who::User(u).id(), account_name(u)]
-                .iter()
-                .any(|own| names::skeleton(own) == names::skeleton(claim))
-        })
-}
-
-/// Whether `id` belongs to a configured account.
-pub fn is_registered(id: &str) -> bool {
-    (0..USERS).any(|u| Who::User(u).id() == id)
-}
-
-/// The page size the chat uses for a requested `limit`: 0 means the
-/// default, and no more than the maximum.
-pub fn page_size(limit: u32) -> u32 {
-    match limit {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    }
-}
-
-/// A room's permissions: bit sets over users `u0`..`u2`, and guests' level
-/// (0 none, 1 read, 2 post).
-#[derive(Clone, Copy, Debug)]
-pub struct Rule {
-    readers: u8,
-    posters: u8,
-    guests: u8,
-}
-
-impl Rule {
-    fn new(choice: RuleChoice) -> Rule {
-        match choice {
-            RuleChoice::Open => Rule {
-                readers: 7,
-                posters: 7,
-                guests: 2,
-            },
-            RuleChoice::Some {
-                readers,
-                posters,
-                guests,
-            } => Rule {
-                readers: readers & 7,
-                posters: posters & 7,
-                guests: guests % 3,
-            },
-        }
-    }
-
-    /// Whether `who` may read the room.
-    pub fn can_read(self, who: Who) -> bool {
-        match who {
-            Who::Guest(_) => self.guests >= 1,
-            Who::User(u) => self.readers & (1 << u) != 0,
-        }
-    }
-
-    /// Whether `who` may post in the room.
-    pub fn can_post(self, who: Who) -> bool {
-        self.can_read(who)
-            && match who {
-                Who::Guest(_) => self.guests >= 2,
-                Who::User(u) => self.posters & (1 << u) != 0,
-            }
-    }
-
-    fn to_rule(self) -> RoomRule {
-        let users = |bits: u8| {
-            if bits == 7 {
-                return Users::All;
-            }
-            let ids: Vec<String> = (0..USERS)
-                .filter(|u| bits & (1 << u) != 0)
-                .map(|u| Who::User(u).id())
-                .collect();
-            Users::from_list(&ids)
-        };
-        RoomRule {
-            readers: users(self.readers),
-            posters: users(self.posters),
-            guests: [GuestAccess::None, GuestAccess::Read, GuestAccess::Post]
-                [usize::from(self.guests)],
-        }
-    }
-}
-
-/// The rooms' rules.
-#[derive(Debug)]
-pub struct Rules {
-    listed: [Rule; 3],
-    other: Option<Rule>,
-}
-
-impl Rules {
-    /// The rule of `room`, if it exists.
-    pub fn rule(&self, room: &str) -> Option<Rule> {
-        match ROOMS.iter().position(|r| *r == room) {
-            Some(i) => Some(self.listed[i]),
-            None => self.other,
-        }
-    }
-
-    /// What `Policy::check_read` answers: NOT_FOUND, PERMISSION_DENIED or ok.
-    pub fn check_read(&self, who: Who, room: &str) -> Result<(), Code> {
-        match self.rule(room) {
-            None => Err(Code::NotFound),
-            Some(r) if !r.can_read(who) => Err(Code::PermissionDenied),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// What `Policy::check_post` answers.
-    pub fn check_post(&self, who: Who, room: &str) -> Result<(), Code> {
-        self.check_read(who, room)?;
-        match self.rule(room) {
-            Some(r) if r.can_post(who) => Ok(()),
-            _ => Err(Code::PermissionDenied),
-        }
-    }
-
-    /// The policy the chat under test gets.
-    fn policy(&self) -> Policy {
-        let mut policy = Policy::empty();
-        for u in 0..USERS {
-            let id = Who::User(u).id();
-            policy
-                .add_user(&id, &account_name(u), &hash_token(&token(u)))
-                .expect("a valid user");
-        }
-        for (room, rule) in ROOMS.iter().zip(self.listed) {
-            policy.add_room(room, rule.to_rule()).expect("a valid room");
-        }
-        if let Some(rule) = self.other {
-            policy.add_room("*", rule.to_rule()).expect("one default");
-        }
-        policy
-    }
-}
+/// The epoch of the engine's first room.
+pub const FIRST_LOG_EPOCH: u64 = 1000;
+/// History sent on join with `Setup::small_history`.
+const SMALL_HISTORY_ON_JOIN: usize = 5;
+/// Answers kept for replaying (an engine that answers twice).
+const KEPT_ANSWERS: usize = 16;
 
 /// What a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +50,17 @@ pub struct Notice {
     pub user: String,
     /// Joined, or left.
     pub joined: bool,
+}
+
+/// A JoinChat stream catching up from a resume point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resuming {
+    /// The epoch it resumes in.
+    pub epoch: u64,
+    /// The seq it asked to resume after.
+    pub from: u64,
+    /// The last seq it has had since.
+    pub has: u64,
 }
 
 /// A call as the driver sees it.
@@ -267,16 +87,20 @@ pub struct CallModel {
     pub raw_data: bool,
     /// The client has half-closed it.
     pub half_closed: bool,
-    /// A half-closed JoinChat stream waiting for pending message `id`.
-    pub closing: Option<u64>,
-    /// A History call has asked the store (durable mode).
+    /// A History call has asked the engine.
     pub asked: bool,
     /// The code the model predicts it ends with, in the current operation.
     pub must_end: Option<Code>,
-    /// The page a History call must get.
-    pub page: Option<HistoryPage>,
-    /// Last message number the stream got, per room.
-    pub last_seq: HashMap<String, u64>,
+    /// A JoinChat stream's posts accepted and not yet delivered to it (or
+    /// failed).
+    pub undelivered: usize,
+    /// A JoinChat stream catching up.
+    pub resuming: Option<Resuming>,
+    /// Entries sent to a JoinChat stream directly: the echo of a post the
+    /// room had delivered already (a retry).
+    pub echoes: VecDeque<ChatMessage>,
+    /// A JoinChatRoom call's answers still owed, by room, in order.
+    pub replies: VecDeque<String>,
     /// Presence notices the stream is owed, in order.
     pub notices: VecDeque<Notice>,
 }
@@ -295,11 +119,12 @@ impl CallModel {
             gone: false,
             raw_data: false,
             half_closed: false,
-            closing: None,
             asked: false,
             must_end: None,
-            page: None,
-            last_seq: HashMap::new(),
+            undelivered: 0,
+            resuming: None,
+            echoes: VecDeque::new(),
+            replies: VecDeque::new(),
             notices: VecDeque::new(),
         }
     }
@@ -324,48 +149,116 @@ pub struct ConnModel {
     pub peer: Option<String>,
 }
 
-/// A room's delivered messages.
-#[derive(Debug, Default)]
-pub struct RoomModel {
-    /// Number of the last delivered message.
-    pub last_seq: u64,
-    /// The history the chat keeps, oldest first.
-    pub history: VecDeque<ChatMessage>,
+/// Where a room's log stands in the chat, once it is open.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    /// The log's epoch.
+    pub epoch: u64,
+    /// The last seq delivered to the room's streams.
+    pub delivered: u64,
 }
 
-/// A message accepted in durable mode and not yet durable.
-#[derive(Debug)]
-pub struct Pending {
-    /// Its request id.
-    pub id: u64,
+/// A room the chat holds in memory.
+#[derive(Debug, Default)]
+pub struct NodeRoom {
+    /// `None` while the engine has not answered its opening.
+    pub open: Option<Opened>,
+    /// An `OpenRoom` is out.
+    pub opening: bool,
+    /// Posts waiting for the room to open, by request id.
+    pub waiting_posts: Vec<u64>,
+    /// JoinChatRoom calls whose answer waits for the room to open.
+    pub waiting_replies: Vec<CallId>,
+    /// Posters waiting for the delivery of their entry, by seq.
+    pub owners: BTreeMap<u64, Vec<CallId>>,
+    /// The multicast group of its streams, once one has subscribed.
+    pub group: Option<GroupId>,
+}
+
+/// A post the chat accepted: what its append must say, and who posted it.
+#[derive(Debug, Clone)]
+pub struct Post {
     /// The stream that posted it.
     pub poster: CallId,
-    /// The message as it will be delivered.
-    pub message: ChatMessage,
+    /// The poster's connection.
+    pub conn: ConnId,
+    /// The append as the chat must ask for it.
+    pub request: AppendRequest,
 }
 
-/// A `ReadHistory` the store has not answered.
-#[derive(Debug, Clone)]
-pub struct Read {
-    /// The History call.
-    pub call: CallId,
-    /// The room.
-    pub room: String,
-    /// Messages below this number (0: the latest).
-    pub before_seq: u64,
-    /// At most this many.
-    pub limit: u32,
+/// An engine read asked for and not answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadAsk {
+    /// `ReadRange`.
+    Range {
+        /// Its token.
+        token: u64,
+        /// The room.
+        room: String,
+        /// After this seq.
+        after: u64,
+        /// Up to this seq.
+        up_to: u64,
+        /// At most this many.
+        limit: u32,
+    },
+    /// `ReadHistory`.
+    History {
+        /// Its token.
+        token: u64,
+        /// The room.
+        room: String,
+        /// Below this seq (0: the newest).
+        before: u64,
+        /// At most this many.
+        limit: u32,
+    },
+}
+
+/// What the engine has been asked and has not answered, and what it knows
+/// that it has not told.
+#[derive(Debug, Default)]
+pub struct Asked {
+    /// Rooms to open.
+    pub opens: Vec<String>,
+    /// Appends, by request id.
+    pub appends: BTreeMap<u64, AppendRequest>,
+    /// Reads.
+    pub reads: Vec<ReadAsk>,
+    /// Calls whose queue the transport must report drained.
+    pub drains: Vec<CallId>,
+    /// Entries of other nodes not yet reported (`ChatInput::Entries`).
+    pub unreported: Vec<ChatMessage>,
+    /// The last answers given, to give again.
+    pub answers: VecDeque<ChatInput>,
+}
+
+impl Asked {
+    /// Keeps `answer` for replaying.
+    pub fn keep(&mut self, answer: &ChatInput) {
+        if self.answers.len() >= KEPT_ANSWERS {
+            self.answers.pop_front();
+        }
+        self.answers.push_back(answer.clone());
+    }
+
+    /// Whether nothing is asked and nothing untold.
+    pub fn is_empty(&self) -> bool {
+        self.opens.is_empty()
+            && self.appends.is_empty()
+            && self.reads.is_empty()
+            && self.drains.is_empty()
+            && self.unreported.is_empty()
+    }
 }
 
 /// Everything the model knows.
 #[derive(Debug)]
 pub struct Model {
-    /// Durable mode.
-    pub durable: bool,
+    /// The engine answers every request at once.
+    pub prompt: bool,
     /// Connections the chat has asked the driver to stop reading.
     pub paused: BTreeSet<ConnId>,
-    /// Messages a room keeps.
-    pub history_capacity: usize,
     /// Messages sent on join.
     pub history_on_join: usize,
     /// The policy's rooms.
@@ -386,22 +279,21 @@ pub struct Model {
     pub peers: HashMap<ConnId, Option<String>>,
     /// Each connection's chat session: (user id, room).
     pub sessions: HashMap<ConnId, (String, String)>,
-    /// Rooms that had messages.
-    pub rooms: BTreeMap<String, RoomModel>,
-    /// Durable mode: accepted messages not yet durable, in order.
-    pub pending: VecDeque<Pending>,
-    /// The id the next `Persist` must carry.
-    pub next_pending: u64,
-    /// The store epoch.
-    pub epoch: u64,
-    /// `ReadHistory` requests not yet answered.
-    pub reads: Vec<Read>,
-    /// Reads the chat holds back until the store answers one of those
-    /// (at most `MAX_READS_IN_FLIGHT` are asked at once), in order.
-    pub waiting_reads: std::collections::VecDeque<Read>,
-    /// Reads asked and not answered, as the chat counts them (answers for
-    /// calls that have gone count too).
-    pub reads_in_flight: usize,
+    /// The rooms the chat holds.
+    pub rooms: BTreeMap<String, NodeRoom>,
+    /// The engine's logs.
+    pub engine: EngineModel,
+    /// What the engine has been asked.
+    pub asked: Asked,
+    /// Every post accepted, by request id.
+    pub posts: BTreeMap<u64, Post>,
+    /// The id the next accepted post gets.
+    pub next_request: u64,
+    /// Calls that may end with UNAVAILABLE in the current operation: the
+    /// owners of reads the engine just failed, whichever they are.
+    pub read_failed: BTreeSet<CallId>,
+    /// History pages the engine gave in the current operation.
+    pub answered: Vec<chat_proto::HistoryPage>,
     /// Multicasts turned into per-call messages, as a driver would.
     pub expand: Expand,
     /// When the grace period of a shutdown ends, once one was asked for.
@@ -411,20 +303,16 @@ pub struct Model {
 impl Model {
     /// The model of a fresh server set up by `setup`.
     pub fn new(setup: &Setup) -> Model {
-        let (history_capacity, history_on_join) = if setup.small_history {
-            SMALL_HISTORY
+        let history_on_join = if setup.small_history {
+            SMALL_HISTORY_ON_JOIN
         } else {
-            (DEFAULT_HISTORY_CAPACITY, DEFAULT_HISTORY_ON_JOIN)
+            DEFAULT_HISTORY_ON_JOIN
         };
         Model {
+            prompt: setup.prompt,
             paused: BTreeSet::new(),
-            durable: setup.durable,
-            history_capacity,
             history_on_join,
-            rules: Rules {
-                listed: setup.rules.map(Rule::new),
-                other: setup.other_rooms.map(Rule::new),
-            },
+            rules: Rules::new(setup.rules, setup.other_rooms),
             now: EPOCH,
             next_call: 1,
             next_conn: 1,
@@ -434,12 +322,12 @@ impl Model {
             peers: HashMap::new(),
             sessions: HashMap::new(),
             rooms: BTreeMap::new(),
-            pending: VecDeque::new(),
-            next_pending: 1,
-            epoch: 0,
-            reads: Vec::new(),
-            waiting_reads: Default::default(),
-            reads_in_flight: 0,
+            engine: EngineModel::new(FIRST_LOG_EPOCH),
+            asked: Asked::default(),
+            posts: BTreeMap::new(),
+            next_request: 1,
+            read_failed: BTreeSet::new(),
+            answered: Vec::new(),
             expand: Expand::default(),
             closing: None,
         }
@@ -448,10 +336,8 @@ impl Model {
     /// The chat's configuration.
     pub fn chat_config(&self) -> ChatConfig {
         ChatConfig {
-            history_capacity: self.history_capacity,
             history_on_join: self.history_on_join,
             policy: self.rules.policy(),
-            durable: self.durable,
         }
     }
 
@@ -531,6 +417,15 @@ impl Model {
             .collect()
     }
 
+    /// Live JoinChat streams in `room` that receive its deliveries (all but
+    /// those catching up).
+    pub fn subscribers(&self, room: &str) -> BTreeSet<CallId> {
+        self.streams_in(room)
+            .into_iter()
+            .filter(|id| self.calls[id].resuming.is_none())
+            .collect()
+    }
+
     /// User ids present in `room`.
     pub fn present(&self, room: &str) -> BTreeSet<String> {
         self.sessions
@@ -541,46 +436,60 @@ impl Model {
     }
 
     /// Owes every live stream in `room` but those in `except` a notice.
+    /// Presence is not in the log: a stream still catching up on a resume
+    /// hears only of what happens after it has caught up.
     pub fn tell(&mut self, room: &str, user: &str, joined: bool, except: &BTreeSet<CallId>) {
         let notice = Notice {
             room: room.to_owned(),
             user: user.to_owned(),
             joined,
         };
-        for id in self.streams_in(room).difference(except) {
+        for id in self.subscribers(room).difference(except) {
             self.call_mut(*id).notices.push_back(notice.clone());
         }
     }
 
-    /// The number the next message accepted in `room` gets: after the
-    /// delivered ones and the pending ones.
-    pub fn next_seq(&self, room: &str) -> u64 {
-        let delivered = self.rooms.get(room).map_or(0, |r| r.last_seq);
-        let pending = self
-            .pending
-            .iter()
-            .filter(|p| p.message.room_id == room)
-            .count();
-        delivered + pending as u64 + 1
+    /// The room in the chat, which must hold it.
+    pub fn node(&self, room: &str) -> &NodeRoom {
+        self.rooms
+            .get(room)
+            .unwrap_or_else(|| panic!("the chat holds no room {room:?}"))
     }
 
-    /// A page of `room`'s history as the chat keeps it: up to `limit` (0:
-    /// the default) messages numbered below `before_seq` (0: no bound).
-    pub fn page(&self, room: &str, before_seq: u64, limit: u32) -> HistoryPage {
-        let limit = page_size(limit) as usize;
-        let older: Vec<&ChatMessage> = self
-            .rooms
-            .get(room)
-            .into_iter()
-            .flat_map(|r| &r.history)
-            .filter(|m| before_seq == 0 || m.seq < before_seq)
-            .collect();
-        let skip = older.len().saturating_sub(limit);
-        HistoryPage {
-            room_id: room.to_owned(),
-            messages: older[skip..].iter().map(|m| (*m).clone()).collect(),
-            more: skip > 0,
+    /// The room in the chat, which must hold it.
+    pub fn node_mut(&mut self, room: &str) -> &mut NodeRoom {
+        self.rooms
+            .get_mut(room)
+            .unwrap_or_else(|| panic!("the chat holds no room {room:?}"))
+    }
+
+    /// One of `poster`'s posts has reached it, or failed: a half-closed
+    /// stream with none left ends OK (unless it ends otherwise already).
+    pub fn one_settled(&mut self, poster: CallId) {
+        let Some(c) = self.calls.get_mut(&poster) else {
+            return;
+        };
+        c.undelivered = c.undelivered.saturating_sub(1);
+        if c.live() && c.half_closed && c.undelivered == 0 && c.must_end.is_none() {
+            c.must_end = Some(Code::Ok);
         }
+    }
+
+    /// Posts accepted on `conn` whose appends are asked or waiting.
+    pub fn appends_of(&self, conn: ConnId) -> usize {
+        let waiting = self
+            .rooms
+            .values()
+            .flat_map(|r| &r.waiting_posts)
+            .filter(|id| self.posts[id].conn == conn)
+            .count();
+        let asked = self
+            .asked
+            .appends
+            .keys()
+            .filter(|id| self.posts[id].conn == conn)
+            .count();
+        waiting + asked
     }
 
     /// Rooms the model knows of.

@@ -6,7 +6,7 @@
 use arbitrary::{Arbitrary, Result, Unstructured};
 
 use super::ops::{
-    ContentTypeChoice, Credential, Join, Name, Operation, PathChoice, Post, Quirk, Rarely,
+    ContentTypeChoice, Credential, Join, MsgId, Name, Operation, PathChoice, Post, Quirk, Rarely,
     RoomName, RuleChoice, TimeoutChoice,
 };
 
@@ -107,25 +107,32 @@ impl<'a> Arbitrary<'a> for Operation {
     /// later request.
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         // Out of 65,536, in the order of the arms below.
-        const WEIGHTS: [u16; 18] = [
+        const WEIGHTS: [u16; 25] = [
             1024,  // Connect
             1024,  // Disconnect
-            12288, // Open
-            1536,  // Data
-            6144,  // FramedChatMessage
-            3584,  // FramedUser
-            2048,  // FramedHistoryRequest
+            11264, // Open
+            1024,  // Data
+            4096,  // FramedChatMessage
+            3072,  // FramedUser
+            1536,  // FramedHistoryRequest
             2048,  // End
             1024,  // Reset
-            768,   // Stalled
-            2048,  // Advance
-            1536,  // Timeout
+            512,   // Stalled
+            1536,  // Advance
+            1024,  // Timeout
             64,    // Shutdown
-            6144,  // StoreAck
-            1024,  // StoreFail
-            2048,  // StoreAnswerRead
-            17088, // a valid post
-            4096,  // a valid join
+            2560,  // EngineOpen
+            4608,  // EngineCommit
+            768,   // EngineFailAppend
+            2560,  // EngineRead
+            768,   // EngineReplay
+            2048,  // Foreign
+            768,   // Report
+            512,   // Trim
+            1536,  // Drained
+            1024,  // Settle
+            12288, // a valid post
+            3072,  // a valid join (and what the weights leave over)
         ];
         Ok(match pick(u, &WEIGHTS)? {
             0 => Operation::Connect {
@@ -178,19 +185,42 @@ impl<'a> Arbitrary<'a> for Operation {
             12 => Operation::Shutdown {
                 grace_millis: u.arbitrary()?,
             },
-            13 => Operation::StoreAck {
-                count: u.arbitrary()?,
-                stale: u.arbitrary()?,
-            },
-            14 => Operation::StoreFail {
-                stale: u.arbitrary()?,
-            },
-            15 => Operation::StoreAnswerRead {
+            13 => Operation::EngineOpen {
                 index: u.arbitrary()?,
-                ok: u.arbitrary()?,
+                fail: u.arbitrary()?,
             },
+            14 => Operation::EngineCommit {
+                index: u.arbitrary()?,
+            },
+            15 => Operation::EngineFailAppend {
+                index: u.arbitrary()?,
+                stored: u.arbitrary()?,
+            },
+            16 => Operation::EngineRead {
+                index: u.arbitrary()?,
+                ok: u8::arbitrary(u)? % 8 != 0,
+            },
+            17 => Operation::EngineReplay {
+                index: u.arbitrary()?,
+            },
+            18 => Operation::Foreign {
+                room: u.arbitrary()?,
+                text: u.arbitrary()?,
+                report: u.arbitrary()?,
+            },
+            19 => Operation::Report {
+                reverse: u.arbitrary()?,
+            },
+            20 => Operation::Trim {
+                room: u.arbitrary()?,
+                keep: u.arbitrary()?,
+            },
+            21 => Operation::Drained {
+                index: u.arbitrary()?,
+            },
+            22 => Operation::Settle,
             // The common cases again: a post and a join as a client sends them.
-            16 => Operation::FramedChatMessage {
+            23 => Operation::FramedChatMessage {
                 call: u.arbitrary()?,
                 post: Post {
                     user_id: Name::Mine,
@@ -199,6 +229,10 @@ impl<'a> Arbitrary<'a> for Operation {
                     no_user: Rarely(false),
                     room: None,
                     too_long: Rarely(false),
+                    client_msg_id: match u8::arbitrary(u)? % 4 {
+                        0 => MsgId::None,
+                        n => MsgId::Few(n),
+                    },
                 },
                 split: u.arbitrary()?,
             },

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use chat_sansio::chat::{Chat, ChatEvent};
 use chat_sansio::codec;
 use chat_sansio::metadata::Metadata;
+use chat_sansio::model::EngineModel;
 use chat_sansio::server::{CallId, ConnId, Expand, Handler, Output, RequestHead, Server};
 use chat_sansio::{Status, Time};
 
@@ -37,9 +38,38 @@ pub struct Harness<H: Handler> {
     expanded: std::collections::VecDeque<Output<H::Event>>,
     /// Connections the handler asked us to stop reading.
     pub paused: std::collections::HashSet<u64>,
+    /// Answers the handler's requests to its driver (the chat's engine
+    /// requests) as they come out; `None` leaves them to the test, in
+    /// `events`.
+    pub answer: Option<Answer<H>>,
+    answers: Vec<H::Input>,
+    /// Calls that asked to hear when their queue is sent (at once here).
+    drained: Vec<CallId>,
 }
 
+/// Answers one event with an input, or with nothing.
+pub type Answer<H> = Box<dyn FnMut(&<H as Handler>::Event) -> Option<<H as Handler>::Input>>;
+
+/// An in-memory engine answering every engine request at once.
+pub fn engine() -> Answer<Chat> {
+    let mut engine = EngineModel::new(1);
+    Box::new(move |event| engine.answer(event))
+}
+
+/// A chat whose engine answers at once.
 pub fn chat() -> Harness<Chat> {
+    chat_with(Server::new(Chat::default()))
+}
+
+/// `server`, with an engine that answers at once.
+pub fn chat_with(server: Server<Chat>) -> Harness<Chat> {
+    let mut h = Harness::new(server);
+    h.answer = Some(engine());
+    h
+}
+
+/// A chat whose engine requests wait for the test to answer them.
+pub fn chat_held() -> Harness<Chat> {
     Harness::new(Server::new(Chat::default()))
 }
 
@@ -68,13 +98,27 @@ impl<H: Handler> Harness<H> {
             expand: Expand::default(),
             expanded: Default::default(),
             paused: Default::default(),
+            answer: None,
+            answers: Vec::new(),
+            drained: Vec::new(),
         }
     }
 
     pub fn drain(&mut self) {
-        while let Some(out) = self.server.poll_output() {
-            self.expand.apply(out, &mut self.expanded);
-            self.record_expanded();
+        loop {
+            while let Some(out) = self.server.poll_output() {
+                self.expand.apply(out, &mut self.expanded);
+                self.record_expanded();
+            }
+            if self.answers.is_empty() && self.drained.is_empty() {
+                break;
+            }
+            for input in std::mem::take(&mut self.answers) {
+                self.server.handle_input(self.now, input);
+            }
+            for call in std::mem::take(&mut self.drained) {
+                self.server.handle_drained(self.now, call);
+            }
         }
     }
 
@@ -82,6 +126,9 @@ impl<H: Handler> Harness<H> {
         while let Some(out) = self.expanded.pop_front() {
             let (call, kind) = match out {
                 Output::Event(e) => {
+                    if let Some(input) = self.answer.as_mut().and_then(|a| a(&e)) {
+                        self.answers.push(input);
+                    }
                     self.events.push(e);
                     continue;
                 }
@@ -114,6 +161,10 @@ impl<H: Handler> Harness<H> {
                     status,
                 } => {
                     self.end(call, status, true, http_status);
+                    continue;
+                }
+                Output::WhenDrained { call } => {
+                    self.drained.push(call);
                     continue;
                 }
                 Output::Pause { conn } => {
