@@ -97,8 +97,17 @@ fn explore() {
         let failure = fails(&scenario).unwrap_or(failure);
         let _ = std::panic::take_hook();
         eprintln!("run {run} failed: {failure}\n{:?}", scenario.setup);
-        for (i, op) in scenario.ops.iter().enumerate() {
-            eprintln!("  {i}: {op:?}");
+        if std::env::var_os("EXPLORE_TRACE").is_some() {
+            // The model prints every output while this is set.
+            std::env::set_var("MODEL_TRACE", "1");
+            let s = scenario.clone();
+            let _ = std::panic::catch_unwind(move || {
+                model::run_traced(s, |i, op| eprintln!("  {i}: {op:?}"))
+            });
+        } else {
+            for (i, op) in scenario.ops.iter().enumerate() {
+                eprintln!("  {i}: {op:?}");
+            }
         }
         panic!("run {run} failed");
     }

@@ -24,7 +24,12 @@
 //!   [`ReadHistory`](ChatEvent::ReadHistory)) with the matching input,
 //!   carrying the request's token;
 //! - tell the chat of entries it did not append here (another node's), with
-//!   [`Entries`](ChatInput::Entries), for rooms the chat has open.
+//!   [`Entries`](ChatInput::Entries), for rooms the chat has open;
+//! - keep a room's epoch while the chat has the room open. Entries of
+//!   another epoch than the one it opened with are dropped, so a log that
+//!   is lost while open (a shared store wiped under a running node) is not
+//!   handled yet: today's engines change a room's epoch only when they
+//!   start on a new database, before any room is open.
 //!
 //! Answers may come late, twice, or out of turn: the chat delivers each
 //! room's entries to its streams strictly in seq order, once, asks for the

@@ -245,10 +245,8 @@ impl Chat {
         out: &mut Outbox<'_, ChatEvent>,
     ) {
         match self.answered(token, out) {
-            Some(Read::History { call }) => {
-                if out.is_open(call) {
-                    self.answer_page(call, page, out);
-                }
+            Some(Read::History { call }) if out.is_open(call) => {
+                self.answer_page(call, page, out);
             }
             Some(Read::Join { call, room }) => self.join_history(call, token.0, &room, page, out),
             _ => {}
@@ -291,17 +289,16 @@ impl Chat {
                 return;
             }
         };
-        let (users, log) = match self.rooms.get(room_id) {
-            Some(r) => (r.users(), r.log),
-            None => (Vec::new(), None),
-        };
+        let log = self.rooms.get(room_id).and_then(|r| r.log);
         let last_seq = page
             .messages
             .last()
             .map_or_else(|| log.map_or(0, |l| l.delivered), |m| m.seq);
+        // Who is there is filled in as it goes out (an earlier answer may
+        // hold it back).
         let answer = ChatRoom {
             room_id: room_id.to_owned(),
-            users,
+            users: Vec::new(),
             history: page.messages,
             epoch: log.map_or(0, |l| l.epoch),
             last_seq,
@@ -317,10 +314,13 @@ impl Chat {
         }
         while replies.front().is_some_and(|r| r.ready.is_some()) {
             if let Some(Reply {
-                ready: Some(answer),
+                ready: Some(mut answer),
                 ..
             }) = replies.pop_front()
             {
+                if let Some(r) = self.rooms.get(&answer.room_id) {
+                    answer.users = r.users();
+                }
                 out.send_message(call, &answer);
             }
         }

@@ -69,20 +69,26 @@ impl Chat {
             Some(room) if room.log.is_none() => {
                 room.waiting.push(Waiting::Resume(call, epoch, seq));
             }
-            _ => self.start_resume(call, epoch, seq, out),
+            _ => self.start_resume(call, &room_id, epoch, seq, out),
         }
         Ok(())
     }
 
-    /// Checks that the room can give a stream what it missed, and starts.
+    /// Checks that `room` can give a stream what it missed, and starts;
+    /// unless the stream has left it since (it started afresh where it went).
     pub(super) fn start_resume(
         &mut self,
         call: CallId,
+        room: &str,
         epoch: u64,
         seq: u64,
         out: &mut Outbox<'_, ChatEvent>,
     ) {
-        let Some(log) = self.log_of(call) else {
+        let still = matches!(
+            self.calls.get(&call),
+            Some(ChatCall::Stream(s)) if s.room == room && s.catch_up.is_some()
+        );
+        let Some(log) = self.log_of(call).filter(|_| still) else {
             return;
         };
         let from = if epoch != log.epoch || seq + 1 < log.first {

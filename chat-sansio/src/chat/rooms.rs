@@ -97,7 +97,9 @@ impl Chat {
             match w {
                 Waiting::Post(call, conn, request) => self.issue_append(call, conn, *request, out),
                 Waiting::Reply(call) => self.ask_join_history(call, room_id, out),
-                Waiting::Resume(call, epoch, seq) => self.start_resume(call, epoch, seq, out),
+                Waiting::Resume(call, epoch, seq) => {
+                    self.start_resume(call, room_id, epoch, seq, out)
+                }
             }
         }
     }
@@ -131,7 +133,10 @@ impl Chat {
                     self.settle_share(conn, out);
                     call
                 }
-                Waiting::Reply(call) | Waiting::Resume(call, ..) => call,
+                Waiting::Reply(call) => call,
+                // A stream still resuming here is among the room's streams;
+                // one that moved on is not this room's to end.
+                Waiting::Resume(..) => continue,
             };
             if out.finish(call, status.clone()) {
                 self.forget(call);

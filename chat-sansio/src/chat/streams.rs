@@ -169,8 +169,16 @@ impl Chat {
                 self.leave(now, conn, &prev, out);
             }
         }
-        // Streams that follow this connection move with it.
+        // Streams that follow this connection move with it (those already
+        // in the room stay, catching up if they were).
         for moving in self.following.get(&conn).cloned().unwrap_or_default() {
+            let here = matches!(
+                self.calls.get(&moving),
+                Some(ChatCall::Stream(s)) if s.room == room_id
+            );
+            if here {
+                continue;
+            }
             let Some(mut stream) = self.unplace(moving) else {
                 continue;
             };

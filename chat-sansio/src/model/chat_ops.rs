@@ -74,16 +74,129 @@ impl MsgId {
     }
 }
 
-/// Whether the model predicts what `id` does with a message for `kind`: it
-/// is listening, of that kind, and was fed nothing unpredicted. A message of
-/// another kind makes the call unpredicted from now on.
-fn predicted(model: &mut Model, id: CallId, kind: Kind) -> Option<Who> {
-    let c = model.calls.get_mut(&id).filter(|c| c.listening())?;
-    if c.raw_data || c.kind != kind {
-        c.raw_data = true;
-        return None;
+/// Feeds `bytes`, one message, to call `id` as a frame split at `split`,
+/// predicting what the call does with it as its method reads it: the model
+/// decodes it as the chat would (a message of another method's type may
+/// well decode, as something else), and a message that does not decode
+/// ends the call with INTERNAL. A call fed something unpredicted before is
+/// only fed; one that is not listening must ignore it.
+fn feed(server: &mut ChatServer, model: &mut Model, id: CallId, bytes: &[u8], split: u16) {
+    let Some(c) = model.calls.get(&id).filter(|c| c.listening()) else {
+        let d = feed_split(server, model, id, &frame(bytes), split);
+        ignored(&d, "a message");
+        return;
+    };
+    let (kind, who) = (c.kind, c.who);
+    let decoded = match kind {
+        _ if c.raw_data => None,
+        Kind::JoinChat => Some(ChatMessage::decode(bytes).map(|m| post_message(model, id, who, m))),
+        Kind::JoinChatRoom => Some(User::decode(bytes).map(|u| join_user(model, id, who, u))),
+        Kind::History => {
+            Some(HistoryRequest::decode(bytes).map(|r| history_request(model, id, who, r)))
+        }
+        _ => None,
+    };
+    let check = match decoded {
+        None => {
+            model.call_mut(id).raw_data = true;
+            None
+        }
+        Some(Err(_)) => {
+            model.call_mut(id).must_end = Some(Code::Internal);
+            None
+        }
+        Some(Ok(check)) => Some(check),
+    };
+    let reads_before = model.asked.reads.len();
+    let d = feed_split(server, model, id, &frame(bytes), split);
+    if let Some(check) = check {
+        check.after(model, id, reads_before, &d);
     }
-    c.who
+}
+
+/// A message as a frame.
+fn frame(bytes: &[u8]) -> bytes::Bytes {
+    encode_raw(bytes).expect("a small message")
+}
+
+/// What the model expects of a fed message, checked once it is fed.
+enum Expect {
+    /// A post accepted as this append.
+    Post(AppendRequest),
+    /// A valid join of this sender to this room.
+    Join(User, String),
+    /// A refused join, recorded as this claim.
+    Refused(String, Code),
+    /// A History read of this.
+    Read(ReadAsk),
+    /// Nothing to check beyond the call's predicted end.
+    End,
+}
+
+impl Expect {
+    fn after(self, model: &Model, id: CallId, reads_before: usize, d: &Drained) {
+        match self {
+            Expect::Post(request) => {
+                if model.node(&request.room).open.is_some() {
+                    assert_eq!(
+                        d.appends,
+                        [request],
+                        "a valid post is appended once, at once"
+                    );
+                } else {
+                    assert!(d.appends.is_empty(), "appended before its room is open");
+                    let node = model.node(&request.room);
+                    assert!(node.opening, "a post waits for its room to open");
+                    assert!(node.waiting_posts.contains(&request.id));
+                }
+                assert!(model.is_live(id), "a valid message ended the stream");
+            }
+            Expect::Join(sender, room) => {
+                assert_eq!(d.logins, 1, "a valid join logs in");
+                assert_eq!(
+                    d.replies, 0,
+                    "answered once the engine has read the history"
+                );
+                assert!(model.is_live(id), "a valid join ended the call");
+                let conn = model.call(id).conn;
+                assert_eq!(model.sessions.get(&conn), Some(&(sender.user_id, room)));
+            }
+            Expect::Refused(claimed, code) => {
+                assert_eq!(d.logins, 0);
+                assert_eq!(d.refused, [(claimed, code)], "a refused join is recorded");
+            }
+            Expect::Read(want) => {
+                let asked: Vec<ReadAsk> = d
+                    .reads
+                    .iter()
+                    .map(|r| match r {
+                        ReadAsk::History {
+                            token: _,
+                            room,
+                            before,
+                            limit,
+                        } => ReadAsk::History {
+                            token: 0,
+                            room: room.clone(),
+                            before: *before,
+                            limit: *limit,
+                        },
+                        other => other.clone(),
+                    })
+                    .collect();
+                match asked.as_slice() {
+                    [] => assert!(
+                        reads_before >= MAX_READS_IN_FLIGHT,
+                        "a read held back while fewer than {MAX_READS_IN_FLIGHT} are out"
+                    ),
+                    [one] => assert_eq!(one, &want, "the read the engine is asked for"),
+                    more => panic!("one request, reads {more:?}"),
+                }
+                assert!(model.is_live(id), "a History call waits for the engine");
+            }
+            Expect::End => assert!(d.appends.is_empty()),
+        }
+    }
 }
 
 /// Splits `frame` at `split` and feeds both halves, then drains.
@@ -106,8 +219,6 @@ fn feed_split(
 /// open, once it opens otherwise. Anything else ends the stream with the
 /// predicted code.
 pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, split: u16) {
-    let listening = model.calls.get(&id).is_some_and(|c| c.listening());
-    let who = predicted(model, id, Kind::JoinChat);
     let caller = model.calls.get(&id).and_then(|c| c.who);
     let mut text = post.text.0;
     if post.too_long.0 {
@@ -124,7 +235,15 @@ pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, 
         client_msg_id: post.client_msg_id.resolve(),
         ..ChatMessage::default()
     };
-    let expect = who.map(|who| {
+    feed(server, model, id, &msg.encode_to_vec(), split);
+}
+
+/// What a `ChatMessage` on a live JoinChat stream does (see [`post`]).
+fn post_message(model: &mut Model, id: CallId, who: Option<Who>, msg: ChatMessage) -> Expect {
+    let Some(who) = who else {
+        return Expect::End;
+    };
+    let expect = (|| {
         let c = model.call(id);
         let room = model.room_of(c);
         let sender = sender(who, &msg.user.clone().unwrap_or_default())?;
@@ -151,60 +270,37 @@ pub fn post(server: &mut ChatServer, model: &mut Model, id: CallId, post: Post, 
             client_msg_id,
             at: model.now(),
         })
-    });
-    match &expect {
-        Some(Err(code)) => model.call_mut(id).must_end = Some(*code),
-        Some(Ok(request)) if listening => {
-            model.next_request += 1;
-            let conn = model.call(id).conn;
-            model.posts.insert(
-                request.id,
-                Posted {
-                    poster: id,
-                    conn,
-                    request: request.clone(),
-                },
-            );
-            model.call_mut(id).undelivered += 1;
-            if let Some(node) = model.rooms.get_mut(&request.room) {
-                if node.open.is_none() {
-                    node.waiting_posts.push(request.id);
-                }
-            }
+    })();
+    let request = match expect {
+        Err(code) => {
+            model.call_mut(id).must_end = Some(code);
+            return Expect::End;
         }
-        _ => {}
-    }
-    let frame = encode_raw(&msg.encode_to_vec()).expect("a small message");
-    let d = feed_split(server, model, id, &frame, split);
-    match expect {
-        _ if !listening => ignored(&d, "a ChatMessage"),
-        Some(Ok(request)) => {
-            let open = model.node(&request.room).open.is_some();
-            if open {
-                assert_eq!(
-                    d.appends,
-                    [request],
-                    "a valid post is appended once, at once"
-                );
-            } else {
-                assert!(d.appends.is_empty(), "appended before its room is open");
-                let node = model.node(&request.room);
-                assert!(node.opening, "a post waits for its room to open");
-                assert!(node.waiting_posts.contains(&request.id));
-            }
-            assert!(model.is_live(id), "a valid message ended the stream");
+        Ok(request) => request,
+    };
+    model.next_request += 1;
+    let conn = model.call(id).conn;
+    model.posts.insert(
+        request.id,
+        Posted {
+            poster: id,
+            conn,
+            request: request.clone(),
+        },
+    );
+    model.call_mut(id).undelivered += 1;
+    if let Some(node) = model.rooms.get_mut(&request.room) {
+        if node.open.is_none() {
+            node.waiting_posts.push(request.id);
         }
-        Some(Err(_)) => assert!(d.appends.is_empty()),
-        None => {}
     }
+    Expect::Post(request)
 }
 
 /// A `User` on a JoinChatRoom call joins (or switches the connection to)
 /// its room if the sender is valid and may read it, and is answered with a
 /// `ChatRoom`; otherwise the refusal is recorded and the call ends.
 pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, split: u16) {
-    let listening = model.calls.get(&id).is_some_and(|c| c.listening());
-    let who = predicted(model, id, Kind::JoinChatRoom);
     let caller = model.calls.get(&id).and_then(|c| c.who);
     let mut user_id = join.user_id.resolve(caller);
     if join.too_long.0 {
@@ -215,40 +311,32 @@ pub fn join(server: &mut ChatServer, model: &mut Model, id: CallId, join: Join, 
         username: join.username.resolve(caller),
         room_id: join.room.map(RoomName::into_string).unwrap_or_default(),
     };
+    feed(server, model, id, &user.encode_to_vec(), split);
+}
+
+/// What a `User` on a live JoinChatRoom call does (see [`join`]).
+fn join_user(model: &mut Model, id: CallId, who: Option<Who>, user: User) -> Expect {
+    let Some(who) = who else {
+        return Expect::End;
+    };
     let named = room_name(&user.room_id);
     let room = named.clone().unwrap_or_default();
-    let expect = who.map(|who| {
+    let expect = (|| {
         named?;
         let sender = sender(who, &user)?;
         model.rules.check_read(who, &room)?;
         Ok(sender)
-    });
-    if let Some(Err(code)) = expect {
-        model.call_mut(id).must_end = Some(code);
-    }
-    let frame = encode_raw(&user.encode_to_vec()).expect("a small message");
-    let d = feed_split(server, model, id, &frame, split);
-    match (expect, who) {
-        _ if !listening => ignored(&d, "a User"),
-        (Some(Ok(sender)), _) => {
-            assert_eq!(d.logins, 1, "a valid join logs in");
-            assert_eq!(
-                d.replies, 0,
-                "answered once the engine has read the history"
-            );
-            assert!(model.is_live(id), "a valid join ended the call");
-            let conn = model.call(id).conn;
-            assert_eq!(model.sessions.get(&conn), Some(&(sender.user_id, room)));
-        }
-        (Some(Err(code)), Some(who)) => {
+    })();
+    match expect {
+        Ok(sender) => Expect::Join(sender, room),
+        Err(code) => {
+            model.call_mut(id).must_end = Some(code);
             let claimed = match who {
                 Who::User(_) => who.id(),
                 Who::Guest(_) => names::clip(&user.user_id, MAX_USER_FIELD_LEN).to_owned(),
             };
-            assert_eq!(d.logins, 0);
-            assert_eq!(d.refused, [(claimed, code)], "a refused join is recorded");
+            Expect::Refused(claimed, code)
         }
-        _ => {}
     }
 }
 
@@ -264,67 +352,41 @@ pub fn history(
     before_seq: u8,
     limit: u16,
 ) {
-    let listening = model.calls.get(&id).is_some_and(|c| c.listening());
-    let who = predicted(model, id, Kind::History);
     let req = HistoryRequest {
         room_id: room.map(RoomName::into_string).unwrap_or_default(),
         before_seq: u64::from(before_seq),
         limit: u32::from(limit),
     };
+    feed(server, model, id, &req.encode_to_vec(), 0);
+}
+
+/// What a `HistoryRequest` on a live History call does (see [`history`]).
+fn history_request(model: &mut Model, id: CallId, who: Option<Who>, req: HistoryRequest) -> Expect {
+    let Some(who) = who else {
+        return Expect::End;
+    };
     let named = room_name(&req.room_id);
     let room = named.clone().unwrap_or_default();
-    let expect = who.map(|who| {
+    let expect = (|| {
         if model.call(id).asked {
             return Err(Code::Internal);
         }
         named?;
         model.rules.check_read(who, &room)
-    });
+    })();
     match expect {
-        Some(Err(code)) => model.call_mut(id).must_end = Some(code),
-        Some(Ok(())) if listening => model.call_mut(id).asked = true,
-        _ => {}
-    }
-    let reads_before = model.asked.reads.len();
-    let frame = encode_raw(&req.encode_to_vec()).expect("a small message");
-    let d = feed_split(server, model, id, &frame, 0);
-    match expect {
-        _ if !listening => ignored(&d, "a HistoryRequest"),
-        Some(Ok(())) => {
-            let want = ReadAsk::History {
+        Err(code) => {
+            model.call_mut(id).must_end = Some(code);
+            Expect::End
+        }
+        Ok(()) => {
+            model.call_mut(id).asked = true;
+            Expect::Read(ReadAsk::History {
                 token: 0,
-                room: room.clone(),
+                room,
                 before: req.before_seq,
                 limit: page_size(req.limit),
-            };
-            let asked: Vec<ReadAsk> = d
-                .reads
-                .iter()
-                .map(|r| match r {
-                    ReadAsk::History {
-                        token: _,
-                        room,
-                        before,
-                        limit,
-                    } => ReadAsk::History {
-                        token: 0,
-                        room: room.clone(),
-                        before: *before,
-                        limit: *limit,
-                    },
-                    other => other.clone(),
-                })
-                .collect();
-            match asked.as_slice() {
-                [] => assert!(
-                    reads_before >= MAX_READS_IN_FLIGHT,
-                    "a read held back while fewer than {MAX_READS_IN_FLIGHT} are out"
-                ),
-                [one] => assert_eq!(one, &want, "the read the engine is asked for"),
-                more => panic!("one request, reads {more:?}"),
-            }
-            assert!(model.is_live(id), "a History call waits for the engine");
+            })
         }
-        _ => {}
     }
 }

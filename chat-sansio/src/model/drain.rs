@@ -25,7 +25,12 @@ pub fn drain(server: &mut ChatServer, model: &mut Model, target: Option<CallId>)
         ..Drained::default()
     };
     let mut expanded = VecDeque::new();
+    // A debugging aid for `tests/model.rs`'s `explore`: every output.
+    let trace = std::env::var_os("MODEL_TRACE").is_some();
     while let Some(o) = server.poll_output() {
+        if trace {
+            eprintln!("    <- {o:?}");
+        }
         match &o {
             Output::Subscribe { call, group } => {
                 let c = model.call(*call);

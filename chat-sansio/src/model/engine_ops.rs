@@ -55,13 +55,14 @@ fn answer_open(server: &mut ChatServer, model: &mut Model, input: ChatInput) {
             room,
             epoch,
             last_seq,
-            ..
+            first_seq,
         } => {
             if let Some(node) = model.rooms.get_mut(room).filter(|n| n.open.is_none()) {
                 node.opening = false;
                 node.open = Some(Opened {
                     epoch: *epoch,
                     delivered: *last_seq,
+                    first: (*first_seq).min(last_seq + 1).max(1),
                 });
                 node.waiting_replies.clear();
             }

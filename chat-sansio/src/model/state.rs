@@ -156,6 +156,8 @@ pub struct Opened {
     pub epoch: u64,
     /// The last seq delivered to the room's streams.
     pub delivered: u64,
+    /// The oldest seq the engine held when it opened the room.
+    pub first: u64,
 }
 
 /// A room the chat holds in memory.

@@ -150,12 +150,15 @@ fn open(server: &mut ChatServer, model: &mut Model, conn: u8, call: u8, headers:
         from: seq,
         has: seq,
     });
-    // A stream resuming in an open room from another epoch, or from far
-    // past it, learns at once that it cannot.
+    // A stream resuming in an open room from another epoch, from before
+    // what the engine held when the room opened, or from far past it,
+    // learns at once that it cannot.
     let cannot_resume = m.resuming.is_some_and(|r| {
         let room = model.room_of(&m);
         let open = model.rooms.get(&room).and_then(|n| n.open);
-        open.is_some_and(|o| r.epoch != o.epoch || r.from > o.delivered + MAX_RESUME_AHEAD)
+        open.is_some_and(|o| {
+            r.epoch != o.epoch || r.from + 1 < o.first || r.from > o.delivered + MAX_RESUME_AHEAD
+        })
     });
     model.calls.insert(id, m);
     server.handle_open(model.now(), c.id, id, req.head);
