@@ -2,10 +2,14 @@
 //! survives the process; everything is bounded.
 //!
 //! Each room keeps its newest entries (a count, and bytes), its numbering
-//! and its epoch; rooms beyond a total of bytes or a number of rooms are
-//! dropped least recently used first, and a dropped room that comes back
-//! starts a new epoch (its clients cannot resume across the gap, and are
-//! told so). Dedupe keys are kept for the retention's window.
+//! and its epoch. Past a total of bytes, the least recently used room's
+//! entries go (its numbering and epoch stay, so a chat that has the room
+//! open goes on numbering it; readers resuming from before are told they
+//! cannot). Past a number of rooms, the least recently used room goes
+//! whole, and if it comes back it starts a new epoch (its clients cannot
+//! resume across the gap, and are told so); the chat holds far fewer rooms
+//! open (`chat_sansio::limits::MAX_ROOMS`) than that. Dedupe keys are kept
+//! for the retention's window.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -108,6 +112,23 @@ impl MemoryLog {
         }
     }
 
+    /// Drops the entries of the least recently used room that has any,
+    /// other than `keep`; false if there is none.
+    fn empty_oldest_room(&mut self, keep: &str) -> bool {
+        let oldest = self
+            .rooms
+            .iter_mut()
+            .filter(|(id, r)| r.bytes > 0 && id.as_str() != keep)
+            .min_by_key(|(_, r)| r.last_used);
+        let Some((_, r)) = oldest else {
+            return false;
+        };
+        self.bytes -= r.bytes;
+        r.bytes = 0;
+        r.entries.clear();
+        true
+    }
+
     fn forget_old_keys(&mut self, now: Time) {
         let window = self.retention.dedupe_window;
         while let Some((at, ..)) = self.dedupe_order.front() {
@@ -175,8 +196,10 @@ impl MemoryLog {
             }
         }
         self.bytes = self.bytes + size - freed;
-        while self.bytes > MAX_BYTES && self.rooms.len() > 1 {
-            self.drop_oldest_room();
+        while self.bytes > MAX_BYTES {
+            if !self.empty_oldest_room(&req.room) {
+                break;
+            }
         }
         if !req.client_msg_id.is_empty() {
             self.dedupe.insert(key.clone(), (entry.seq, req.at));

@@ -14,16 +14,15 @@ use crate::bystander::{self, Bystander, Report};
 use crate::common::{fresh_dir, ChatServer};
 use crate::rss::{self, mib};
 
-/// The bystander's 99th percentile round trip must stay under this: 50 ms,
-/// and 200 ms in debug builds (`cargo test` builds the server in the
-/// tests' profile; `cargo test --release` gives the 50 ms verdict). Debug
-/// slowness forces the larger bound: under the control-frame floods, which
-/// the server already cuts within milliseconds, the release build's p99
-/// was 2-28 ms in three runs (quiet: 6-17 ms) and the debug build's 12-151
-/// ms (quiet: 5-24 ms): the burst of control frames the server allows
-/// before GOAWAY takes that much longer through a debug h2.
+/// The bystander's 99th percentile round trip must stay under this: 50 ms
+/// in release builds, the latency verdict (`cargo test --release -p
+/// chat-bins --test robustness`, by hand on a quiet machine; results in the
+/// README's "Reliability"). In debug builds, which is what `cargo test` and
+/// CI run on a shared 2-core machine, a timing bound would only measure the
+/// neighbours, so the bound there is 1 s: a check that the bystander is not
+/// starved (every probe must also be echoed), with the p99 printed.
 pub const P99_BOUND: Duration =
-    Duration::from_millis(if cfg!(debug_assertions) { 200 } else { 50 });
+    Duration::from_millis(if cfg!(debug_assertions) { 1000 } else { 50 });
 
 /// What we pass as `--memory-budget-mb`; peak RSS must stay under the
 /// resident size at start plus this.

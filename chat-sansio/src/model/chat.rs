@@ -40,8 +40,9 @@ pub fn on_message(model: &mut Model, call: CallId, frame: Bytes, d: &mut Drained
                     d.answered_pages.contains(&page),
                     "{call:?} got a page the engine did not give: {page:?}"
                 );
-                model.call_mut(call).must_end = Some(Code::Ok);
             }
+            // A page is the call's one answer, whatever else it was fed.
+            model.call_mut(call).must_end = Some(Code::Ok);
             d.pages.push((call, page));
         }
         Kind::Rejected => panic!("a message for a rejected call"),
