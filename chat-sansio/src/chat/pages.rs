@@ -75,7 +75,7 @@ pub(super) enum Read {
     /// A resuming stream's next page.
     Resume { call: CallId },
     /// A gap in a room's log (never held back: delivery waits for it).
-    Fill { room: String },
+    Fill { room: String, up_to: u64 },
 }
 
 impl Read {
@@ -263,7 +263,9 @@ impl Chat {
         out: &mut Outbox<'_, ChatEvent>,
     ) {
         match self.answered(token, out) {
-            Some(Read::Fill { room }) => self.filled(now, &room, entries, out),
+            Some(Read::Fill { room, up_to }) => {
+                self.filled(now, &room, up_to, entries, first_seq, out)
+            }
             Some(Read::Resume { call }) => self.resume_page(call, entries, first_seq, out),
             _ => {}
         }

@@ -271,6 +271,7 @@ impl Chat {
         room.filling = true;
         let read = Read::Fill {
             room: room_id.to_owned(),
+            up_to: next_held - 1,
         };
         let limit = u32::try_from(next_held - 1 - log.delivered)
             .unwrap_or(u32::MAX)
@@ -288,13 +289,18 @@ impl Chat {
         );
     }
 
-    /// The engine's answer to a fill: its entries go in; if it has none of
-    /// the missing ones (retention removed them), the room skips the hole.
+    /// The engine's answer to a fill (of the gap up to `up_to`): its
+    /// entries go in. If it has none of them, those before `first_seq`
+    /// were removed by retention and the room goes on after them; an
+    /// answer that comes after the gap was filled otherwise is only a cue
+    /// to look again.
     pub(super) fn filled(
         &mut self,
         now: Time,
         room_id: &str,
+        up_to: u64,
         entries: Result<Vec<ChatMessage>, String>,
+        first_seq: u64,
         out: &mut Outbox<'_, ChatEvent>,
     ) {
         let Some(room) = self.rooms.get_mut(room_id) else {
@@ -318,8 +324,15 @@ impl Chat {
         if !progressed {
             if let (Some(log), Some((&next, _))) = (room.log.as_mut(), room.held.first_key_value())
             {
-                // What was asked for is gone from the engine: go on after it.
-                log.delivered = next - 1;
+                let gone = first_seq.saturating_sub(1).min(next - 1);
+                if gone > log.delivered {
+                    // Removed from the engine: go on after them.
+                    log.delivered = gone;
+                } else if up_to > log.delivered {
+                    // The engine holds them, it says, but gave none: it
+                    // breaks its contract; go on rather than ask forever.
+                    log.delivered = next - 1;
+                }
             }
         }
         self.drain(now, room_id, out);

@@ -194,7 +194,10 @@ fn may_end(model: &mut Model, call: CallId, status: &Status) -> bool {
                 .strip_prefix("cannot resume there; resume from ")
                 .and_then(|p| p.split_once(':'))
                 .and_then(|(e, s)| Some((e.parse::<u64>().ok()?, s.parse::<u64>().ok()?)));
-            cannot && point.is_some_and(|(epoch, seq)| epoch == open.epoch && seq <= open.delivered)
+            // The point is one this node delivered, or where the engine's
+            // log now starts (this node may not have had it yet).
+            let most = open.delivered.max(log.first.saturating_sub(1));
+            cannot && point.is_some_and(|(epoch, seq)| epoch == open.epoch && seq <= most)
         }
         _ => false,
     }
