@@ -9,8 +9,8 @@ use crate::chat::names::{self, Kind as NameKind};
 use crate::chat::AppendRequest;
 use crate::codec::encode_raw;
 use crate::limits::{
-    MAX_CHAT_TEXT_LEN, MAX_CLIENT_MSG_ID_LEN, MAX_PENDING_MESSAGES, MAX_PENDING_PER_CONN,
-    MAX_READS_IN_FLIGHT, MAX_USER_FIELD_LEN,
+    DEFAULT_MAX_MESSAGE_SIZE, MAX_CHAT_TEXT_LEN, MAX_CLIENT_MSG_ID_LEN, MAX_PENDING_MESSAGES,
+    MAX_PENDING_PER_CONN, MAX_READS_IN_FLIGHT, MAX_USER_FIELD_LEN,
 };
 use crate::server::CallId;
 use crate::status::Code;
@@ -74,43 +74,127 @@ impl MsgId {
     }
 }
 
-/// Feeds `bytes`, one message, to call `id` as a frame split at `split`,
-/// predicting what the call does with it as its method reads it: the model
-/// decodes it as the chat would (a message of another method's type may
-/// well decode, as something else), and a message that does not decode
-/// ends the call with INTERNAL. A call fed something unpredicted before is
-/// only fed; one that is not listening must ignore it.
-fn feed(server: &mut ChatServer, model: &mut Model, id: CallId, bytes: &[u8], split: u16) {
+/// Feeds `message` to call `id` as a frame, cut at `split` (see
+/// [`feed_data`]).
+fn feed(server: &mut ChatServer, model: &mut Model, id: CallId, message: &[u8], split: u16) {
+    feed_data(server, model, id, &frame(message), split);
+}
+
+/// Feeds DATA `bytes` to call `id`, in pieces cut at `split` and at the end
+/// of each message they complete, predicting what the call does with each
+/// message as its method reads it: the model keeps what the call's decoder
+/// holds (`buffered`), and decodes each message as the chat would (a
+/// message of another method's type may well decode, as something else); a
+/// message that does not decode ends the call with INTERNAL. A frame header
+/// the model does not follow (compressed, or over the size limit) makes
+/// the call unpredicted from then on (`raw_data`). A call that is not
+/// listening must ignore it all.
+pub fn feed_data(server: &mut ChatServer, model: &mut Model, id: CallId, bytes: &[u8], split: u16) {
     let Some(c) = model.calls.get(&id).filter(|c| c.listening()) else {
-        let d = feed_split(server, model, id, &frame(bytes), split);
-        ignored(&d, "a message");
+        server.handle_data(model.now(), id, bytes);
+        let d = drain(server, model, Some(id));
+        ignored(&d, "DATA");
         return;
     };
+    if c.raw_data {
+        server.handle_data(model.now(), id, bytes);
+        drain(server, model, Some(id));
+        return;
+    }
+    // Where each complete message ends, in `bytes`.
+    let mut held = c.buffered.clone();
+    let start = held.len();
+    held.extend_from_slice(bytes);
+    let mut ends = Vec::new();
+    let mut at = 0;
+    let mut followed = true;
+    while held.len() - at >= 5 {
+        let len = u32::from_be_bytes([held[at + 1], held[at + 2], held[at + 3], held[at + 4]]);
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if held[at] != 0 || len > DEFAULT_MAX_MESSAGE_SIZE {
+            followed = false;
+            break;
+        }
+        if held.len() - at - 5 < len {
+            break;
+        }
+        at += 5 + len;
+        ends.push(at);
+    }
+    // The messages before a header the model does not follow are fed as
+    // usual, the rest unpredicted.
+    let followed_len = if followed {
+        bytes.len()
+    } else {
+        at.saturating_sub(start)
+    };
+    let mut cuts: Vec<usize> = ends.iter().map(|e| e - start).collect();
+    cuts.push(usize::from(split) % (followed_len + 1));
+    cuts.push(followed_len);
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut fed = 0;
+    let mut message_start = 0;
+    for cut in cuts {
+        let completes = ends.first() == Some(&(cut + start));
+        let mut check = None;
+        let mut reads_before = 0;
+        if completes {
+            ends.remove(0);
+            let message = held[message_start + 5..cut + start].to_vec();
+            message_start = cut + start;
+            check = predict(model, id, &message);
+            reads_before = model.asked.reads.len();
+        }
+        let listening = model.calls.get(&id).is_some_and(|c| c.listening());
+        server.handle_data(model.now(), id, &bytes[fed..cut]);
+        fed = cut;
+        let d = drain(server, model, Some(id));
+        match check {
+            Some(check) => check.after(model, id, reads_before, &d),
+            None if !listening => ignored(&d, "DATA after the call ended"),
+            None => {}
+        }
+    }
+    if !followed {
+        if let Some(c) = model.calls.get_mut(&id) {
+            c.raw_data = true;
+            c.buffered.clear();
+        }
+        let listening = model.calls.get(&id).is_some_and(|c| c.listening());
+        server.handle_data(model.now(), id, &bytes[fed..]);
+        let d = drain(server, model, Some(id));
+        if !listening {
+            ignored(&d, "DATA after the call ended");
+        }
+        return;
+    }
+    if let Some(c) = model.calls.get_mut(&id) {
+        c.buffered = held[message_start..].to_vec();
+    }
+}
+
+/// What call `id` does with one complete message, if it is listening.
+fn predict(model: &mut Model, id: CallId, message: &[u8]) -> Option<Expect> {
+    let c = model
+        .calls
+        .get(&id)
+        .filter(|c| c.listening() && !c.raw_data)?;
     let (kind, who) = (c.kind, c.who);
     let decoded = match kind {
-        _ if c.raw_data => None,
-        Kind::JoinChat => Some(ChatMessage::decode(bytes).map(|m| post_message(model, id, who, m))),
-        Kind::JoinChatRoom => Some(User::decode(bytes).map(|u| join_user(model, id, who, u))),
+        Kind::JoinChat => ChatMessage::decode(message).map(|m| post_message(model, id, who, m)),
+        Kind::JoinChatRoom => User::decode(message).map(|u| join_user(model, id, who, u)),
         Kind::History => {
-            Some(HistoryRequest::decode(bytes).map(|r| history_request(model, id, who, r)))
+            HistoryRequest::decode(message).map(|r| history_request(model, id, who, r))
         }
-        _ => None,
+        Kind::Rejected => unreachable!("a rejected call is not listening"),
     };
-    let check = match decoded {
-        None => {
-            model.call_mut(id).raw_data = true;
-            None
-        }
-        Some(Err(_)) => {
+    match decoded {
+        Ok(check) => Some(check),
+        Err(_) => {
             model.call_mut(id).must_end = Some(Code::Internal);
-            None
+            Some(Expect::End)
         }
-        Some(Ok(check)) => Some(check),
-    };
-    let reads_before = model.asked.reads.len();
-    let d = feed_split(server, model, id, &frame(bytes), split);
-    if let Some(check) = check {
-        check.after(model, id, reads_before, &d);
     }
 }
 
@@ -197,20 +281,6 @@ impl Expect {
             Expect::End => assert!(d.appends.is_empty()),
         }
     }
-}
-
-/// Splits `frame` at `split` and feeds both halves, then drains.
-fn feed_split(
-    server: &mut ChatServer,
-    model: &mut Model,
-    id: CallId,
-    frame: &[u8],
-    split: u16,
-) -> Drained {
-    let at = usize::from(split) % (frame.len() + 1);
-    server.handle_data(model.now(), id, &frame[..at]);
-    server.handle_data(model.now(), id, &frame[at..]);
-    drain(server, model, Some(id))
 }
 
 /// A `ChatMessage` on a JoinChat stream is posted to its room if its

@@ -85,6 +85,9 @@ pub struct CallModel {
     /// Raw DATA, or a message of another method's type, was fed: what its
     /// decoder holds, and so what it does next, is not predicted.
     pub raw_data: bool,
+    /// The bytes of a message begun and not yet complete (what the call's
+    /// decoder holds), while `raw_data` is false.
+    pub buffered: Vec<u8>,
     /// The client has half-closed it.
     pub half_closed: bool,
     /// A History call has asked the engine.
@@ -118,6 +121,7 @@ impl CallModel {
             ended: false,
             gone: false,
             raw_data: false,
+            buffered: Vec::new(),
             half_closed: false,
             asked: false,
             must_end: None,

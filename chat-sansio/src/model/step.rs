@@ -191,19 +191,12 @@ fn open(server: &mut ChatServer, model: &mut Model, conn: u8, call: u8, headers:
     assert_eq!(d.delivered.len() + d.appends.len() + d.logins, 0);
 }
 
-/// Raw DATA: what the call makes of it is not predicted (the events it
-/// causes still are checked), but a call that is not listening ignores it.
+/// Raw DATA: the model follows the call's framing, predicts each message
+/// it completes, and gives up on a frame header it does not follow (see
+/// `chat_ops::feed_data`); a call that is not listening ignores it.
 fn data(server: &mut ChatServer, model: &mut Model, call: u8, bytes: &[u8]) {
     let id = model.target(call, None);
-    let listening = model.calls.get(&id).is_some_and(CallModel::listening);
-    if listening && !bytes.is_empty() {
-        model.call_mut(id).raw_data = true;
-    }
-    server.handle_data(model.now(), id, bytes);
-    let d = drain(server, model, Some(id));
-    if !listening || bytes.is_empty() {
-        ignored(&d, "Data");
-    }
+    chat_ops::feed_data(server, model, id, bytes, 0);
 }
 
 /// What half-closing a call does, given what the chat knows.
@@ -218,8 +211,9 @@ enum EndOutcome {
 
 /// The client half-closes: a JoinChat stream ends OK once its posts are
 /// delivered, a JoinChatRoom call once its answers are sent; a History call
-/// that asked waits for the engine, one that did not ends with INTERNAL. A
-/// call fed raw DATA may instead end with INTERNAL (a truncated message).
+/// that asked waits for the engine, one that did not ends with INTERNAL; so
+/// does any call with a message begun and not finished. A call fed a frame
+/// header the model does not follow may also end with INTERNAL.
 fn end(server: &mut ChatServer, model: &mut Model, call: u8) {
     let id = model.target(call, None);
     let listening = model.calls.get(&id).is_some_and(CallModel::listening);
@@ -229,6 +223,8 @@ fn end(server: &mut ChatServer, model: &mut Model, call: u8) {
     }
     let c = model.call(id);
     let outcome = match c.kind {
+        // A message begun and not finished.
+        _ if !c.raw_data && !c.buffered.is_empty() => EndOutcome::Ends(Code::Internal),
         Kind::JoinChat if c.undelivered > 0 => EndOutcome::Stays,
         Kind::JoinChatRoom if !c.replies.is_empty() => EndOutcome::Stays,
         Kind::JoinChat | Kind::JoinChatRoom => EndOutcome::Ends(Code::Ok),
