@@ -2,8 +2,9 @@
 //! moments while clients post, restarted on the same data directory. After
 //! every crash: every message any client received is in the stored history,
 //! per-room numbers go on without gaps or duplicates, and history on join
-//! comes from the store. Also: a bad data directory is a clear error at
-//! start-up, never a panic.
+//! comes from the store. A post retried with its `client_msg_id` after a
+//! crash is stored once and echoed with its first number. Also: a bad data
+//! directory is a clear error at start-up, never a panic.
 
 #![cfg(unix)]
 
@@ -12,11 +13,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_proto::{paths, ChatMessage, ChatRoom, HistoryPage, HistoryRequest, User};
 use common::{fresh_dir, ChatServer};
-use transport_h2::{CallOptions, Channel};
+use transport_h2::{CallOptions, CallReceiver, CallSender, Channel};
 
 const ROOMS: [&str; 2] = ["r1", "r2"];
 const ROUNDS: usize = 5;
@@ -282,6 +283,126 @@ fn nothing_received_is_lost_across_crashes() {
         "{} messages received over {ROUNDS} crashes, all stored",
         received.len()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The room of the retry test, and the longest any of its calls may take.
+const RETRY_ROOM: &str = "retry";
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// A JoinChat stream pinned to [`RETRY_ROOM`] on a connection of its own.
+async fn retry_stream(addr: &str) -> (Channel, CallSender, CallReceiver) {
+    let channel = Channel::connect(addr).await.expect("connect");
+    let options = CallOptions::default()
+        .metadata("chat-room", RETRY_ROOM)
+        .timeout(CALL_LIMIT);
+    let (tx, rx) = channel
+        .call(paths::JOIN_CHAT, options)
+        .await
+        .expect("JoinChat")
+        .split();
+    (channel, tx, rx)
+}
+
+fn chat_message(user_id: &str, text: &str, client_msg_id: &str) -> ChatMessage {
+    ChatMessage {
+        user: Some(User {
+            user_id: user_id.into(),
+            username: format!("name of {user_id}"),
+            room_id: String::new(),
+        }),
+        message: text.into(),
+        client_msg_id: client_msg_id.into(),
+        ..Default::default()
+    }
+}
+
+/// The next chat message (not a presence notice) on a stream.
+async fn next_chat(rx: &mut CallReceiver) -> ChatMessage {
+    loop {
+        let m: ChatMessage = rx
+            .message()
+            .await
+            .expect("the stream goes on")
+            .expect("a message before the end");
+        if m.presence == 0 {
+            return m;
+        }
+    }
+}
+
+/// Posts `text` from `poster` as `client_msg_id` on a new stream, and
+/// returns its echo once the stream has ended OK after a half-close.
+async fn post(addr: &str, client_msg_id: &str, text: &str) -> ChatMessage {
+    let (_channel, mut tx, mut rx) = retry_stream(addr).await;
+    tx.send(&chat_message("poster", text, client_msg_id))
+        .await
+        .expect("send");
+    let echo = loop {
+        let m = next_chat(&mut rx).await;
+        if m.client_msg_id == client_msg_id {
+            break m;
+        }
+    };
+    tx.close().expect("half-close");
+    while let Some(m) = rx.message::<ChatMessage>().await.expect("ends OK") {
+        assert!(
+            m.presence != 0 || m.client_msg_id != client_msg_id,
+            "{client_msg_id} echoed twice: {m:?}"
+        );
+    }
+    echo
+}
+
+/// A post acknowledged (echoed) before a SIGKILL, retried after the
+/// restart with the same `client_msg_id`: the echo is the stored original
+/// (same number, time and epoch), no member of the room receives it again,
+/// the history holds it once, and a post with a new id is numbered next.
+#[test]
+fn a_post_retried_after_a_crash_is_stored_once() {
+    let dir = fresh_dir("retry");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut server = ChatServer::start_on("127.0.0.1:0".parse().unwrap(), &dir, deadline);
+    let addr = server.addr();
+    let first = smol::block_on(post(&addr.to_string(), "m-1", "only once"));
+    assert_eq!(first.seq, 1, "{first:?}");
+    // A retry while the server runs is the same message too.
+    let again = smol::block_on(post(&addr.to_string(), "m-1", "only once"));
+    assert_eq!(again, first, "a retry before the crash");
+    server.kill();
+
+    let mut server = ChatServer::start_on(addr, &dir, deadline);
+    let addr = addr.to_string();
+    smol::block_on(async {
+        // A member of the room from before the retry: its own post, echoed,
+        // proves it receives what the room delivers from then on.
+        let (_observer, mut otx, mut orx) = retry_stream(&addr).await;
+        otx.send(&chat_message("observer", "here", ""))
+            .await
+            .expect("send");
+        let here = next_chat(&mut orx).await;
+        assert_eq!((here.message.as_str(), here.seq), ("here", 2), "{here:?}");
+
+        let retried = post(&addr, "m-1", "only once").await;
+        assert_eq!(retried, first, "the retry's echo is the stored original");
+        let next = post(&addr, "m-2", "a new one").await;
+        assert_eq!(next.seq, here.seq + 1, "{next:?}");
+        assert_eq!(next.epoch, first.epoch, "{next:?}");
+        // The room delivers in order: had the retry gone to the room, the
+        // observer would have it before m-2.
+        let seen = next_chat(&mut orx).await;
+        assert_eq!(seen, next, "the observer's next message after its own");
+
+        let channel = Channel::connect(&addr).await.expect("connect");
+        let history = stored(&channel, RETRY_ROOM).await;
+        let got: Vec<(u64, &str)> = history
+            .iter()
+            .map(|m| (m.seq, m.client_msg_id.as_str()))
+            .collect();
+        assert_eq!(got, [(1, "m-1"), (2, ""), (3, "m-2")], "{history:#?}");
+    });
+    server.assert_healthy();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,7 @@ pub mod python;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,10 @@ use std::time::{Duration, Instant};
 const LISTENING: &str = " listening on ";
 
 /// A new empty directory under the workspace's `target/test-data`.
-pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
+pub fn fresh_dir(prefix: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/test-data")
         .join(format!(
             "{prefix}-{}-{}",
@@ -42,8 +43,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ChatServer {
     child: Child,
     addr: SocketAddr,
-    /// A fresh data directory (records), removed on drop.
-    pub data_dir: std::path::PathBuf,
+    /// Its data directory (records).
+    pub data_dir: PathBuf,
+    /// Whether the data directory is this server's alone, removed on drop.
+    owns_data_dir: bool,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
@@ -75,8 +78,42 @@ impl ChatServer {
         if data_dir_flag {
             command.arg("--data-dir").arg(&data_dir);
         }
+        command.args(extra);
+        ChatServer::launch(command, data_dir, true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts `chat-server` on `addr` with `--data-dir data_dir`, which it
+    /// leaves in place when dropped, so that another server can be started
+    /// on the same address and data, as after a crash. Until `deadline` it
+    /// tries again while the address is still in use (a client's connection
+    /// may hold the port for a moment); it panics with the output if the
+    /// server never starts.
+    pub fn start_on(addr: SocketAddr, data_dir: &Path, deadline: Instant) -> ChatServer {
+        loop {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+            command
+                .arg("--addr")
+                .arg(addr.to_string())
+                .arg("--data-dir")
+                .arg(data_dir);
+            match ChatServer::launch(command, data_dir.to_owned(), false) {
+                Ok(server) => return server,
+                Err(e) if e.contains("in use") && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Runs `command` with its output captured; returns once it has printed
+    /// the address it listens on, or what it printed if it did not.
+    fn launch(
+        mut command: Command,
+        data_dir: PathBuf,
+        owns_data_dir: bool,
+    ) -> Result<ChatServer, String> {
         let mut child = command
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -133,22 +170,23 @@ impl ChatServer {
                     let status = child.wait();
                     // Let the reader threads catch the last output.
                     thread::sleep(Duration::from_millis(100));
-                    panic!(
+                    return Err(format!(
                         "chat-server did not report its address ({e:?}); exit: {status:?}\n\
                          --- stdout ---\n{}\n--- stderr ---\n{}",
                         lock(&stdout),
                         lock(&stderr)
-                    );
+                    ));
                 }
             }
         };
-        ChatServer {
+        Ok(ChatServer {
             child,
             addr,
             data_dir,
+            owns_data_dir,
             stdout,
             stderr,
-        }
+        })
     }
 
     /// Kills the server with SIGKILL (a crash) and waits for it.
@@ -261,7 +299,9 @@ impl Drop for ChatServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -220,6 +220,32 @@ pub struct ScriptRun {
     stdout: String,
     stderr: String,
     took: Duration,
+    /// How long it was allowed to run.
+    limit: Duration,
+}
+
+impl ScriptRun {
+    /// Fails the test, with everything the script printed and `report`
+    /// (the server's side), unless the script exited 0; returns its stdout.
+    pub fn passed(self, script: &str, report: &str) -> String {
+        let verdict = match self.status {
+            Some(s) if s.success() => None,
+            Some(s) => Some(format!("{script} failed: {s}")),
+            None => Some(format!(
+                "{script} timed out after {:?} and was killed",
+                self.limit
+            )),
+        };
+        if let Some(verdict) = verdict {
+            panic!(
+                "{verdict}\n--- {script} stdout ---\n{}\n--- {script} stderr ---\n{}\n{report}",
+                super::tail(&self.stdout, 16000),
+                super::tail(&self.stderr, 16000),
+            );
+        }
+        eprintln!("{script}: passed in {:.1?}", self.took);
+        self.stdout
+    }
 }
 
 fn read_all(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
@@ -230,9 +256,53 @@ fn read_all(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     })
 }
 
-/// Runs `tests/python/<script> <addr> <args>` with the venv's Python, and
-/// kills it (with anything it started) after [`SCRIPT_TIMEOUT`].
-pub fn run_script(script: &str, addr: &str, args: &[&str]) -> ScriptRun {
+/// A script started by [`spawn_script`], running while the test does
+/// something else (such as crashing the server).
+pub struct RunningScript {
+    child: Child,
+    began: Instant,
+    stdout: thread::JoinHandle<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+impl RunningScript {
+    /// Whether the script has exited.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the script to exit, for at most `limit` from its start;
+    /// then kills it with anything it started.
+    pub fn wait(mut self, limit: Duration) -> ScriptRun {
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if self.began.elapsed() < limit => {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) | Err(_) => {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                        .status();
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+            }
+        };
+        ScriptRun {
+            status,
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
+            took: self.began.elapsed(),
+            limit,
+        }
+    }
+}
+
+/// Starts `tests/python/<script> <addr> <args>` with the venv's Python, in
+/// a process group of its own (so that a timeout kills its children too).
+pub fn spawn_script(script: &str, addr: &str, args: &[&str]) -> RunningScript {
     let env = py_env();
     let began = Instant::now();
     let mut child = Command::new(&env.python)
@@ -253,34 +323,23 @@ pub fn run_script(script: &str, addr: &str, args: &[&str]) -> ScriptRun {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout kills its children too.
         .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {script} with {:?}: {e}", env.python));
-    let out = read_all(child.stdout.take().expect("piped stdout"));
-    let err = read_all(child.stderr.take().expect("piped stderr"));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if began.elapsed() < SCRIPT_TIMEOUT => {
-                thread::sleep(Duration::from_millis(20));
-            }
-            Ok(None) | Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    ScriptRun {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        took: began.elapsed(),
+    let stdout = read_all(child.stdout.take().expect("piped stdout"));
+    let stderr = read_all(child.stderr.take().expect("piped stderr"));
+    RunningScript {
+        child,
+        began,
+        stdout,
+        stderr,
     }
+}
+
+/// Runs `tests/python/<script> <addr> <args>` with the venv's Python, and
+/// kills it (with anything it started) after [`SCRIPT_TIMEOUT`].
+pub fn run_script(script: &str, addr: &str, args: &[&str]) -> ScriptRun {
+    spawn_script(script, addr, args).wait(SCRIPT_TIMEOUT)
 }
 
 /// Runs a script against `server` and fails the test, with everything both
@@ -293,22 +352,5 @@ pub fn script_passes(server: &mut ChatServer, script: &str, args: &[&str]) -> St
 
 /// [`script_passes`] for a script that may stop the server.
 pub fn script_passes_stopping(server: &mut ChatServer, script: &str, args: &[&str]) -> String {
-    let run = run_script(script, &server.addr().to_string(), args);
-    let verdict = match run.status {
-        Some(s) if s.success() => None,
-        Some(s) => Some(format!("{script} failed: {s}")),
-        None => Some(format!(
-            "{script} timed out after {SCRIPT_TIMEOUT:?} and was killed"
-        )),
-    };
-    if let Some(verdict) = verdict {
-        panic!(
-            "{verdict}\n--- {script} stdout ---\n{}\n--- {script} stderr ---\n{}\n{}",
-            super::tail(&run.stdout, 16000),
-            super::tail(&run.stderr, 16000),
-            server.output_report()
-        );
-    }
-    eprintln!("{script}: passed in {:.1?}", run.took);
-    run.stdout
+    run_script(script, &server.addr().to_string(), args).passed(script, &server.output_report())
 }
