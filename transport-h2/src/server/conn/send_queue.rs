@@ -164,6 +164,12 @@ impl Stream {
         if pass.broken {
             return pass;
         }
+        // Emptied by this pass: nothing else may wake this task, so say so
+        // now (a resuming stream waits for it to ask for its next page).
+        if self.want_drained && self.queue.is_empty() {
+            self.want_drained = false;
+            pass.drained = true;
+        }
         if !self.stalled && self.over_limit(config) {
             self.stall(config.stall_grace);
             pass.stalled = true;
