@@ -93,7 +93,7 @@ enum Event {
 
 /// Where the chat's engine requests go.
 enum Log {
-    Memory(Engine<MemoryLog>),
+    Memory(Box<Engine<MemoryLog>>),
     Durable(Writer),
 }
 
@@ -399,7 +399,7 @@ async fn main() {
     let retention = Retention::default();
     let log = if args.memory {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
-        Log::Memory(Engine::new(MemoryLog::new(per_room, retention)))
+        Log::Memory(Box::new(Engine::new(MemoryLog::new(per_room, retention))))
     } else {
         let store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
         say(format_args!("history: {}", store.path().display()));

@@ -112,7 +112,7 @@ enum Command {
 /// Where the chat's engine requests go.
 enum Log {
     /// Answered at once, in the core's turn.
-    Memory(Engine<MemoryLog>),
+    Memory(Box<Engine<MemoryLog>>),
     /// Queued for the store's writer thread, which answers through the
     /// server's inputs.
     Durable(Writer),
@@ -166,7 +166,7 @@ fn main() {
     let (log, store) = if args.memory {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
         let log = MemoryLog::new(per_room, retention);
-        (Log::Memory(Engine::new(log)), None)
+        (Log::Memory(Box::new(Engine::new(log))), None)
     } else {
         let store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
         say(format_args!("history: {}", store.path().display()));
