@@ -101,10 +101,7 @@ pub fn users(answer: &ChatRoom) -> String {
 /// Entries of a room that will not be shown.
 pub fn missing(room_id: &str, n: u64) -> String {
     let s = if n == 1 { "" } else { "s" };
-    format!(
-        "-- [{}] {n} earlier message{s} not shown (see History)",
-        room(room_id)
-    )
+    format!("-- [{}] {n} earlier message{s} not shown", room(room_id))
 }
 
 #[cfg(test)]
