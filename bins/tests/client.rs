@@ -333,6 +333,8 @@ fn reconnects_resumes_and_sends_each_line_once_across_a_crash() {
         .collect();
     let want: Vec<(u64, &str)> = (1..).zip(texts.iter().map(|(_, t)| *t)).collect();
     assert_eq!(got, want, "the store\n{}\n{}", alice.report(), bob.report());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
