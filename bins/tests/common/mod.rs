@@ -72,9 +72,21 @@ impl ChatServer {
         data_dir_flag: bool,
         extra: &[&str],
     ) -> ChatServer {
+        ChatServer::start_binary_at(binary, before, "127.0.0.1:0", data_dir_flag, extra)
+    }
+
+    /// [`ChatServer::start_binary`] listening on `addr` (a restart on the
+    /// port its clients know).
+    pub fn start_binary_at(
+        binary: &str,
+        before: &[&str],
+        addr: &str,
+        data_dir_flag: bool,
+        extra: &[&str],
+    ) -> ChatServer {
         let data_dir = fresh_dir("chat-data");
         let mut command = Command::new(binary);
-        command.args(before).args(["--addr", "127.0.0.1:0"]);
+        command.args(before).args(["--addr", addr]);
         if data_dir_flag {
             command.arg("--data-dir").arg(&data_dir);
         }
