@@ -3,6 +3,7 @@
 
 mod error;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chat_proto::{ChatMessage, HistoryPage, User};
@@ -184,13 +185,23 @@ impl SqliteStore {
                 "SELECT user_id, username, text, ts_us, client_msg_id FROM messages
                  WHERE room = ?1 AND seq = ?2",
             )?;
+            // Each room's (last seq, epoch), read once per batch and
+            // written once at its end: a batch is mostly a few busy rooms.
+            let mut rooms: HashMap<&str, (i64, i64)> = HashMap::new();
             for req in batch {
-                let (last_seq, epoch) = room_state
-                    .query_row(params![req.room], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                    })
-                    .optional()?
-                    .unwrap_or((0, db_epoch));
+                let (last_seq, epoch) = match rooms.get(req.room.as_str()) {
+                    Some(state) => *state,
+                    None => {
+                        let state = room_state
+                            .query_row(params![req.room], |r| {
+                                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                            })
+                            .optional()?
+                            .unwrap_or((0, db_epoch));
+                        rooms.insert(&req.room, state);
+                        state
+                    }
+                };
                 if !req.client_msg_id.is_empty() {
                     let key = params![req.room, req.user.user_id, req.client_msg_id, since];
                     let held = find_key.query_row(key, |r| r.get::<_, i64>(0)).optional()?;
@@ -220,7 +231,7 @@ impl SqliteStore {
                     req.at.as_micros_i64(),
                     req.client_msg_id
                 ])?;
-                set_room.execute(params![req.room, seq, epoch])?;
+                rooms.insert(&req.room, (seq, epoch));
                 if !req.client_msg_id.is_empty() {
                     keep_key.execute(params![
                         req.room,
@@ -236,6 +247,9 @@ impl SqliteStore {
                     entry,
                     duplicate: false,
                 });
+            }
+            for (room, (last_seq, epoch)) in &rooms {
+                set_room.execute(params![room, last_seq, epoch])?;
             }
             let mut login = tx.prepare_cached(
                 "INSERT INTO logins (ts_us, user_id, room, peer, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
