@@ -1,0 +1,191 @@
+//! Reads: where a room stands, a range of entries, a page of history.
+
+use chat_proto::{ChatMessage, HistoryPage, User};
+use chat_sansio::chat::PageBuilder;
+use chat_sansio::limits::MAX_PAGE_BYTES;
+use prost::Message as _;
+use rusqlite::{params, OptionalExtension};
+
+use super::{SqliteStore, StoreError};
+use crate::backend::RoomState;
+
+impl SqliteStore {
+    /// The oldest seq of `room` still stored, or `last_seq + 1`.
+    fn first_seq(&self, room: &str, last_seq: u64) -> rusqlite::Result<u64> {
+        let first: Option<i64> = self.db.query_row(
+            "SELECT min(seq) FROM messages WHERE room = ?1",
+            params![room],
+            |r| r.get(0),
+        )?;
+        Ok(first.map_or(last_seq + 1, |f| f as u64))
+    }
+
+    pub(super) fn room_state(&self, room: &str) -> rusqlite::Result<RoomState> {
+        let state: Option<(i64, i64)> = self
+            .db
+            .query_row(
+                "SELECT last_seq, epoch FROM rooms WHERE room = ?1",
+                params![room],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (last_seq, epoch) = match state {
+            Some((last, epoch)) => (last as u64, epoch as u64),
+            None => (0, self.epoch),
+        };
+        Ok(RoomState {
+            epoch,
+            last_seq,
+            first_seq: self.first_seq(room, last_seq)?,
+        })
+    }
+
+    pub(super) fn read_range(
+        &mut self,
+        room: &str,
+        after: u64,
+        up_to: u64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, u64), StoreError> {
+        let state = self.room_state(room).map_err(|e| self.read(e))?;
+        let mut stmt = self
+            .db
+            .prepare_cached(
+                "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+                 WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+            )
+            .map_err(|e| self.read(e))?;
+        let after = after.min(i64::MAX as u64) as i64;
+        let up_to = up_to.min(i64::MAX as u64) as i64;
+        let mut rows = stmt
+            .query(params![room, after, up_to, i64::from(limit)])
+            .map_err(|e| self.read(e))?;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => {
+                    drop(rows);
+                    return Err(self.read(e));
+                }
+            };
+            let seq = row.get::<_, i64>(0).unwrap_or(0) as u64;
+            let entry = match row_message_at(row, room, seq, state.epoch) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    drop(rows);
+                    return Err(self.read(e));
+                }
+            };
+            bytes += entry.encoded_len();
+            if !entries.is_empty() && bytes > MAX_PAGE_BYTES {
+                break;
+            }
+            entries.push(entry);
+        }
+        drop(rows);
+        Ok((entries, state.first_seq))
+    }
+
+    pub(super) fn read_page(
+        &mut self,
+        room: &str,
+        before: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            before.min(i64::MAX as u64) as i64
+        };
+        let epoch = self.room_state(room).map_err(|e| self.read(e))?.epoch;
+        let mut stmt = self
+            .db
+            .prepare_cached(
+                "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+                 WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            )
+            .map_err(|e| self.read(e))?;
+        // Rows come newest first and are read only as long as the page
+        // has room (count and bytes): a page is all one call holds.
+        let mut page = PageBuilder::new(limit as usize);
+        let mut rows = stmt
+            .query(params![room, before, i64::from(limit) + 1])
+            .map_err(|e| self.read(e))?;
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(self.read(e)),
+            };
+            let seq = row.get::<_, i64>(0).unwrap_or(0) as u64;
+            let message = row_message_at(row, room, seq, epoch);
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    drop(rows);
+                    return Err(self.read(e));
+                }
+            };
+            if !page.push(message) {
+                break;
+            }
+        }
+        drop(rows);
+        let (messages, more) = page.finish();
+        Ok(HistoryPage {
+            room_id: room.to_owned(),
+            messages,
+            more,
+        })
+    }
+}
+
+/// An entry from a row of `seq, user_id, username, text, ts_us,
+/// client_msg_id` (starting at column 0).
+fn row_message_at(
+    row: &rusqlite::Row<'_>,
+    room: &str,
+    seq: u64,
+    epoch: u64,
+) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        user: Some(User {
+            user_id: row.get(1)?,
+            username: row.get(2)?,
+            room_id: String::new(),
+        }),
+        message: row.get(3)?,
+        room_id: room.to_owned(),
+        seq,
+        timestamp_us: row.get(4)?,
+        client_msg_id: row.get(5)?,
+        epoch,
+        ..ChatMessage::default()
+    })
+}
+
+/// An entry from a row of `user_id, username, text, ts_us, client_msg_id`.
+pub(super) fn row_message(
+    row: &rusqlite::Row<'_>,
+    room: &str,
+    seq: u64,
+    epoch: u64,
+) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        user: Some(User {
+            user_id: row.get(0)?,
+            username: row.get(1)?,
+            room_id: String::new(),
+        }),
+        message: row.get(2)?,
+        room_id: room.to_owned(),
+        seq,
+        timestamp_us: row.get(3)?,
+        client_msg_id: row.get(4)?,
+        epoch,
+        ..ChatMessage::default()
+    })
+}

@@ -1,0 +1,192 @@
+//! The store's own tests, on temporary directories.
+
+use std::path::PathBuf;
+
+use chat_proto::{ChatMessage, User};
+use chat_sansio::chat::AppendRequest;
+use chat_sansio::Time;
+
+use super::{SqliteStore, StoreError};
+use crate::backend::{Backend, Login, Retention};
+
+fn append(room: &str, text: &str, key: &str, at: i64) -> AppendRequest {
+    AppendRequest {
+        id: 0,
+        room: room.into(),
+        user: User {
+            user_id: "u".into(),
+            username: "U".into(),
+            room_id: String::new(),
+        },
+        text: text.into(),
+        client_msg_id: key.into(),
+        at: Time::from_micros(at as u64),
+    }
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chat-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq).collect()
+}
+
+#[test]
+fn entries_are_numbered_survive_reopening_and_page_back() {
+    let d = dir("reopen");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let fresh = s.open_room("r").unwrap();
+    assert_eq!((fresh.last_seq, fresh.first_seq), (0, 1));
+    let batch: Vec<_> = (1..=5)
+        .map(|i| append("r", &format!("m{i}"), "", i))
+        .collect();
+    let appended = s.append(&batch, &[], Time::from_micros(10)).unwrap();
+    assert_eq!(
+        seqs(&appended.iter().map(|a| a.entry.clone()).collect::<Vec<_>>()),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(appended
+        .iter()
+        .all(|a| a.entry.epoch == fresh.epoch && !a.duplicate));
+    drop(s);
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let state = s.open_room("r").unwrap();
+    assert_eq!(
+        (state.epoch, state.last_seq, state.first_seq),
+        (fresh.epoch, 5, 1)
+    );
+    let page = s.page("r", 0, 2).unwrap();
+    assert_eq!(seqs(&page.messages), [4, 5]);
+    assert!(page.more);
+    let page = s.page("r", 4, 10).unwrap();
+    assert_eq!(seqs(&page.messages), [1, 2, 3]);
+    assert!(!page.more);
+    assert_eq!(page.messages[0].message, "m1");
+    let (range, first) = s.range("r", 2, 4, 10).unwrap();
+    assert_eq!((seqs(&range), first), (vec![3, 4], 1));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_retry_within_the_window_gets_the_original() {
+    let d = dir("dedupe");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let now = Time::from_micros(1_000_000);
+    let first = s
+        .append(&[append("r", "hi", "k1", 1_000_000)], &[], now)
+        .unwrap();
+    // The retry is in the same batch as another post, after a restart.
+    drop(s);
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let batch = [
+        append("r", "other", "", 2_000_000),
+        append("r", "hi", "k1", 2_000_000),
+    ];
+    let again = s.append(&batch, &[], now).unwrap();
+    assert_eq!(first[0].entry.seq, 1);
+    assert_eq!((again[0].entry.seq, again[0].duplicate), (2, false));
+    assert_eq!((again[1].entry.seq, again[1].duplicate), (1, true));
+    assert_eq!(again[1].entry.message, "hi");
+    assert_eq!(s.open_room("r").unwrap().last_seq, 2);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn retention_keeps_the_newest_per_room_and_the_numbering() {
+    let d = dir("retention");
+    let retention = Retention {
+        messages_per_room: 3,
+        max_age: None,
+        logins: 10,
+        ..Retention::default()
+    };
+    let mut s = SqliteStore::open(&d, retention).unwrap();
+    let batch: Vec<_> = (1..=10).map(|i| append("r", "x", "", i)).collect();
+    s.append(&batch, &[], Time::from_micros(10)).unwrap();
+    s.prune(Time::from_micros(2_000)).unwrap();
+    let page = s.page("r", 0, 100).unwrap();
+    assert_eq!(seqs(&page.messages), [8, 9, 10]);
+    assert!(!page.more);
+    let state = s.open_room("r").unwrap();
+    assert_eq!((state.last_seq, state.first_seq), (10, 8));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let d = dir("garbage");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("chat.db"), vec![0x42u8; 8192]).unwrap();
+    let err = SqliteStore::open(&d, Retention::default())
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err:?}");
+    assert_eq!(err.path(), d.join("chat.db"));
+    let line = err.to_string();
+    assert!(
+        line.starts_with(&format!(
+            "{}: chat.db is not a usable SQLite database: ",
+            d.display()
+        )),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_directory_that_cannot_be_made_is_a_clear_error() {
+    let d = dir("blocked");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("file"), b"x").unwrap();
+    let data = d.join("file").join("data");
+    let err = SqliteStore::open(&data, Retention::default())
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: cannot create the data directory: ",
+            data.display()
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn logins_are_recorded_with_their_outcome() {
+    let d = dir("logins");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let login = |user: &str, outcome| Login {
+        user_id: user.into(),
+        room: "r".into(),
+        peer: Some("127.0.0.1:1".into()),
+        outcome,
+        at: Time::from_micros(5),
+    };
+    let refused = chat_sansio::Status::new(chat_sansio::Code::Unauthenticated, "no");
+    s.append(
+        &[],
+        &[login("a", Ok(())), login("b", Err(refused.clone()))],
+        Time::from_micros(5),
+    )
+    .unwrap();
+    let rows: Vec<(String, String)> =
+        s.db.prepare("SELECT user_id, outcome FROM logins ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("a".to_owned(), "ok".to_owned()),
+            ("b".to_owned(), refused.to_string())
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
