@@ -8,7 +8,7 @@ use chat_sansio::chat::AppendRequest;
 use chat_sansio::Time;
 use rusqlite::{params, OptionalExtension};
 
-use super::read::row_message;
+use super::read::{row_message, undecodable};
 use super::SqliteStore;
 use crate::backend::{Appended, Login};
 
@@ -76,7 +76,13 @@ impl SqliteStore {
                             .query_row(params![req.room, seq], |r| {
                                 row_message(r, &req.room, seq as u64, 0)
                             })
-                            .optional()?;
+                            .optional();
+                        let stored = match stored {
+                            Ok(stored) => stored,
+                            // Damaged on disk: answered from the retry.
+                            Err(e) if undecodable(&e) => None,
+                            Err(e) => return Err(e),
+                        };
                         // Deleted by retention since: the number stands.
                         let mut entry = stored.unwrap_or_else(|| message_of(req, seq as u64));
                         entry.epoch = epoch as u64;

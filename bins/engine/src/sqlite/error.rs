@@ -60,6 +60,58 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The database can only be read: a read-only file (or `-wal`, `-shm`),
+    /// directory or mount.
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The disk (or the file system's quota) is full.
+    DiskFull {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// `chat.db` is missing or empty where files show one was: a new one
+    /// would restart every room's numbering in a new epoch, so it is made
+    /// only when the operator says so.
+    NewDatabaseRefused {
+        /// The database file.
+        path: PathBuf,
+        /// The files that show a database was there.
+        found: Vec<PathBuf>,
+    },
+    /// An earlier database's `-wal` or `-shm` could not be renamed aside.
+    SetAside {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The marker file beside the database could not be written.
+    Marker {
+        /// The marker file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// A backup could not be taken.
+    Backup {
+        /// The database file.
+        path: PathBuf,
+        /// Where the copy was to go.
+        dest: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A backup's copy could not be made durable or put in place.
+    BackupFile {
+        /// The copy.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
     /// Rooms or messages could not be read.
     Read {
         /// The database file.
@@ -96,7 +148,14 @@ impl StoreError {
             | StoreError::NotWritable { path, .. }
             | StoreError::Read { path, .. }
             | StoreError::Write { path, .. }
-            | StoreError::Prune { path, .. } => path,
+            | StoreError::Prune { path, .. }
+            | StoreError::ReadOnly { path }
+            | StoreError::DiskFull { path, .. }
+            | StoreError::NewDatabaseRefused { path, .. }
+            | StoreError::SetAside { path, .. }
+            | StoreError::Marker { path, .. }
+            | StoreError::Backup { path, .. }
+            | StoreError::BackupFile { path, .. } => path,
         }
     }
 }
@@ -131,6 +190,40 @@ impl fmt::Display for StoreError {
             StoreError::NotWritable { source, .. } => {
                 write!(f, "{dir}: {file} cannot be written: {source}")
             }
+            StoreError::ReadOnly { .. } => write!(
+                f,
+                "{dir}: {file} is read-only: the server must be able to write it \
+                 (check the permissions of the file, its -wal and -shm, the directory and the mount)"
+            ),
+            StoreError::DiskFull { source, .. } => {
+                write!(f, "{dir}: the disk holding {file} is full: {source}")
+            }
+            StoreError::NewDatabaseRefused { found, .. } => {
+                let found: Vec<_> = found
+                    .iter()
+                    .map(|p| p.file_name().unwrap_or_default().to_string_lossy())
+                    .collect();
+                write!(
+                    f,
+                    "{dir}: {file} is missing or empty but {} show a database was here; \
+                     a new one would restart every room's numbering in a new epoch: \
+                     restore {file} from a backup, or pass --allow-new-database to start afresh",
+                    found.join(", ")
+                )
+            }
+            StoreError::SetAside { source, .. } => {
+                write!(f, "{dir}: cannot set {file} aside: {source}")
+            }
+            StoreError::Marker { source, .. } => write!(f, "{dir}: cannot write {file}: {source}"),
+            StoreError::Backup { dest, source, .. } => write!(
+                f,
+                "cannot back up {} to {}: {source}",
+                path.display(),
+                dest.display()
+            ),
+            StoreError::BackupFile { source, .. } => {
+                write!(f, "{}: cannot finish the backup: {source}", path.display())
+            }
             StoreError::Read { source, .. } => {
                 write!(f, "{}: cannot read: {source}", path.display())
             }
@@ -145,7 +238,10 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StoreError::CreateDir { source, .. } => Some(source),
+            StoreError::CreateDir { source, .. }
+            | StoreError::SetAside { source, .. }
+            | StoreError::Marker { source, .. }
+            | StoreError::BackupFile { source, .. } => Some(source),
             StoreError::Open { source, .. }
             | StoreError::NotADatabase { source, .. }
             | StoreError::IntegrityCheck { source, .. }
@@ -153,8 +249,12 @@ impl std::error::Error for StoreError {
             | StoreError::NotWritable { source, .. }
             | StoreError::Read { source, .. }
             | StoreError::Write { source, .. }
-            | StoreError::Prune { source, .. } => Some(source),
-            StoreError::Damaged { .. } => None,
+            | StoreError::Prune { source, .. }
+            | StoreError::DiskFull { source, .. }
+            | StoreError::Backup { source, .. } => Some(source),
+            StoreError::Damaged { .. }
+            | StoreError::ReadOnly { .. }
+            | StoreError::NewDatabaseRefused { .. } => None,
         }
     }
 }
@@ -163,7 +263,8 @@ impl std::error::Error for StoreError {
 mod tests {
     use super::*;
 
-    /// The lines operators saw before the errors were typed, word for word.
+    /// The lines operators see, word for word (the first ones as they were
+    /// before the errors were typed).
     #[test]
     fn the_messages_operators_see() {
         let path = PathBuf::from("/data/chat.db");
@@ -211,6 +312,27 @@ mod tests {
                     source: e(),
                 },
                 "/data: chat.db cannot be written: Query returned no rows",
+            ),
+            (
+                StoreError::ReadOnly { path: path.clone() },
+                "/data: chat.db is read-only: the server must be able to write it \
+                 (check the permissions of the file, its -wal and -shm, the directory and the mount)",
+            ),
+            (
+                StoreError::DiskFull {
+                    path: path.clone(),
+                    source: e(),
+                },
+                "/data: the disk holding chat.db is full: Query returned no rows",
+            ),
+            (
+                StoreError::NewDatabaseRefused {
+                    path: path.clone(),
+                    found: vec!["/data/chat.db-wal".into(), "/data/chat.db.epoch".into()],
+                },
+                "/data: chat.db is missing or empty but chat.db-wal, chat.db.epoch show a \
+                 database was here; a new one would restart every room's numbering in a new \
+                 epoch: restore chat.db from a backup, or pass --allow-new-database to start afresh",
             ),
             (
                 StoreError::Read {

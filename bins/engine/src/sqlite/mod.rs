@@ -6,9 +6,11 @@ mod error;
 mod read;
 mod retention;
 mod schema;
+mod start;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use chat_proto::{ChatMessage, HistoryPage};
@@ -17,6 +19,7 @@ use chat_sansio::Time;
 use rusqlite::{Connection, OpenFlags};
 
 pub use error::StoreError;
+pub use start::NewDatabase;
 
 use crate::backend::{Appended, Backend, Login, Retention, RoomState};
 
@@ -32,61 +35,95 @@ pub struct SqliteStore {
     /// database is made, so a new database (a lost or deleted one) gives
     /// every room a new epoch.
     epoch: u64,
+    /// Rows that could not be decoded, logged once each: (room, seq).
+    reported: HashSet<(String, u64)>,
 }
 
 impl SqliteStore {
-    /// Opens (creating on first run) `dir/chat.db`. Every problem (a
-    /// directory that cannot be made or written, a file that is not a
-    /// database or is damaged) is an error here, before serving.
+    /// Opens (creating on first run) `dir/chat.db`, refusing to make a new
+    /// one where one was ([`NewDatabase::WhereNoneWas`]).
     pub fn open(dir: &Path, retention: Retention) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(dir, retention, NewDatabase::WhereNoneWas)
+    }
+
+    /// Opens (creating on first run, or where `new` allows) `dir/chat.db`.
+    /// Every problem (a directory that cannot be made, a database that
+    /// cannot be written, a full disk, a file that is not a database or is
+    /// damaged, a missing database where one was) is an error here, before
+    /// serving. Rooms whose numbering is behind their stored messages are
+    /// set right, one log line each.
+    pub fn open_with(
+        dir: &Path,
+        retention: Retention,
+        new: NewDatabase,
+    ) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             dir: dir.to_owned(),
             source,
         })?;
+        start::check_new(dir, new)?;
         let path = dir.join(FILE);
-        let db = Connection::open_with_flags(
+        let mut db = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(|e| start::classify(&path, e, |path, source| StoreError::Open { path, source }))?;
+        // SQLite opens a file it may not write read-only, silently.
+        if db.is_readonly("main").unwrap_or(false) {
+            return Err(StoreError::ReadOnly { path });
+        }
         // WAL with synchronous=FULL: each commit is fsynced, so a message is
         // on disk before anyone is told about it, even across power loss.
         db.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )
-        .map_err(|source| StoreError::NotADatabase {
-            path: path.clone(),
-            source,
+        .map_err(|e| {
+            start::classify(&path, e, |path, source| StoreError::NotADatabase {
+                path,
+                source,
+            })
         })?;
         let report: String = db
             .query_row("PRAGMA quick_check(3)", [], |r| r.get(0))
-            .map_err(|source| StoreError::IntegrityCheck {
-                path: path.clone(),
-                source,
+            .map_err(|e| {
+                start::classify(&path, e, |path, source| StoreError::IntegrityCheck {
+                    path,
+                    source,
+                })
             })?;
         if report != "ok" {
             return Err(StoreError::Damaged { path, report });
         }
-        let epoch = schema::set_up(&db).map_err(|source| StoreError::Schema {
-            path: path.clone(),
-            source,
+        let epoch = schema::set_up(&db).map_err(|e| {
+            start::classify(&path, e, |path, source| StoreError::Schema { path, source })
         })?;
-        // Prove the directory is writable now rather than at the first post.
-        db.execute_batch("BEGIN IMMEDIATE; COMMIT;")
-            .map_err(|source| StoreError::NotWritable {
-                path: path.clone(),
+        // A real write now, not at the first post: a database only SQLite's
+        // locks made look writable (read-only files beside a `-wal`) fails
+        // here.
+        let repairs = start::write_and_repair(&mut db, epoch).map_err(|e| {
+            start::classify(&path, e, |path, source| StoreError::NotWritable {
+                path,
                 source,
-            })?;
+            })
+        })?;
+        for r in &repairs {
+            let was = r.was.map_or("no row".to_owned(), |w| w.to_string());
+            tracing::warn!(
+                "{}: room {:?}: last_seq was {was} behind its stored messages; set to {}",
+                path.display(),
+                r.room,
+                r.now
+            );
+        }
+        start::mark(dir, epoch)?;
         Ok(SqliteStore {
             db,
             path,
             retention,
             epoch,
+            reported: HashSet::new(),
         })
     }
 

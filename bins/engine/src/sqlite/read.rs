@@ -4,10 +4,14 @@ use chat_proto::{ChatMessage, HistoryPage, User};
 use chat_sansio::chat::PageBuilder;
 use chat_sansio::limits::MAX_PAGE_BYTES;
 use prost::Message as _;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Params};
 
 use super::{SqliteStore, StoreError};
 use crate::backend::RoomState;
+
+/// Undecodable rows remembered (so logged once each); past this many, more
+/// are left out without a log line.
+const MAX_REPORTED: usize = 10_000;
 
 impl SqliteStore {
     /// The oldest seq of `room` still stored, or `last_seq + 1`.
@@ -48,44 +52,29 @@ impl SqliteStore {
         limit: u32,
     ) -> Result<(Vec<ChatMessage>, u64), StoreError> {
         let state = self.room_state(room).map_err(|e| self.read(e))?;
-        let mut stmt = self
-            .db
-            .prepare_cached(
-                "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
-                 WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
-            )
-            .map_err(|e| self.read(e))?;
         let after = after.min(i64::MAX as u64) as i64;
         let up_to = up_to.min(i64::MAX as u64) as i64;
-        let mut rows = stmt
-            .query(params![room, after, up_to, i64::from(limit)])
-            .map_err(|e| self.read(e))?;
         let mut entries = Vec::new();
         let mut bytes = 0;
-        loop {
-            let row = match rows.next() {
-                Ok(Some(row)) => row,
-                Ok(None) => break,
-                Err(e) => {
-                    drop(rows);
-                    return Err(self.read(e));
+        // No LIMIT: rows are stepped one at a time, and a row left out
+        // must not make the answer shorter than it could be.
+        let read = self.each_entry(
+            "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+             WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+            params![room, after, up_to],
+            room,
+            state.epoch,
+            |entry| {
+                bytes += entry.encoded_len();
+                let full_bytes = !entries.is_empty() && bytes > MAX_PAGE_BYTES;
+                if entries.len() >= limit as usize || full_bytes {
+                    return false;
                 }
-            };
-            let seq = row.get::<_, i64>(0).unwrap_or(0) as u64;
-            let entry = match row_message_at(row, room, seq, state.epoch) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    drop(rows);
-                    return Err(self.read(e));
-                }
-            };
-            bytes += entry.encoded_len();
-            if !entries.is_empty() && bytes > MAX_PAGE_BYTES {
-                break;
-            }
-            entries.push(entry);
-        }
-        drop(rows);
+                entries.push(entry);
+                true
+            },
+        );
+        read.map_err(|e| self.read(e))?;
         Ok((entries, state.first_seq))
     }
 
@@ -101,45 +90,64 @@ impl SqliteStore {
             before.min(i64::MAX as u64) as i64
         };
         let epoch = self.room_state(room).map_err(|e| self.read(e))?.epoch;
-        let mut stmt = self
-            .db
-            .prepare_cached(
-                "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
-                 WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            )
-            .map_err(|e| self.read(e))?;
         // Rows come newest first and are read only as long as the page
         // has room (count and bytes): a page is all one call holds.
         let mut page = PageBuilder::new(limit as usize);
-        let mut rows = stmt
-            .query(params![room, before, i64::from(limit) + 1])
-            .map_err(|e| self.read(e))?;
-        loop {
-            let row = match rows.next() {
-                Ok(Some(row)) => row,
-                Ok(None) => break,
-                Err(e) => return Err(self.read(e)),
-            };
-            let seq = row.get::<_, i64>(0).unwrap_or(0) as u64;
-            let message = row_message_at(row, room, seq, epoch);
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    drop(rows);
-                    return Err(self.read(e));
-                }
-            };
-            if !page.push(message) {
-                break;
-            }
-        }
-        drop(rows);
+        let read = self.each_entry(
+            "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+             WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC",
+            params![room, before],
+            room,
+            epoch,
+            |entry| page.push(entry),
+        );
+        read.map_err(|e| self.read(e))?;
         let (messages, more) = page.finish();
         Ok(HistoryPage {
             room_id: room.to_owned(),
             messages,
             more,
         })
+    }
+
+    /// Runs `sql` (its columns as [`row_message_at`] reads them) and offers
+    /// each entry to `take` until it returns false. A row that cannot be
+    /// decoded (damaged on disk: the same answer every time) is left out and
+    /// logged once, rather than failing every read of its room.
+    fn each_entry(
+        &mut self,
+        sql: &str,
+        params: impl Params,
+        room: &str,
+        epoch: u64,
+        mut take: impl FnMut(ChatMessage) -> bool,
+    ) -> rusqlite::Result<()> {
+        let SqliteStore {
+            db, path, reported, ..
+        } = self;
+        let mut stmt = db.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            let seq = row.get::<_, i64>(0)? as u64;
+            match row_message_at(row, room, seq, epoch) {
+                Ok(entry) => {
+                    if !take(entry) {
+                        break;
+                    }
+                }
+                Err(e) if undecodable(&e) => {
+                    if reported.len() < MAX_REPORTED && reported.insert((room.to_owned(), seq)) {
+                        tracing::error!(
+                            "{}: room {room:?} seq {seq} cannot be decoded ({e}); \
+                             it is left out of history and resumes",
+                            path.display()
+                        );
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -188,4 +196,17 @@ pub(super) fn row_message(
         epoch,
         ..ChatMessage::default()
     })
+}
+
+/// Whether `e` says a stored value is not what its column holds (invalid
+/// UTF-8 in a text, a text where a number was): the row is damaged, and
+/// reading it again gives the same error.
+pub(super) fn undecodable(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+    )
 }

@@ -6,7 +6,7 @@ use chat_proto::{ChatMessage, User};
 use chat_sansio::chat::AppendRequest;
 use chat_sansio::Time;
 
-use super::{SqliteStore, StoreError};
+use super::{NewDatabase, SqliteStore, StoreError};
 use crate::backend::{Backend, Login, Retention};
 
 fn append(room: &str, text: &str, key: &str, at: i64) -> AppendRequest {
@@ -187,6 +187,135 @@ fn logins_are_recorded_with_their_outcome() {
             ("a".to_owned(), "ok".to_owned()),
             ("b".to_owned(), refused.to_string())
         ]
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A plain connection to the store's file, to damage it as a bad day would.
+fn raw(d: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(d.join("chat.db")).unwrap()
+}
+
+#[test]
+fn a_missing_database_where_one_was_is_refused_unless_allowed() {
+    let d = dir("missing");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let first = s.open_room("r").unwrap().epoch;
+    s.append(&[append("r", "a", "", 1)], &[], Time::from_micros(1))
+        .unwrap();
+    drop(s);
+    // Lost: deleted, or truncated to nothing beside a write-ahead log.
+    std::fs::remove_file(d.join("chat.db")).unwrap();
+    let err = SqliteStore::open(&d, Retention::default())
+        .err()
+        .expect("must refuse");
+    assert!(
+        matches!(err, StoreError::NewDatabaseRefused { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--allow-new-database"), "{err}");
+    std::fs::write(d.join("chat.db"), b"").unwrap();
+    std::fs::write(d.join("chat.db-wal"), b"old frames").unwrap();
+    let err = SqliteStore::open(&d, Retention::default())
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("chat.db-wal"), "{err}");
+    // Allowed: a new database, a new epoch, the old log set aside.
+    let mut s = SqliteStore::open_with(&d, Retention::default(), NewDatabase::Allowed).unwrap();
+    let state = s.open_room("r").unwrap();
+    assert_eq!(state.last_seq, 0);
+    assert_ne!(state.epoch, first);
+    let aside = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("set-aside"))
+        .count();
+    assert_eq!(aside, 1);
+    drop(s);
+    // And from then on it opens as usual.
+    SqliteStore::open(&d, Retention::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn numbering_behind_the_stored_messages_is_repaired_at_start_up() {
+    let d = dir("repair");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let batch = [
+        append("r", "1", "", 1),
+        append("r", "2", "", 2),
+        append("r", "3", "", 3),
+        append("q", "1", "", 4),
+        append("q", "2", "", 5),
+    ];
+    s.append(&batch, &[], Time::from_micros(10)).unwrap();
+    let epoch = s.open_room("q").unwrap().epoch;
+    drop(s);
+    raw(&d)
+        .execute_batch(
+            "UPDATE rooms SET last_seq = 1 WHERE room = 'r'; DELETE FROM rooms WHERE room = 'q';",
+        )
+        .unwrap();
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    assert_eq!(s.open_room("r").unwrap().last_seq, 3);
+    assert_eq!(s.open_room("q").unwrap().last_seq, 2);
+    assert_eq!(s.open_room("q").unwrap().epoch, epoch);
+    let next = s
+        .append(
+            &[append("r", "4", "", 6), append("q", "3", "", 6)],
+            &[],
+            Time::from_micros(10),
+        )
+        .unwrap();
+    assert_eq!((next[0].entry.seq, next[1].entry.seq), (4, 3));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn an_undecodable_row_is_left_out_of_reads_and_reported_once() {
+    let d = dir("undecodable");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let batch: Vec<_> = (1..=3)
+        .map(|i| append("r", &format!("m{i}"), &format!("k{i}"), i))
+        .collect();
+    s.append(&batch, &[], Time::from_micros(10)).unwrap();
+    // One byte of a stored text flipped: no longer UTF-8.
+    raw(&d)
+        .execute_batch("UPDATE messages SET text = CAST(X'6DFF' AS TEXT) WHERE seq = 2")
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(seqs(&s.page("r", 0, 10).unwrap().messages), [1, 3]);
+        let (range, first) = s.range("r", 0, 3, 10).unwrap();
+        assert_eq!((seqs(&range), first), (vec![1, 3], 1));
+    }
+    // A limit counts what is answered, not what was left out.
+    assert_eq!(seqs(&s.range("r", 0, 3, 2).unwrap().0), [1, 3]);
+    assert_eq!(s.reported.len(), 1);
+    // A retry of the damaged post is still its original number.
+    let again = s
+        .append(&[append("r", "m2", "k2", 20)], &[], Time::from_micros(20))
+        .unwrap();
+    assert_eq!((again[0].entry.seq, again[0].duplicate), (2, true));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_at_start_up_says_so() {
+    let d = dir("full");
+    std::fs::create_dir_all(&d).unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    std::os::unix::fs::symlink("/dev/full", d.join("chat.db")).unwrap();
+    let err = SqliteStore::open(&d, Retention::default())
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: the disk holding chat.db is full",
+            d.display()
+        )),
+        "{err}"
     );
     let _ = std::fs::remove_dir_all(&d);
 }
