@@ -11,7 +11,7 @@ use chat_bins::{
     config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
 use chat_engine::memory::MemoryLog;
-use chat_engine::sqlite::SqliteStore;
+use chat_engine::sqlite::{self, NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Engine, Retention, Served, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
@@ -34,8 +34,13 @@ struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where the database (chat.db: history and login records) is kept.
-    #[arg(long, default_value = "chat-data")]
+    #[arg(long, default_value = "chat-data", global = true)]
     data_dir: PathBuf,
+    /// Make a new, empty chat.db even where files show one was (its -wal,
+    /// -shm or chat.db.epoch): every room's numbering starts again in a new
+    /// epoch. Without it a missing or empty chat.db there stops the server.
+    #[arg(long)]
+    allow_new_database: bool,
     /// Keep nothing on disk: history lives in memory only (at most 64 MiB,
     /// and 1 MiB per room) and is lost on restart, messages are delivered
     /// without waiting for a disk, and login attempts are only printed.
@@ -107,6 +112,14 @@ enum Command {
         /// The token.
         token: String,
     },
+    /// Copy the database (--data-dir) to DEST, a new file, as of one
+    /// moment, while the server runs; start a server on a directory holding
+    /// the copy as chat.db to restore it. A copy of chat.db alone (cp) may
+    /// lack the commits still in chat.db-wal.
+    Backup {
+        /// The new file.
+        dest: PathBuf,
+    },
 }
 
 /// Where the chat's engine requests go.
@@ -145,6 +158,15 @@ fn main() {
         println!("{}", hash_token(token));
         return;
     }
+    if let Some(Command::Backup { dest }) = &args.command {
+        let bytes = sqlite::backup(&args.data_dir, dest).unwrap_or_else(|e| fail(e));
+        println!(
+            "backed up {} to {} ({bytes} bytes)",
+            args.data_dir.join("chat.db").display(),
+            dest.display()
+        );
+        return;
+    }
     init_runtime();
     init_logging();
     raise_descriptor_limit();
@@ -168,7 +190,13 @@ fn main() {
         let log = MemoryLog::new(per_room, retention);
         (Log::Memory(Box::new(Engine::new(log))), None)
     } else {
-        let store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        let new = if args.allow_new_database {
+            NewDatabase::Allowed
+        } else {
+            NewDatabase::WhereNoneWas
+        };
+        let store =
+            SqliteStore::open_with(&args.data_dir, retention, new).unwrap_or_else(|e| fail(e));
         say(format_args!("history: {}", store.path().display()));
         (Log::Durable(writer), Some(store))
     };

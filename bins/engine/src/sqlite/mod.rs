@@ -2,6 +2,7 @@
 //! README ("Durable history") for the schema and queries.
 
 mod append;
+mod backup;
 mod error;
 mod read;
 mod retention;
@@ -18,6 +19,7 @@ use chat_sansio::chat::AppendRequest;
 use chat_sansio::Time;
 use rusqlite::{Connection, OpenFlags};
 
+pub use backup::backup;
 pub use error::StoreError;
 pub use start::NewDatabase;
 

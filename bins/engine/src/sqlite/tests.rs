@@ -319,3 +319,28 @@ fn a_full_disk_at_start_up_says_so() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_backup_taken_while_open_holds_every_commit_and_numbering_goes_on() {
+    let d = dir("backup");
+    let mut s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let batch: Vec<_> = (1..=3).map(|i| append("r", "x", "", i)).collect();
+    s.append(&batch, &[], Time::from_micros(10)).unwrap();
+    let epoch = s.open_room("r").unwrap().epoch;
+    // The store stays open: its commits are in the -wal, not yet chat.db.
+    let copy = d.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    let size = super::backup(&d, &copy.join("chat.db")).unwrap();
+    assert!(size > 0);
+    let err = super::backup(&d, &copy.join("chat.db")).unwrap_err();
+    assert!(err.to_string().contains("exists already"), "{err}");
+    let mut restored = SqliteStore::open(&copy, Retention::default()).unwrap();
+    let state = restored.open_room("r").unwrap();
+    assert_eq!((state.epoch, state.last_seq), (epoch, 3));
+    let next = restored
+        .append(&[append("r", "y", "", 4)], &[], Time::from_micros(10))
+        .unwrap();
+    assert_eq!(next[0].entry.seq, 4);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&d);
+}
