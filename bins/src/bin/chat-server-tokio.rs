@@ -34,7 +34,7 @@ use bytes::Bytes;
 use chat_bins::console::Console;
 use chat_bins::{config, say};
 use chat_engine::memory::MemoryLog;
-use chat_engine::sqlite::SqliteStore;
+use chat_engine::sqlite::{NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Engine, Retention, Served, Writer};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
@@ -62,6 +62,10 @@ struct Args {
     /// for chat-server.
     #[arg(long, default_value = "chat-data")]
     data_dir: PathBuf,
+    /// Make a new chat.db even where files show one was, as for
+    /// chat-server.
+    #[arg(long)]
+    allow_new_database: bool,
     /// Keep nothing on disk: history lives in memory only and is lost on
     /// restart, and messages are delivered without waiting for a disk.
     #[arg(long)]
@@ -401,7 +405,13 @@ async fn main() {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
         Log::Memory(Box::new(Engine::new(MemoryLog::new(per_room, retention))))
     } else {
-        let store = SqliteStore::open(&args.data_dir, retention).unwrap_or_else(|e| fail(e));
+        let new = if args.allow_new_database {
+            NewDatabase::Allowed
+        } else {
+            NewDatabase::WhereNoneWas
+        };
+        let store =
+            SqliteStore::open_with(&args.data_dir, retention, new).unwrap_or_else(|e| fail(e));
         say(format_args!("history: {}", store.path().display()));
         let (writer, requests) = Writer::new();
         // The writer is a thread of its own, outside the runtime, so it may
