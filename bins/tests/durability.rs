@@ -453,6 +453,7 @@ fn a_bad_data_directory_is_a_clear_error_at_start_up() {
         err.contains("chat.db") && err.contains("not a usable SQLite database"),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
     // A damaged database: a real one with its pages overwritten.
     let dir = fresh_dir("damaged");
     {
@@ -507,4 +508,7 @@ fn a_bad_data_directory_is_a_clear_error_at_start_up() {
     std::fs::write(&blocked, b"x").unwrap();
     let err = start_fails(&blocked.join("data"));
     assert!(err.contains("cannot create the data directory"), "{err}");
+    for d in [dir, parent] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
