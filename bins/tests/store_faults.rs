@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,6 +186,20 @@ fn crashed_with(dir: &Path, room: &str, texts: &[&str]) -> Vec<ChatMessage> {
     echoes
 }
 
+/// `chat-server`, unable to write what its permissions forbid. Root writes
+/// read-only files anyway: as root it runs without the capability that lets
+/// it (CAP_DAC_OVERRIDE), as a plain user would.
+fn without_privilege() -> Command {
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        return Command::new(SERVER);
+    }
+    let mut c = Command::new("setpriv");
+    c.args(["--bounding-set=-dac_override,-dac_read_search", "--"])
+        .arg(SERVER);
+    c
+}
+
 #[test]
 fn a_read_only_database_stops_the_server_at_start_up() {
     let dir = fresh_dir("read-only");
@@ -198,21 +212,20 @@ fn a_read_only_database_stops_the_server_at_start_up() {
         mode(&entry.unwrap().path(), 0o444);
     }
     mode(&dir, 0o555);
-    // Root writes read-only files anyway: run the server without the
-    // capability that lets it (CAP_DAC_OVERRIDE), as a plain user would be.
-    let privileged = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("chat.db"))
-        .is_ok();
-    let command = if privileged {
-        let mut c = Command::new("setpriv");
-        c.args(["--bounding-set=-dac_override,-dac_read_search", "--"])
-            .arg(SERVER);
-        c
-    } else {
-        Command::new(SERVER)
-    };
-    let err = refused(command, &dir);
+    let err = refused(without_privilege(), &dir);
+    mode(&dir, 0o755);
+    assert!(err.contains("chat.db is read-only"), "{err}");
+    // A writable chat.db, closed cleanly (no -wal or -shm), in a read-only
+    // directory: its write-ahead log cannot be made.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        mode(&entry.unwrap().path(), 0o644);
+    }
+    let last = rusqlite::Connection::open(dir.join("chat.db")).unwrap();
+    last.execute_batch("SELECT * FROM meta").unwrap();
+    drop(last);
+    assert!(!dir.join("chat.db-wal").exists());
+    mode(&dir, 0o555);
+    let err = refused(without_privilege(), &dir);
     mode(&dir, 0o755);
     assert!(err.contains("chat.db is read-only"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

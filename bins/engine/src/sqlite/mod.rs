@@ -101,9 +101,9 @@ impl SqliteStore {
         let epoch = schema::set_up(&db).map_err(|e| {
             start::classify(&path, e, |path, source| StoreError::Schema { path, source })
         })?;
-        // A real write now, not at the first post: a database only SQLite's
-        // locks made look writable (read-only files beside a `-wal`) fails
-        // here.
+        // A real write now, not at the first post: taking the write lock
+        // alone (`BEGIN IMMEDIATE`) succeeds on read-only files that have a
+        // `-wal` beside them.
         let repairs = start::write_and_repair(&mut db, epoch).map_err(|e| {
             start::classify(&path, e, |path, source| StoreError::NotWritable {
                 path,
