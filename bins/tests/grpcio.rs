@@ -136,7 +136,7 @@ fn rooms_permissions_and_switching() {
     let db = server.data_dir.join("chat.db");
     let logins = wait_for_rows(
         &db,
-        "SELECT user_id || ' ' || room || ' ' || peer || ' ' || outcome FROM logins ORDER BY id",
+        "SELECT user_id || ' ' || room || ' ' || peer || ' ' || outcome FROM login_attempts ORDER BY ts_us",
         |rows| rows.iter().any(|r| r.contains("UNAUTHENTICATED")),
     );
     for want in [

@@ -13,8 +13,11 @@ pub struct Retention {
     pub messages_per_room: u64,
     /// Messages older than this are deleted; `None` keeps them.
     pub max_age: Option<Duration>,
-    /// Login records kept (the newest).
+    /// Successful login records kept (the newest).
     pub logins: u64,
+    /// Refused login attempts kept (the newest), apart from the successful
+    /// ones, so that a flood of refusals cannot push those out.
+    pub refused_logins: u64,
     /// How long a (sender, client message id) is remembered: a retry of a
     /// post within this window is not stored twice. It must outlast any
     /// client's retries; ten minutes is gRPC's longest default backoff
@@ -28,6 +31,7 @@ impl Default for Retention {
             messages_per_room: 100_000,
             max_age: Some(Duration::from_secs(365 * 24 * 3600)),
             logins: 1_000_000,
+            refused_logins: 1_000_000,
             dedupe_window: Duration::from_secs(15 * 60),
         }
     }

@@ -52,9 +52,13 @@ struct Args {
     /// Days the store keeps messages and login records (0: forever).
     #[arg(long, default_value_t = 365)]
     retain_days: u64,
-    /// Login records the store keeps (the newest).
+    /// Successful login records the store keeps (the newest).
     #[arg(long, default_value_t = Retention::default().logins)]
     retain_logins: u64,
+    /// Refused login attempts the store keeps (the newest), apart from the
+    /// successful ones: a flood of refusals never pushes those out.
+    #[arg(long, default_value_t = Retention::default().refused_logins)]
+    retain_refused_logins: u64,
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
@@ -182,6 +186,7 @@ fn main() {
         messages_per_room: args.retain_messages.max(1),
         max_age: (args.retain_days > 0).then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
         logins: args.retain_logins,
+        refused_logins: args.retain_refused_logins,
         ..Retention::default()
     };
     let (writer, requests) = Writer::new();

@@ -126,12 +126,17 @@ impl SqliteStore {
             let mut login = tx.prepare_cached(
                 "INSERT INTO logins (ts_us, user_id, room, peer, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            // Refused attempts apart, under a retention of their own.
+            let mut refused = tx.prepare_cached(
+                "INSERT INTO refused_logins (ts_us, user_id, room, peer, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for l in logins {
-                let outcome = match &l.outcome {
-                    Ok(()) => "ok".to_owned(),
-                    Err(status) => status.to_string(),
+                let (insert, outcome) = match &l.outcome {
+                    Ok(()) => (&mut login, "ok".to_owned()),
+                    Err(status) => (&mut refused, status.to_string()),
                 };
-                login.execute(params![
+                insert.execute(params![
                     l.at.as_micros_i64(),
                     l.user_id,
                     l.room,

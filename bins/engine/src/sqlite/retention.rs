@@ -20,12 +20,23 @@ impl SqliteStore {
                 .execute("DELETE FROM messages WHERE ts_us < ?1", params![cutoff])?;
             self.db
                 .execute("DELETE FROM logins WHERE ts_us < ?1", params![cutoff])?;
+            self.db.execute(
+                "DELETE FROM refused_logins WHERE ts_us < ?1",
+                params![cutoff],
+            )?;
         }
-        let keep = self.retention.logins.min(i64::MAX as u64) as i64;
-        self.db.execute(
-            "DELETE FROM logins WHERE id <= (SELECT max(id) FROM logins) - ?1",
-            params![keep],
-        )?;
+        // Each trail keeps its newest rows: a flood of refusals pushes out
+        // older refusals, never a successful login.
+        for (table, keep) in [
+            ("logins", self.retention.logins),
+            ("refused_logins", self.retention.refused_logins),
+        ] {
+            let keep = keep.min(i64::MAX as u64) as i64;
+            self.db.execute(
+                &format!("DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?1"),
+                params![keep],
+            )?;
+        }
         let window = self
             .retention
             .dedupe_window

@@ -43,6 +43,27 @@ CREATE TABLE IF NOT EXISTS logins (
     outcome TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logins_by_time ON logins (ts_us);
+CREATE TABLE IF NOT EXISTS refused_logins (
+    id      INTEGER PRIMARY KEY,
+    ts_us   INTEGER NOT NULL,
+    user_id TEXT    NOT NULL,
+    room    TEXT    NOT NULL,
+    peer    TEXT,
+    outcome TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refused_logins_by_time ON refused_logins (ts_us);
+CREATE VIEW IF NOT EXISTS login_attempts AS
+    SELECT ts_us, user_id, room, peer, outcome FROM logins
+    UNION ALL
+    SELECT ts_us, user_id, room, peer, outcome FROM refused_logins;
+";
+
+/// Refused attempts recorded in `logins` before they had a table of their
+/// own (so a flood of them cannot push out the successful ones) move there.
+const MOVE_REFUSED: &str = "
+INSERT INTO refused_logins (ts_us, user_id, room, peer, outcome)
+    SELECT ts_us, user_id, room, peer, outcome FROM logins WHERE outcome != 'ok' ORDER BY id;
+DELETE FROM logins WHERE outcome != 'ok';
 ";
 
 /// Columns added since the first schema, for databases made before them:
@@ -70,6 +91,15 @@ pub(super) fn set_up(db: &Connection) -> rusqlite::Result<u64> {
                 "ALTER TABLE {table} ADD COLUMN {column} {definition}"
             ))?;
         }
+    }
+    // Once per database: the first start with `refused_logins` moves
+    // what `logins` held of them.
+    let first = db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('refused_logins', 1)",
+        [],
+    )?;
+    if first == 1 {
+        db.execute_batch(MOVE_REFUSED)?;
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

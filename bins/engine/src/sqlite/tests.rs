@@ -181,13 +181,73 @@ fn logins_are_recorded_with_their_outcome() {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
+    assert_eq!(rows, [("a".to_owned(), "ok".to_owned())]);
+    let rows: Vec<(String, String)> =
+        s.db.prepare("SELECT user_id, outcome FROM refused_logins ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(rows, [("b".to_owned(), refused.to_string())]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A flood of refused attempts pushes out older refusals, never a
+/// successful login: each trail has its own retention.
+#[test]
+fn a_flood_of_refusals_keeps_the_successful_logins() {
+    let d = dir("refusal-flood");
+    let retention = Retention {
+        logins: 5,
+        refused_logins: 100,
+        ..Retention::default()
+    };
+    let mut s = SqliteStore::open(&d, retention).unwrap();
+    let login = |user: &str, outcome| Login {
+        user_id: user.into(),
+        room: "r".into(),
+        peer: Some("127.0.0.1:1".into()),
+        outcome,
+        at: Time::from_micros(5),
+    };
+    s.append(&[], &[login("alice", Ok(()))], Time::from_micros(5))
+        .unwrap();
+    let refused = chat_sansio::Status::new(chat_sansio::Code::Unauthenticated, "invalid token");
+    let flood: Vec<_> = (0..1000)
+        .map(|_| login("mallory", Err(refused.clone())))
+        .collect();
+    s.append(&[], &flood, Time::from_micros(6)).unwrap();
+    s.prune(Time::from_micros(7)).unwrap();
+    let count = |sql: &str| -> i64 { s.db.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
-        rows,
-        [
-            ("a".to_owned(), "ok".to_owned()),
-            ("b".to_owned(), refused.to_string())
-        ]
+        count("SELECT count(*) FROM logins WHERE user_id = 'alice'"),
+        1
     );
+    assert_eq!(count("SELECT count(*) FROM refused_logins"), 100);
+    assert_eq!(count("SELECT count(*) FROM login_attempts"), 101);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A database from before `refused_logins` has its refusals moved there
+/// on its first start with it, once.
+#[test]
+fn refusals_recorded_in_logins_before_move_to_their_table() {
+    let d = dir("refusal-move");
+    drop(SqliteStore::open(&d, Retention::default()).unwrap());
+    {
+        let db = raw(&d);
+        db.execute_batch(
+            "DELETE FROM meta WHERE key = 'refused_logins';
+             INSERT INTO logins (ts_us, user_id, room, peer, outcome)
+                 VALUES (1, 'a', 'r', NULL, 'ok'), (2, 'm', 'r', NULL, 'UNAUTHENTICATED: no');",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&d, Retention::default()).unwrap();
+    let count = |sql: &str| -> i64 { s.db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM logins"), 1);
+    assert_eq!(count("SELECT count(*) FROM refused_logins"), 1);
     let _ = std::fs::remove_dir_all(&d);
 }
 
