@@ -140,7 +140,9 @@ pub trait Backend {
     /// exist.
     fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, Self::Error>;
 
-    /// Deletes what the retention rules no longer keep, as of `now`. Called
-    /// every few seconds at most.
-    fn prune(&mut self, now: Time) -> Result<(), Self::Error>;
+    /// Deletes what the retention rules no longer keep, as of `now`, a
+    /// bounded amount at a time (it runs between commits and must not hold
+    /// them back for long): true if there is more to delete, and it should
+    /// be called again soon. Called every few seconds at most otherwise.
+    fn prune(&mut self, now: Time) -> Result<bool, Self::Error>;
 }

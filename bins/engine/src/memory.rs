@@ -282,9 +282,9 @@ impl Backend for MemoryLog {
         })
     }
 
-    fn prune(&mut self, now: Time) -> Result<(), Infallible> {
+    fn prune(&mut self, now: Time) -> Result<bool, Infallible> {
         self.forget_old_keys(now);
-        Ok(())
+        Ok(false)
     }
 }
 

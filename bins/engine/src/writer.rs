@@ -22,8 +22,11 @@ use crate::engine::{self, cause};
 const MAX_BATCH: usize = 8192;
 /// How often the writer logs its group-commit statistics.
 const STATS_EVERY: Duration = Duration::from_secs(10);
-/// How often retention runs, at most: it scans tables, so not per commit.
+/// How often retention runs when it has caught up.
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
+/// How soon it runs again when it has more to delete: each run deletes a
+/// bounded amount (milliseconds of work), and commits go between runs.
+const PRUNE_AGAIN: Duration = Duration::from_millis(20);
 
 /// How the writer's answers reach the core: the driver's own way of feeding
 /// it (a channel of its runtime, typically). The writer runs on a thread of
@@ -140,7 +143,10 @@ struct WriteLoop<B, D> {
     backend: B,
     deliver: D,
     stats: Stats,
-    last_prune: Instant,
+    /// When retention runs next.
+    next_prune: Instant,
+    /// The chat's time of the last commit, for retention's clock.
+    now: Time,
 }
 
 impl<B: Backend, D: Deliver> WriteLoop<B, D> {
@@ -149,13 +155,25 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
             backend,
             deliver,
             stats: Stats::new(),
-            last_prune: Instant::now(),
+            next_prune: Instant::now() + PRUNE_EVERY,
+            now: Time::ZERO,
         }
     }
 
     fn run(mut self, rx: Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Ok(first) = rx.recv() {
+        loop {
+            // While retention is behind, it runs between batches, also
+            // when no request comes.
+            let wait = self.next_prune.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait.max(PRUNE_AGAIN)) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.prune();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -250,13 +268,26 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
                 }
             }
         }
-        if now > Time::ZERO && self.last_prune.elapsed() >= PRUNE_EVERY {
-            self.last_prune = Instant::now();
-            if let Err(e) = self.backend.prune(now) {
-                tracing::warn!("{e}");
-            }
+        self.now = self.now.max(now);
+        if Instant::now() >= self.next_prune {
+            self.prune();
         }
         true
+    }
+}
+
+impl<B: Backend, D: Deliver> WriteLoop<B, D> {
+    /// Runs retention once (a bounded amount), and sets when it runs next.
+    fn prune(&mut self) {
+        let more = if self.now > Time::ZERO {
+            self.backend.prune(self.now).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                false
+            })
+        } else {
+            false
+        };
+        self.next_prune = Instant::now() + if more { PRUNE_AGAIN } else { PRUNE_EVERY };
     }
 }
 
@@ -379,8 +410,8 @@ mod tests {
                 .unwrap_or_else(|e| match e {}))
         }
 
-        fn prune(&mut self, _now: Time) -> Result<(), Broken> {
-            Ok(())
+        fn prune(&mut self, _now: Time) -> Result<bool, Broken> {
+            Ok(false)
         }
     }
 

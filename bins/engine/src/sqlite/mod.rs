@@ -39,6 +39,8 @@ pub struct SqliteStore {
     epoch: u64,
     /// Rows that could not be decoded, logged once each: (room, seq).
     reported: HashSet<(String, u64)>,
+    /// Where retention's walk over the rooms goes on from.
+    prune_after: String,
 }
 
 impl SqliteStore {
@@ -126,6 +128,7 @@ impl SqliteStore {
             retention,
             epoch,
             reported: HashSet::new(),
+            prune_after: String::new(),
         })
     }
 
@@ -176,7 +179,7 @@ impl Backend for SqliteStore {
         self.read_page(room, before, limit)
     }
 
-    fn prune(&mut self, now: Time) -> Result<(), StoreError> {
+    fn prune(&mut self, now: Time) -> Result<bool, StoreError> {
         self.delete_old(now).map_err(|source| StoreError::Prune {
             path: self.path.clone(),
             source,

@@ -404,3 +404,32 @@ fn a_backup_taken_while_open_holds_every_commit_and_numbering_goes_on() {
     drop(s);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Retention deletes a bounded amount a run, says when there is more, and
+/// gets through a backlog over several runs.
+#[test]
+fn retention_works_through_a_backlog_in_bounded_runs() {
+    let d = dir("retention-backlog");
+    let retention = Retention {
+        messages_per_room: 10,
+        max_age: None,
+        ..Retention::default()
+    };
+    let mut s = SqliteStore::open(&d, retention).unwrap();
+    let batch: Vec<_> = (1..=2500).map(|i| append("r", "x", "", i)).collect();
+    s.append(&batch, &[], Time::from_micros(3_000)).unwrap();
+    let count = |s: &SqliteStore| -> i64 {
+        s.db.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    };
+    let mut runs = 0;
+    while s.prune(Time::from_micros(4_000)).unwrap() {
+        runs += 1;
+        assert!(count(&s) >= 10, "never past the rule");
+        assert!(runs < 10, "a backlog of 2,490 takes a few runs");
+    }
+    assert_eq!(runs, 2, "1,000 rows a run: two full runs, then the rest");
+    assert_eq!(count(&s), 10);
+    assert_eq!(s.page("r", 0, 100).unwrap().messages[0].seq, 2491);
+    let _ = std::fs::remove_dir_all(&d);
+}
