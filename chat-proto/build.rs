@@ -14,7 +14,11 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() {
-    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read when the script runs, not when it is compiled: cargo reuses a
+    // compiled build script for an identical copy of this crate elsewhere
+    // (another checkout sharing the target directory).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let proto_dir = PathBuf::from(manifest).join("../proto");
     for file in PROTOS {
         println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
     }

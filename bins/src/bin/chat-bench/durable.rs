@@ -92,14 +92,15 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let lat = Latency::new(std::mem::take(&mut *samples.lock().unwrap()));
     let rate = lat.len() as f64 / args.seconds as f64;
     println!(
-        "durable: {} publishers x {} in flight, {} B: {:.0} msgs/s; send-to-echo ms p50 {} p99 {} p99.9 {}",
+        "durable: {} publishers x {} in flight, {} B: {:.0} msgs/s; send-to-echo ms p50 {} p99 {} p99.9 {} max {}",
         args.publishers,
         args.in_flight,
         args.size,
         rate,
         ms(lat.pct(50.0)),
         ms(lat.pct(99.0)),
-        ms(lat.pct(99.9))
+        ms(lat.pct(99.9)),
+        ms(lat.pct(100.0))
     );
     Ok(())
 }
