@@ -18,6 +18,7 @@ mod request;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::compression;
 use crate::limits::{
     DEFAULT_MAX_DECODING, DEFAULT_MAX_DECODING_PER_CONN, DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS,
     MAX_CALLS_PER_CONNECTION,
@@ -279,6 +280,7 @@ impl<H: Handler> Server<H> {
             Call {
                 conn,
                 decoder: crate::codec::Decoder::new(self.config.max_message_size),
+                encoding: checked.encoding,
                 held: 0,
                 headers_sent: false,
                 deadline,
@@ -339,18 +341,27 @@ impl<H: Handler> Server<H> {
             };
             match c.decoder.next_message() {
                 Ok(None) => return self.check_decoding(now, call),
-                Ok(Some(m)) if m.compressed => {
-                    // No grpc-encoding was accepted, so a compressed message
-                    // is a protocol violation: INTERNAL (doc/compression.md,
-                    // test case 6).
-                    let status =
-                        Status::new(Code::Internal, "compressed message without grpc-encoding");
-                    return self.fail(now, call, status);
-                }
                 Ok(Some(m)) => {
+                    let payload = if !m.compressed {
+                        m.payload
+                    } else if let Some(enc) = c.encoding {
+                        // The limit applies to the inflated bytes, checked
+                        // while inflating (GRPC-CONFORMANCE Z-2).
+                        match compression::inflate(enc, &m.payload, self.config.max_message_size) {
+                            Ok(payload) => payload,
+                            Err(e) => return self.fail(now, call, e.to_status()),
+                        }
+                    } else {
+                        // Compressed-Flag 1 with no grpc-encoding or with
+                        // identity: INTERNAL (doc/compression.md, test
+                        // case 6; PROTOCOL-HTTP2.md "Compressed-Flag").
+                        let status =
+                            Status::new(Code::Internal, "compressed message without grpc-encoding");
+                        return self.fail(now, call, status);
+                    };
                     let by = c.by;
                     let (services, mut out) = self.split();
-                    services.message(by, now, call, m.payload, &mut out);
+                    services.message(by, now, call, payload, &mut out);
                 }
                 Err(e) => return self.fail(now, call, e.to_status()),
             }

@@ -103,8 +103,10 @@ pub enum Output<E> {
 }
 
 /// Header fields of every response-headers block and Trailers-Only response,
-/// after `:status`.
+/// after `:status`. `grpc-accept-encoding` lists every encoding requests may
+/// use ([`ACCEPT_ENCODING`](crate::compression::ACCEPT_ENCODING);
+/// PROTOCOL-HTTP2.md "Response-Headers", doc/compression.md).
 pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
     ("content-type", "application/grpc"),
-    ("grpc-accept-encoding", "identity"),
+    ("grpc-accept-encoding", crate::compression::ACCEPT_ENCODING),
 ];
