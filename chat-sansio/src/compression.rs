@@ -167,7 +167,7 @@ fn read_capped(
         if len > max {
             return Some(true);
         }
-        let room = len.max(INFLATE_CHUNK).min(max + 1 - len);
+        let room = len.max(INFLATE_CHUNK).min(max.saturating_add(1) - len);
         // Exact, so the capacity too stays within `max + 1`.
         out.reserve_exact(room);
         out.resize(len + room, 0);

@@ -4,7 +4,7 @@
 mod util;
 
 use bytes::{BufMut, BytesMut};
-use chat_proto::paths::JOIN_CHAT;
+use chat_proto::paths::{JOIN_CHAT, JOIN_CHAT_ROOM};
 use chat_sansio::chat::Chat;
 use chat_sansio::compression::{compress, Encoding};
 use chat_sansio::server::{Server, ServerConfig};
@@ -82,4 +82,64 @@ fn unknown_encodings_are_unimplemented_and_bad_data_internal() {
     let call = h.open_with(1, grpc_head(JOIN_CHAT, &[("grpc-encoding", "identity")]));
     h.data(call, &compressed_frame(Encoding::Gzip, b"x"));
     assert_eq!(h.status(call).code, Code::Internal);
+}
+
+/// A server compressing responses of at least 100 bytes.
+fn compressing() -> util::Harness<Chat> {
+    let config = ServerConfig {
+        compress_min_bytes: Some(100),
+        ..ServerConfig::default()
+    };
+    chat_with(Server::with_config(config, Chat::default()))
+}
+
+fn join_room(h: &mut util::Harness<Chat>, extra: &[(&str, &str)]) -> chat_sansio::server::CallId {
+    let join = h.open_with(1, grpc_head(JOIN_CHAT_ROOM, extra));
+    h.send(
+        join,
+        &chat_proto::User {
+            user_id: "joiner".into(),
+            username: "joiner".into(),
+            room_id: String::new(),
+        },
+    );
+    h.end_stream(join);
+    join
+}
+
+#[test]
+fn direct_responses_are_compressed_only_when_asked_and_accepted() {
+    let long = "a long and repetitive chat message. ".repeat(20);
+    for (accept, server_on, want) in [
+        ("identity,deflate,gzip", true, Some(Encoding::Gzip)),
+        ("deflate", true, Some(Encoding::Deflate)),
+        ("identity", true, None),
+        ("gzip", false, None),
+    ] {
+        let mut h = if server_on { compressing() } else { chat() };
+        let poster = h.open(2, JOIN_CHAT);
+        h.send(poster, &chat_message("u", &long));
+        let join = join_room(&mut h, &[("grpc-accept-encoding", accept)]);
+        let log = h.log(join);
+        assert_eq!(log.encoding, want, "{accept} {server_on}");
+        assert_eq!(log.compressed, usize::from(want.is_some()), "{accept}");
+        let rooms: Vec<chat_proto::ChatRoom> = h.decoded(join);
+        assert_eq!(rooms[0].history[0].message, long);
+        assert_eq!(h.status(join).code, Code::Ok);
+    }
+}
+
+#[test]
+fn small_messages_and_multicasts_stay_plain() {
+    let mut h = compressing();
+    // The room is empty: its ChatRoom answer is under 100 bytes.
+    let join = join_room(&mut h, &[("grpc-accept-encoding", "gzip")]);
+    assert_eq!(h.log(join).encoding, Some(Encoding::Gzip));
+    assert_eq!(h.log(join).compressed, 0);
+    // Broadcasts are one shared frame: never compressed, however long.
+    let listener = h.open_with(1, grpc_head(JOIN_CHAT, &[("grpc-accept-encoding", "gzip")]));
+    let long = "broadcast ".repeat(100);
+    h.send(listener, &chat_message("u", &long));
+    assert_eq!(message_texts(&h, listener), [long]);
+    assert_eq!(h.log(listener).compressed, 0);
 }

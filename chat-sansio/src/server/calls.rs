@@ -18,6 +18,9 @@ pub(crate) struct Call {
     pub decoder: Decoder,
     /// The request's `grpc-encoding`, for its compressed messages.
     pub encoding: Option<Encoding>,
+    /// The encoding of responses, and the smallest message compressed;
+    /// `None`: responses go plain.
+    pub compress: Option<(Encoding, usize)>,
     pub headers_sent: bool,
     pub deadline: Option<Time>,
     /// The client has half-closed; anything more from it is ignored.

@@ -74,6 +74,18 @@ pub struct ServerConfig {
     /// The same for every connection together ([`Server::decoding`] says
     /// how much is held now).
     pub max_decoding: usize,
+    /// Compress a response message of at least this many bytes, when the
+    /// client lists gzip or deflate in `grpc-accept-encoding` (only those,
+    /// doc/compression.md: SHALL); the call's response headers then carry
+    /// `grpc-encoding`. `None` (the default): never. Off by default because
+    /// chat messages are small, compressing them costs CPU for nothing, and
+    /// compressing secrets next to attacker-chosen text leaks them (the
+    /// CRIME/BREACH note in doc/compression.md).
+    ///
+    /// Only messages sent to one call ([`Outbox::send`]) are compressed.
+    /// A [`multicast`](Outbox::multicast) never is: its one frame is shared
+    /// by every member, whatever each negotiated.
+    pub compress_min_bytes: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +96,7 @@ impl Default for ServerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             health: true,
             reflection: Some(chat_proto::FILE_DESCRIPTOR_SET),
+            compress_min_bytes: None,
         }
     }
 }
@@ -281,6 +294,7 @@ impl<H: Handler> Server<H> {
                 conn,
                 decoder: crate::codec::Decoder::new(self.config.max_message_size),
                 encoding: checked.encoding,
+                compress: checked.accepts.zip(self.config.compress_min_bytes),
                 held: 0,
                 headers_sent: false,
                 deadline,
@@ -313,7 +327,8 @@ impl<H: Handler> Server<H> {
         if let Some(c) = self.calls.get_mut(call) {
             if !c.headers_sent {
                 c.headers_sent = true;
-                self.queue.push_back(Output::Headers { call });
+                let encoding = c.compress.map(|(enc, _)| enc);
+                self.queue.push_back(Output::Headers { call, encoding });
             }
         }
     }
