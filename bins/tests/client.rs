@@ -144,6 +144,30 @@ fn own_lines_are_marked_delivered_and_every_message_has_one_form() {
     assert_eq!(alice.count(plain("basics", "Alice", "hello there")), 0);
 }
 
+/// `--compress gzip` and `deflate`: the client's lines go compressed, the
+/// server (compressing every reply to one call) answers compressed, and a
+/// plain client joining later sees them in the history, as typed.
+#[test]
+fn compressed_lines_and_replies() {
+    let server = in_memory(&["--compress-min-bytes", "0"]);
+    let addr = server.addr().to_string();
+    let long = "a long line that squeezes well. ".repeat(20);
+    let long = long.trim_end();
+    for (id, algo) in [("gz", "gzip"), ("df", "deflate")] {
+        let name = format!("Packer-{algo}");
+        let args = ["--compress", algo];
+        let mut packer = User::start_args(&addr, id, &name, "squeeze", Stdio::piped(), &args);
+        packer.wait_line("Joined chat room squeeze");
+        packer.type_line(long);
+        packer.wait_for("the long line delivered", own("squeeze", &name, long));
+    }
+    let reader = User::start(&addr, "rd", "Reader", "squeeze");
+    for algo in ["gzip", "deflate"] {
+        let name = format!("Packer-{algo}");
+        reader.wait_for("the history", plain("squeeze", &name, long));
+    }
+}
+
 #[test]
 fn commands_switch_left_then_joined_and_one_end_of_input_quits() {
     let server = in_memory(&[]);

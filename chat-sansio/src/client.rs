@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use crate::codec::Decoder;
+use crate::compression::{inflate, Encoding, UnknownEncoding};
 use crate::metadata::Metadata;
 use crate::server::is_grpc_content_type;
 use crate::status::{percent_decode, Code, Status};
@@ -15,13 +16,21 @@ use crate::status::{percent_decode, Code, Status};
 #[derive(Debug)]
 pub struct ResponseReader {
     decoder: Decoder,
+    max_message_size: usize,
+    /// The response's `grpc-encoding`: `Ok(None)` for none or identity,
+    /// `Err` for one we do not speak (then a compressed message is
+    /// INTERNAL, GRPC-CONFORMANCE Z-C2).
+    encoding: Result<Option<Encoding>, UnknownEncoding>,
 }
 
 impl ResponseReader {
-    /// A reader refusing response messages over `max_message_size` bytes.
+    /// A reader refusing response messages over `max_message_size` bytes,
+    /// compressed ones included once inflated.
     pub fn new(max_message_size: usize) -> ResponseReader {
         ResponseReader {
             decoder: Decoder::new(max_message_size),
+            max_message_size,
+            encoding: Ok(None),
         }
     }
 
@@ -56,6 +65,9 @@ impl ResponseReader {
         if end_of_stream {
             return Some(status_from_trailers(headers).unwrap_or_else(missing_status));
         }
+        if let Some(value) = headers.get("grpc-encoding") {
+            self.encoding = Encoding::parse(value);
+        }
         None
     }
 
@@ -67,10 +79,22 @@ impl ResponseReader {
     /// The next whole response message, if one is buffered.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
         match self.decoder.next_message() {
-            Ok(Some(m)) if m.compressed => Err(Status::new(
-                Code::Internal,
-                "compressed response message, but no compression was negotiated",
-            )),
+            Ok(Some(m)) if m.compressed => match &self.encoding {
+                Ok(Some(enc)) => inflate(*enc, &m.payload, self.max_message_size)
+                    .map(Some)
+                    .map_err(|e| e.to_status()),
+                Ok(None) => Err(Status::new(
+                    Code::Internal,
+                    "compressed response message without grpc-encoding",
+                )),
+                Err(unknown) => Err(Status::new(
+                    Code::Internal,
+                    format!(
+                        "compressed response message in unknown encoding {:?}",
+                        unknown.0
+                    ),
+                )),
+            },
             Ok(Some(m)) => Ok(Some(m.payload)),
             Ok(None) => Ok(None),
             Err(e) => Err(e.to_status()),
@@ -193,6 +217,42 @@ mod tests {
             r.trailers(&md(&[("grpc-status", "0")])).code,
             Code::Internal
         );
+    }
+
+    #[test]
+    fn compressed_responses_are_inflated_per_grpc_encoding() {
+        let body = [b'z'; 3000];
+        for (name, enc) in [("gzip", Encoding::Gzip), ("deflate", Encoding::Deflate)] {
+            let frame = crate::codec::encode_raw(&body).unwrap();
+            let packed = crate::compression::compress_frame(enc, &frame).unwrap();
+            let headers = md(&[
+                ("content-type", "application/grpc"),
+                ("grpc-encoding", name),
+            ]);
+            let mut r = ResponseReader::new(4096);
+            assert!(r.headers(200, &headers, false).is_none());
+            r.data(&packed);
+            r.data(&frame);
+            assert_eq!(&r.next_message().unwrap().unwrap()[..], &body[..]);
+            assert_eq!(&r.next_message().unwrap().unwrap()[..], &body[..]);
+            // Past the limit once inflated: RESOURCE_EXHAUSTED.
+            let mut r = ResponseReader::new(1000);
+            r.headers(200, &headers, false);
+            r.data(&packed);
+            assert_eq!(r.next_message().unwrap_err().code, Code::ResourceExhausted);
+        }
+        for headers in [
+            md(&[("content-type", "application/grpc")]),
+            md(&[
+                ("content-type", "application/grpc"),
+                ("grpc-encoding", "snappy"),
+            ]),
+        ] {
+            let mut r = ResponseReader::new(4096);
+            r.headers(200, &headers, false);
+            r.data(&[1, 0, 0, 0, 1, 7]);
+            assert_eq!(r.next_message().unwrap_err().code, Code::Internal);
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The pure core of the chat system: no sockets, threads, clocks or async.
 //!
 //! - [`codec`]: the gRPC length-prefixed message codec.
+//! - [`compression`]: gzip and deflate message bodies, inflated within the
+//!   message limit.
 //! - [`status`], [`metadata`], [`timeout`]: the call-level vocabulary.
 //! - [`server`]: a server-side gRPC call state machine, [`server::Server`],
 //!   generic over a [`server::Handler`] (the application).
@@ -20,6 +22,7 @@
 pub mod chat;
 pub mod client;
 pub mod codec;
+pub mod compression;
 pub mod idmap;
 pub mod limits;
 pub mod metadata;

@@ -20,6 +20,11 @@ pub const DEFAULT_MAX_DECODING: usize = 32 * DEFAULT_MAX_MESSAGE_SIZE;
 /// big-endian length (PROTOCOL-HTTP2.md "Length-Prefixed-Message").
 pub const MESSAGE_HEADER_LEN: usize = 5;
 
+/// Bytes a compressed message is first inflated into; the buffer then
+/// doubles up to the message limit. Small, so a small compressed message
+/// costs little; most chat messages inflate into one chunk.
+pub const INFLATE_CHUNK: usize = 16 * 1024;
+
 /// Longest `grpc-message` we put in trailers, in bytes before percent-encoding.
 /// Long trailers break peers with small header limits (PROTOCOL-HTTP2.md
 /// suggests 8 KiB for a header list).

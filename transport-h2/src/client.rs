@@ -15,6 +15,7 @@ use crate::io::Io;
 use async_io::Timer;
 use bytes::Bytes;
 use chat_sansio::client::{status_from_reset, ResponseReader};
+use chat_sansio::compression::{compress_frame, Encoding, ACCEPT_ENCODING};
 use chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE;
 use chat_sansio::timeout::encode_timeout;
 use chat_sansio::{codec, Code, Status};
@@ -48,6 +49,11 @@ pub struct CallOptions {
     pub metadata: Vec<(String, String)>,
     /// The call's deadline, sent as `grpc-timeout` and enforced locally.
     pub timeout: Option<Duration>,
+    /// Compress request messages with this encoding (sent as
+    /// `grpc-encoding`); each goes plain if compressing does not make it
+    /// smaller. `None`: every message plain. Responses are inflated
+    /// whatever this says, per the response's `grpc-encoding`.
+    pub compression: Option<Encoding>,
 }
 
 impl CallOptions {
@@ -60,6 +66,12 @@ impl CallOptions {
     /// Sets the deadline.
     pub fn timeout(mut self, timeout: Duration) -> CallOptions {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Compresses request messages with `encoding`.
+    pub fn compression(mut self, encoding: Encoding) -> CallOptions {
+        self.compression = Some(encoding);
         self
     }
 }
@@ -148,7 +160,12 @@ impl Channel {
         req = req
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .header("user-agent", USER_AGENT);
+            .header("user-agent", USER_AGENT)
+            // What responses may use (GRPC-CONFORMANCE Z-C5).
+            .header("grpc-accept-encoding", ACCEPT_ENCODING);
+        if let Some(enc) = options.compression {
+            req = req.header("grpc-encoding", enc.name());
+        }
         for (k, v) in &options.metadata {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -176,7 +193,11 @@ impl Channel {
             smol::spawn(cancel_at(deadline, weak)).detach();
         }
         Ok(Call {
-            sender: CallSender { stream, deadline },
+            sender: CallSender {
+                stream,
+                deadline,
+                compression: options.compression,
+            },
             receiver: CallReceiver {
                 state: RecvState::Waiting(response),
                 reader: ResponseReader::new(DEFAULT_MAX_MESSAGE_SIZE),
@@ -238,6 +259,7 @@ fn call_has_ended() -> Status {
 pub struct CallSender {
     stream: Arc<Mutex<SendStream<Bytes>>>,
     deadline: Option<Instant>,
+    compression: Option<Encoding>,
 }
 
 impl CallSender {
@@ -251,7 +273,11 @@ impl CallSender {
 
     /// Encodes and sends one message, waiting for flow-control window.
     pub async fn send<M: prost::Message>(&mut self, msg: &M) -> Result<(), Status> {
-        let frame = codec::encode(msg).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
+        let mut frame =
+            codec::encode(msg).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
+        if let Some(enc) = self.compression {
+            frame = compress_frame(enc, &frame).unwrap_or(frame);
+        }
         self.send_frame(frame).await
     }
 

@@ -2,6 +2,7 @@
 //! response header blocks the core asks for.
 
 use bytes::Bytes;
+use chat_sansio::compression::Encoding;
 use chat_sansio::metadata::Metadata;
 use chat_sansio::server::RESPONSE_HEADERS;
 use chat_sansio::Status;
@@ -17,10 +18,15 @@ pub(crate) fn to_metadata(headers: &HeaderMap) -> Metadata {
 }
 
 /// Response headers for an accepted call (PROTOCOL-HTTP2.md,
-/// "Response-Headers"): no `grpc-status` here.
-pub(crate) fn response_headers() -> Response<()> {
+/// "Response-Headers"): no `grpc-status` here; `grpc-encoding` when the
+/// call's compressed messages use `encoding`.
+pub(crate) fn response_headers(encoding: Option<Encoding>) -> Response<()> {
     let mut resp = Response::new(());
     add_static(resp.headers_mut(), RESPONSE_HEADERS);
+    if let Some(enc) = encoding {
+        resp.headers_mut()
+            .insert("grpc-encoding", HeaderValue::from_static(enc.name()));
+    }
     resp
 }
 

@@ -446,3 +446,44 @@ fn presence_ends_when_the_tonic_connection_closes() {
         }
     });
 }
+
+/// Compression both ways with tonic, gzip and deflate: a tonic client that
+/// sends compressed (`send_compressed`) and accepts compressed
+/// (`accept_compressed`) calls JoinChat and JoinChatRoom on our server set
+/// to compress every reply to one call; the long message comes back in the
+/// room's history, inflated by tonic (doc/compression.md).
+#[test]
+fn tonic_compresses_both_ways() {
+    use tonic::codec::CompressionEncoding;
+    run_tokio(10, async {
+        let core = chat_sansio::server::ServerConfig {
+            compress_min_bytes: Some(0),
+            ..Default::default()
+        };
+        let addr = common::server::start_core(Chat::default(), core, ServerConfig::default());
+        for enc in [CompressionEncoding::Gzip, CompressionEncoding::Deflate] {
+            let mut client = tonic_client(addr)
+                .await
+                .send_compressed(enc)
+                .accept_compressed(enc);
+            let long = format!("{enc:?} squeezes well. ").repeat(200);
+            let request = tokio_stream::iter(vec![chat("poster", &long)]);
+            let mut stream = client
+                .join_chat(request)
+                .await
+                .expect("JoinChat accepted")
+                .into_inner();
+            let echo = next(&mut stream).await.expect("ok").expect("the echo");
+            assert_eq!(echo.message, long);
+            assert!(next(&mut stream).await.expect("ends with OK").is_none());
+
+            let mut rooms = join_room_once(&mut client, user("joiner", "Joiner")).await;
+            let room = next(&mut rooms).await.expect("ok").expect("a ChatRoom");
+            assert!(
+                room.history.iter().any(|m| m.message == long),
+                "{enc:?}: the long message in the history"
+            );
+            assert!(next(&mut rooms).await.expect("ends with OK").is_none());
+        }
+    });
+}

@@ -38,6 +38,7 @@ use chat_engine::sqlite::{NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Engine, Retention, Served, Writer};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+use chat_sansio::compression::Encoding;
 use chat_sansio::metadata::Metadata;
 use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server, RESPONSE_HEADERS};
 use chat_sansio::{Status, Time};
@@ -74,7 +75,8 @@ struct Args {
 
 /// What a call's writer task is told to do.
 enum Write {
-    Headers,
+    /// Response headers, with `grpc-encoding` if the call compresses.
+    Headers(Option<Encoding>),
     Message(Bytes),
     End(Status, Option<u16>),
     /// Tell the core once everything before this is written.
@@ -203,7 +205,7 @@ fn route(
             Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Multicast { .. } => {
                 continue
             }
-            Output::Headers { call } => (call, Write::Headers),
+            Output::Headers { call, encoding } => (call, Write::Headers(encoding)),
             Output::Message { call, frame } => (call, Write::Message(frame)),
             Output::Trailers { call, status } => (call, Write::End(status, None)),
             Output::TrailersOnly {
@@ -331,10 +333,14 @@ async fn write_call(
     let mut send: Option<SendStream<Bytes>> = None;
     while let Some(write) = writes.recv().await {
         match write {
-            Write::Headers => {
+            Write::Headers(encoding) => {
                 let mut resp = Response::new(());
                 for (k, v) in RESPONSE_HEADERS {
                     resp.headers_mut().insert(*k, HeaderValue::from_static(v));
+                }
+                if let Some(enc) = encoding {
+                    let value = HeaderValue::from_static(enc.name());
+                    resp.headers_mut().insert("grpc-encoding", value);
                 }
                 match respond.send_response(resp, false) {
                     Ok(s) => send = Some(s),

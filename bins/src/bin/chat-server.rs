@@ -107,6 +107,13 @@ struct Args {
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
+    /// Compress response messages of at least this many bytes (gzip, or
+    /// deflate), for clients that list one in grpc-accept-encoding. Unset:
+    /// never. Broadcast chat messages are never compressed (one frame is
+    /// shared by every listener); JoinChatRoom answers, History pages and
+    /// other replies to one call may be. README, "gRPC details".
+    #[arg(long)]
+    compress_min_bytes: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +219,7 @@ fn main() {
             // half the budget, and two of the largest per connection.
             max_decoding: args.memory_budget_mb.saturating_mul(1024 * 1024) / 2,
             max_decoding_per_conn: args.max_message_size.saturating_mul(2),
+            compress_min_bytes: args.compress_min_bytes,
             ..CoreConfig::default()
         },
         chat,

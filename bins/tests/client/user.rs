@@ -50,9 +50,22 @@ impl User {
 
     /// [`User::start`] with `stdin` as the client's standard input.
     pub fn start_with(addr: &str, id: &str, name: &str, room: &str, stdin: Stdio) -> User {
+        User::start_args(addr, id, name, room, stdin, &[])
+    }
+
+    /// [`User::start_with`] with more command-line arguments.
+    pub fn start_args(
+        addr: &str,
+        id: &str,
+        name: &str,
+        room: &str,
+        stdin: Stdio,
+        extra: &[&str],
+    ) -> User {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-client"))
             .args(["--addr", addr, "--user-id", id, "--username", name])
             .args(["--room", room])
+            .args(extra)
             .env_remove("CHAT_TOKEN")
             // One clock for every line, whatever the machine's zone.
             .env("TZ", "UTC")

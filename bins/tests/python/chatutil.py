@@ -52,12 +52,13 @@ def run(main):
     os._exit(0)
 
 
-def channel(addr, **options):
+def channel(addr, compression=None, **options):
     """A channel of its own: its own TCP connection (grpcio otherwise shares
-    one connection between channels to the same target), no proxy."""
+    one connection between channels to the same target), no proxy.
+    `compression` (a grpc.Compression) compresses every request."""
     opts = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_http_proxy", 0)]
     opts += [(f"grpc.{k}", v) for k, v in options.items()]
-    return grpc.insecure_channel(addr, options=opts)
+    return grpc.insecure_channel(addr, options=opts, compression=compression)
 
 
 def stub(ch):

@@ -79,7 +79,7 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
         Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Multicast { .. } => {
             unreachable!("expanded")
         }
-        Output::Headers { call } => {
+        Output::Headers { call, .. } => {
             let c = model.call_mut(call);
             assert!(c.live(), "Headers for {call:?} after it ended: {c:?}");
             assert!(!c.headers, "second Headers for {call:?}");

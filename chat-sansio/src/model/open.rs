@@ -153,7 +153,7 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
         headers.push(name("grpc-timeout", "Grpc-Timeout"), v.clone());
     }
     match quirk {
-        Quirk::Odd(OddQuirk::EncodingGzip) => headers.push("grpc-encoding", "gzip"),
+        Quirk::Odd(OddQuirk::EncodingUnknown) => headers.push("grpc-encoding", "snappy"),
         Quirk::EncodingIdentity => headers.push("grpc-encoding", "identity"),
         _ => {}
     }
@@ -207,7 +207,7 @@ pub fn open_request(model: &Model, conn: ConnId, choices: Headers) -> OpenReques
         Expect::Reject(415, Code::InvalidArgument)
     } else if matches!(timeout, Some((_, Err(())))) {
         Expect::Reject(400, Code::Internal)
-    } else if matches!(quirk, Quirk::Odd(OddQuirk::EncodingGzip)) {
+    } else if matches!(quirk, Quirk::Odd(OddQuirk::EncodingUnknown)) {
         Expect::Reject(200, Code::Unimplemented)
     } else if model.closing.is_some() {
         Expect::Reject(200, Code::Unavailable)

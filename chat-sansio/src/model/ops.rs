@@ -185,8 +185,8 @@ pub enum Quirk {
 pub enum OddQuirk {
     /// `:method GET`.
     MethodGet,
-    /// `grpc-encoding: gzip`.
-    EncodingGzip,
+    /// `grpc-encoding: snappy`, an encoding the server does not speak.
+    EncodingUnknown,
 }
 
 /// The `authorization` a request carries.

@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::codec::Decoder;
+use crate::compression::Encoding;
 use crate::time::Time;
 
 use super::ids::{CallId, ConnId, GroupId};
@@ -15,6 +16,11 @@ use super::ids::{CallId, ConnId, GroupId};
 pub(crate) struct Call {
     pub conn: ConnId,
     pub decoder: Decoder,
+    /// The request's `grpc-encoding`, for its compressed messages.
+    pub encoding: Option<Encoding>,
+    /// The encoding of responses, and the smallest message compressed;
+    /// `None`: responses go plain.
+    pub compress: Option<(Encoding, usize)>,
     pub headers_sent: bool,
     pub deadline: Option<Time>,
     /// The client has half-closed; anything more from it is ignored.

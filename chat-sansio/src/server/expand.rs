@@ -137,7 +137,13 @@ mod tests {
         e.apply(Output::Unsubscribe { call: CallId(2) }, &mut out);
         assert_eq!(e.members(g), 0);
         // Other outputs pass through.
-        e.apply(Output::Headers { call: CallId(9) }, &mut out);
+        e.apply(
+            Output::Headers {
+                call: CallId(9),
+                encoding: None,
+            },
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
     }
 }

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::codec;
+use crate::compression;
+use crate::limits::MESSAGE_HEADER_LEN;
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 use crate::time::Time;
@@ -133,12 +135,22 @@ impl<E> Outbox<'_, E> {
     }
 
     /// Queues an already framed message (see [`codec::encode`]) on `call`.
-    /// The same `Bytes` can go to many calls without copying. Returns false,
+    /// The same `Bytes` can go to many calls without copying, unless the
+    /// call compresses its responses
+    /// ([`ServerConfig::compress_min_bytes`](super::ServerConfig::compress_min_bytes)):
+    /// then a frame that large is compressed for it. Returns false,
     /// sending nothing, if the call has ended.
     pub fn send(&mut self, call: CallId, frame: Bytes) -> bool {
         if !self.answer(call) {
             return false;
         }
+        let compress = self.calls.get_mut(call).and_then(|c| c.compress);
+        let frame = match compress {
+            Some((enc, min)) if frame.len() >= MESSAGE_HEADER_LEN + min => {
+                compression::compress_frame(enc, &frame).unwrap_or(frame)
+            }
+            _ => frame,
+        };
         self.queue.push_back(Output::Message { call, frame });
         true
     }
@@ -151,7 +163,8 @@ impl<E> Outbox<'_, E> {
         };
         if !c.headers_sent {
             c.headers_sent = true;
-            self.queue.push_back(Output::Headers { call });
+            let encoding = c.compress.map(|(enc, _)| enc);
+            self.queue.push_back(Output::Headers { call, encoding });
         }
         true
     }
@@ -186,7 +199,9 @@ impl<E> Outbox<'_, E> {
 
     /// Queues one framed message for every call subscribed to `group` at
     /// this point: one output, whatever the number of members, so a driver
-    /// can share the work of a broadcast instead of doing it per call.
+    /// can share the work of a broadcast instead of doing it per call. It
+    /// goes as it is, never compressed: members negotiated encodings one by
+    /// one, and the frame is shared.
     pub fn multicast(&mut self, group: GroupId, frame: Bytes) {
         self.queue.push_back(Output::Multicast { group, frame });
     }

@@ -18,6 +18,7 @@ mod request;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::compression;
 use crate::limits::{
     DEFAULT_MAX_DECODING, DEFAULT_MAX_DECODING_PER_CONN, DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS,
     MAX_CALLS_PER_CONNECTION,
@@ -73,6 +74,18 @@ pub struct ServerConfig {
     /// The same for every connection together ([`Server::decoding`] says
     /// how much is held now).
     pub max_decoding: usize,
+    /// Compress a response message of at least this many bytes, when the
+    /// client lists gzip or deflate in `grpc-accept-encoding` (only those,
+    /// doc/compression.md: SHALL); the call's response headers then carry
+    /// `grpc-encoding`. `None` (the default): never. Off by default because
+    /// chat messages are small, compressing them costs CPU for nothing, and
+    /// compressing secrets next to attacker-chosen text leaks them (the
+    /// CRIME/BREACH note in doc/compression.md).
+    ///
+    /// Only messages sent to one call ([`Outbox::send`]) are compressed.
+    /// A [`multicast`](Outbox::multicast) never is: its one frame is shared
+    /// by every member, whatever each negotiated.
+    pub compress_min_bytes: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +96,7 @@ impl Default for ServerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             health: true,
             reflection: Some(chat_proto::FILE_DESCRIPTOR_SET),
+            compress_min_bytes: None,
         }
     }
 }
@@ -279,6 +293,8 @@ impl<H: Handler> Server<H> {
             Call {
                 conn,
                 decoder: crate::codec::Decoder::new(self.config.max_message_size),
+                encoding: checked.encoding,
+                compress: checked.accepts.zip(self.config.compress_min_bytes),
                 held: 0,
                 headers_sent: false,
                 deadline,
@@ -311,7 +327,8 @@ impl<H: Handler> Server<H> {
         if let Some(c) = self.calls.get_mut(call) {
             if !c.headers_sent {
                 c.headers_sent = true;
-                self.queue.push_back(Output::Headers { call });
+                let encoding = c.compress.map(|(enc, _)| enc);
+                self.queue.push_back(Output::Headers { call, encoding });
             }
         }
     }
@@ -339,18 +356,27 @@ impl<H: Handler> Server<H> {
             };
             match c.decoder.next_message() {
                 Ok(None) => return self.check_decoding(now, call),
-                Ok(Some(m)) if m.compressed => {
-                    // No grpc-encoding was accepted, so a compressed message
-                    // is a protocol violation: INTERNAL (doc/compression.md,
-                    // test case 6).
-                    let status =
-                        Status::new(Code::Internal, "compressed message without grpc-encoding");
-                    return self.fail(now, call, status);
-                }
                 Ok(Some(m)) => {
+                    let payload = if !m.compressed {
+                        m.payload
+                    } else if let Some(enc) = c.encoding {
+                        // The limit applies to the inflated bytes, checked
+                        // while inflating (GRPC-CONFORMANCE Z-2).
+                        match compression::inflate(enc, &m.payload, self.config.max_message_size) {
+                            Ok(payload) => payload,
+                            Err(e) => return self.fail(now, call, e.to_status()),
+                        }
+                    } else {
+                        // Compressed-Flag 1 with no grpc-encoding or with
+                        // identity: INTERNAL (doc/compression.md, test
+                        // case 6; PROTOCOL-HTTP2.md "Compressed-Flag").
+                        let status =
+                            Status::new(Code::Internal, "compressed message without grpc-encoding");
+                        return self.fail(now, call, status);
+                    };
                     let by = c.by;
                     let (services, mut out) = self.split();
-                    services.message(by, now, call, m.payload, &mut out);
+                    services.message(by, now, call, payload, &mut out);
                 }
                 Err(e) => return self.fail(now, call, e.to_status()),
             }

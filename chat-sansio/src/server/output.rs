@@ -19,10 +19,15 @@ use super::ids::{CallId, ConnId, GroupId};
 #[non_exhaustive]
 pub enum Output<E> {
     /// Send the response headers: `:status 200`, `content-type:
-    /// application/grpc` (see [`RESPONSE_HEADERS`]); not end of stream.
+    /// application/grpc` (see [`RESPONSE_HEADERS`]), and `grpc-encoding`
+    /// if `encoding` is set; not end of stream.
     Headers {
         /// The call.
         call: CallId,
+        /// The `grpc-encoding` of the call's compressed messages, if it
+        /// may have some (PROTOCOL-HTTP2.md "Response-Headers"). Each
+        /// message says by its flag whether it is compressed.
+        encoding: Option<crate::compression::Encoding>,
     },
     /// Send one framed message as DATA.
     Message {
@@ -46,6 +51,7 @@ pub enum Output<E> {
         call: CallId,
     },
     /// Send one framed message to every call subscribed to `group` now.
+    /// Never compressed, so one frame serves every member.
     Multicast {
         /// The group.
         group: GroupId,
@@ -103,8 +109,10 @@ pub enum Output<E> {
 }
 
 /// Header fields of every response-headers block and Trailers-Only response,
-/// after `:status`.
+/// after `:status`. `grpc-accept-encoding` lists every encoding requests may
+/// use ([`ACCEPT_ENCODING`](crate::compression::ACCEPT_ENCODING);
+/// PROTOCOL-HTTP2.md "Response-Headers", doc/compression.md).
 pub const RESPONSE_HEADERS: &[(&str, &str)] = &[
     ("content-type", "application/grpc"),
-    ("grpc-accept-encoding", "identity"),
+    ("grpc-accept-encoding", crate::compression::ACCEPT_ENCODING),
 ];

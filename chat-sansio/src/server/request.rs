@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::compression::Encoding;
 use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 use crate::timeout::parse_timeout;
@@ -34,6 +35,13 @@ pub struct Rejection {
 pub(crate) struct Checked {
     /// The `grpc-timeout`, if any.
     pub timeout: Option<Duration>,
+    /// The `grpc-encoding` of the request's compressed messages; `None`
+    /// for `identity` or no header, when a compressed message is an error.
+    pub encoding: Option<Encoding>,
+    /// The encoding responses may use: our preferred one among those the
+    /// client lists in `grpc-accept-encoding` (doc/compression.md: only
+    /// those, SHALL).
+    pub accepts: Option<Encoding>,
 }
 
 fn reject(http_status: u16, code: Code, message: impl Into<String>) -> Rejection {
@@ -92,19 +100,24 @@ pub(crate) fn check(head: &RequestHead) -> Result<Checked, Rejection> {
             }
         },
     };
-    if let Some(enc) = head.headers.get("grpc-encoding") {
-        if !enc.eq_ignore_ascii_case(b"identity") {
-            return Err(reject(
-                200,
-                Code::Unimplemented,
-                format!(
-                    "grpc-encoding {:?} is not supported; this server accepts identity",
-                    String::from_utf8_lossy(enc)
-                ),
-            ));
+    // An encoding we do not know: UNIMPLEMENTED, and the Trailers-Only
+    // answer lists ours in grpc-accept-encoding (doc/compression.md).
+    let encoding = match head.headers.get("grpc-encoding").map(Encoding::parse) {
+        None => None,
+        Some(Ok(enc)) => enc,
+        Some(Err(unknown)) => {
+            return Err(Rejection {
+                http_status: 200,
+                status: unknown.to_status(),
+            })
         }
-    }
-    Ok(Checked { timeout })
+    };
+    let accepts = Encoding::pick(head.headers.get_all("grpc-accept-encoding"));
+    Ok(Checked {
+        timeout,
+        encoding,
+        accepts,
+    })
 }
 
 #[cfg(test)]
@@ -156,10 +169,11 @@ mod tests {
         assert_eq!((r.http_status, r.status.code), (400, Code::Internal));
         let r = check(&head(
             Some("application/grpc"),
-            &[("grpc-encoding", "gzip")],
+            &[("grpc-encoding", "snappy")],
         ))
         .unwrap_err();
         assert_eq!((r.http_status, r.status.code), (200, Code::Unimplemented));
+        assert!(r.status.message.contains("gzip,deflate,identity"));
         let mut h = head(Some("application/grpc"), &[]);
         h.method = "GET".into();
         assert_eq!(check(&h).unwrap_err().http_status, 405);
@@ -173,5 +187,26 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.timeout, Some(Duration::ZERO));
+        assert_eq!(c.encoding, None);
+    }
+
+    #[test]
+    fn reads_the_encodings() {
+        let c = check(&head(
+            Some("application/grpc"),
+            &[
+                ("grpc-encoding", "deflate"),
+                ("grpc-accept-encoding", "identity,deflate,gzip"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(c.encoding, Some(Encoding::Deflate));
+        assert_eq!(c.accepts, Some(Encoding::Gzip));
+        let c = check(&head(
+            Some("application/grpc"),
+            &[("grpc-encoding", "gzip")],
+        ))
+        .unwrap();
+        assert_eq!((c.encoding, c.accepts), (Some(Encoding::Gzip), None));
     }
 }

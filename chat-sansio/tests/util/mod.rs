@@ -25,6 +25,11 @@ pub struct CallLog {
     pub conn: u64,
     /// Outputs that arrived after the call's end (must stay empty).
     pub after_end: usize,
+    /// The `grpc-encoding` of its response headers.
+    pub encoding: Option<chat_sansio::compression::Encoding>,
+    /// How many of its messages came compressed (`messages` has them
+    /// inflated).
+    pub compressed: usize,
 }
 
 pub struct Harness<H: Handler> {
@@ -137,7 +142,10 @@ impl<H: Handler> Harness<H> {
                 | Output::Multicast { .. } => {
                     unreachable!("Expand consumes group outputs")
                 }
-                Output::Headers { call } => (call, 0),
+                Output::Headers { call, encoding } => {
+                    self.calls.entry(call).or_default().encoding = encoding;
+                    (call, 0)
+                }
                 Output::Message { call, ref frame } => {
                     let log = self.calls.entry(call).or_default();
                     if log.end.is_empty() {
@@ -145,7 +153,14 @@ impl<H: Handler> Harness<H> {
                         dec.push(frame);
                         let m = dec.next_message().unwrap().unwrap();
                         assert!(dec.next_message().unwrap().is_none());
-                        log.messages.push(m.payload);
+                        let payload = if m.compressed {
+                            log.compressed += 1;
+                            let enc = log.encoding.expect("compressed without grpc-encoding");
+                            chat_sansio::compression::inflate(enc, &m.payload, 64 << 20).unwrap()
+                        } else {
+                            m.payload
+                        };
+                        log.messages.push(payload);
                     } else {
                         log.after_end += 1;
                     }

@@ -91,7 +91,9 @@ pub(crate) async fn run<H: Handler>(
                     members.unsubscribe(call, batches.len());
                     (call, ToConn::Unsubscribe(split_call(call).1))
                 }
-                Output::Headers { call } => (call, ToConn::Headers(split_call(call).1)),
+                Output::Headers { call, encoding } => {
+                    (call, ToConn::Headers(split_call(call).1, encoding))
+                }
                 Output::Message { call, frame } => {
                     (call, ToConn::Message(split_call(call).1, frame))
                 }

@@ -61,7 +61,8 @@ pub(crate) enum ToCore<I> {
 /// What the core asks one connection to write, by h2 stream id.
 #[derive(Debug)]
 pub(crate) enum ToConn {
-    Headers(u32),
+    /// Response headers, with `grpc-encoding` if the call compresses.
+    Headers(u32, Option<chat_sansio::compression::Encoding>),
     Message(u32, Bytes),
     Trailers(u32, Status),
     TrailersOnly(u32, u16, Status),
@@ -79,7 +80,7 @@ impl ToConn {
     /// The h2 stream it is for, if it is for one.
     pub(crate) fn stream(&self) -> Option<u32> {
         match *self {
-            ToConn::Headers(sid)
+            ToConn::Headers(sid, _)
             | ToConn::Message(sid, _)
             | ToConn::Trailers(sid, _)
             | ToConn::TrailersOnly(sid, ..)

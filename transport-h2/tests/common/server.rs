@@ -65,6 +65,23 @@ where
     (addr, server)
 }
 
+/// As [`start`], with the core's own settings (`core`).
+pub fn start_core<H>(
+    handler: H,
+    core: chat_sansio::server::ServerConfig,
+    config: ServerConfig,
+) -> SocketAddr
+where
+    H: Inline + Send + 'static,
+    H::Event: Send + 'static,
+    H::Input: Send + 'static,
+{
+    let core = chat_sansio::server::Server::with_config(core, handler);
+    let server = Server::start(core, config, H::inline());
+    let addr = on_free_port(move |listener| async move { server.serve(listener).await });
+    addr
+}
+
 /// As [`start`], with TLS on every connection.
 #[cfg(feature = "tls")]
 pub fn start_tls<H>(

@@ -17,6 +17,7 @@ mod rig;
 mod bad_input;
 mod cancellation;
 mod coalescing;
+mod compression;
 mod deadlines;
 mod framing;
 mod headers;

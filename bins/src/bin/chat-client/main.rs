@@ -17,6 +17,7 @@ use std::io::{BufRead, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chat_proto::User;
+use chat_sansio::compression::Encoding;
 use clap::Parser;
 use futures_lite::future;
 use smol::channel::{Receiver, Sender};
@@ -53,6 +54,10 @@ struct Args {
     /// --addr).
     #[arg(long, requires = "tls_ca")]
     tls_name: Option<String>,
+    /// Compress what you send with this encoding (the server inflates it;
+    /// its replies are inflated whatever this says).
+    #[arg(long, value_parser = ["gzip", "deflate"])]
+    compress: Option<String>,
 }
 
 fn ask(prompt: &str) -> String {
@@ -68,6 +73,11 @@ fn target(args: &Args) -> Result<Target, String> {
     let mut options = CallOptions::default();
     if let Some(token) = &args.token {
         options = options.metadata("authorization", &format!("Bearer {token}"));
+    }
+    if let Some(name) = &args.compress {
+        if let Ok(Some(enc)) = Encoding::parse(name.as_bytes()) {
+            options = options.compression(enc);
+        }
     }
     let tls = match &args.tls_ca {
         Some(ca) => {

@@ -270,14 +270,14 @@ where
 
     fn apply(&mut self, item: ToConn) {
         match item {
-            ToConn::Headers(sid) => {
+            ToConn::Headers(sid, encoding) => {
                 let Some(s) = self.streams.get_mut(&sid) else {
                     return;
                 };
                 let Some(mut respond) = s.respond.take() else {
                     return;
                 };
-                match respond.send_response(headers::response_headers(), false) {
+                match respond.send_response(headers::response_headers(encoding), false) {
                     Ok(send) => s.send = Some(send),
                     Err(_) => self.reset(sid),
                 }
