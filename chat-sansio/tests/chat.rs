@@ -253,3 +253,35 @@ fn history_reads_wait_their_turn_with_the_engine() {
     assert_eq!(h.status(calls[MAX_READS_IN_FLIGHT + 1]).code, Code::Ok);
     assert!(h.log(calls[1]).end.is_empty());
 }
+
+/// A resume from a point past the room's last message (a client claiming
+/// what was never stored) is refused with the point it can resume from,
+/// never accepted and then silently skipped.
+#[test]
+fn a_resume_past_the_last_message_is_refused() {
+    let mut h = chat();
+    let poster = h.open(1, JOIN_CHAT);
+    for i in 1..=5 {
+        h.send(poster, &chat_message("a", &i.to_string()));
+    }
+    let delivered: Vec<chat_proto::ChatMessage> = h.decoded(poster);
+    let epoch = delivered[0].epoch;
+    assert_eq!(delivered.last().map(|m| m.seq), Some(5));
+    let ahead = h.open_with(
+        2,
+        util::grpc_head(JOIN_CHAT, &[("chat-resume", &format!("{epoch}:7"))]),
+    );
+    let status = h.status(ahead);
+    assert_eq!(status.code, Code::OutOfRange);
+    assert_eq!(
+        status.message,
+        format!("cannot resume there; resume from {epoch}:5")
+    );
+    // From the last message, it goes on with the live ones.
+    let resumed = h.open_with(
+        3,
+        util::grpc_head(JOIN_CHAT, &[("chat-resume", &format!("{epoch}:3"))]),
+    );
+    h.send(poster, &chat_message("a", "6"));
+    assert_eq!(message_texts(&h, resumed), ["4", "5", "6"]);
+}

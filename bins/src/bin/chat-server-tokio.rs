@@ -51,7 +51,7 @@ use tokio::sync::mpsc;
 
 /// Serve the chat on tokio (an example of embedding the core).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051")]

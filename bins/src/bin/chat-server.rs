@@ -22,7 +22,7 @@ use transport_h2::{Server, ServerConfig};
 
 /// Serve the chat.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,

@@ -13,7 +13,7 @@ use transport_h2::{CallOptions, Channel};
 
 /// Run a seed's client flow.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     service: Service,

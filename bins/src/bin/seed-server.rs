@@ -18,7 +18,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Serve one of the seeds' streaming services.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     service: Service,

@@ -74,6 +74,9 @@ pub(super) enum Read {
     Join { call: CallId, room: String },
     /// A resuming stream's next page.
     Resume { call: CallId },
+    /// Whether the engine holds the point a stream resumes from, when it
+    /// is past what this node's room has delivered.
+    Ahead { call: CallId },
     /// A gap in a room's log (never held back: delivery waits for it).
     Fill { room: String, up_to: u64 },
 }
@@ -87,7 +90,10 @@ impl Read {
 
     fn call(&self) -> Option<CallId> {
         match self {
-            Read::History { call } | Read::Join { call, .. } | Read::Resume { call } => Some(*call),
+            Read::History { call }
+            | Read::Join { call, .. }
+            | Read::Resume { call }
+            | Read::Ahead { call } => Some(*call),
             Read::Fill { .. } => None,
         }
     }
@@ -267,6 +273,7 @@ impl Chat {
                 self.filled(now, &room, up_to, entries, first_seq, out)
             }
             Some(Read::Resume { call }) => self.resume_page(call, entries, first_seq, out),
+            Some(Read::Ahead { call }) => self.resume_ahead(now, call, entries, out),
             _ => {}
         }
     }

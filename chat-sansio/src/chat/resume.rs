@@ -30,6 +30,9 @@ pub(super) struct CatchUp {
     pub reading: bool,
     /// A page has been sent and the transport has not sent it on yet.
     pub draining: bool,
+    /// The engine holds `next` (asked when it is past what the room has
+    /// delivered: a client may not claim what was never stored).
+    pub held: bool,
 }
 
 /// Parses `EPOCH:SEQ`.
@@ -62,6 +65,7 @@ impl Chat {
             next: seq,
             reading: false,
             draining: false,
+            held: false,
         });
         let room_id = stream.room.clone();
         self.add_stream(call, stream, out)?;
@@ -145,9 +149,29 @@ impl Chat {
         let Some(catch_up) = s.catch_up.as_mut() else {
             return;
         };
-        if catch_up.reading || catch_up.draining || catch_up.next > log.delivered {
-            // Waits for its page, for the transport, or for this node's room
-            // to reach what the client has seen (on another node).
+        if catch_up.reading || catch_up.draining {
+            return; // Waits for its page, or for the transport.
+        }
+        if catch_up.next > log.delivered {
+            if catch_up.held {
+                // Waits for this node's room to reach what the client has
+                // seen (on another node).
+                return;
+            }
+            // Past what this room has delivered: does the engine hold it?
+            catch_up.reading = true;
+            let (room, at) = (s.room.clone(), catch_up.next);
+            self.issue_read(
+                Read::Ahead { call },
+                |token| ChatEvent::ReadRange {
+                    token,
+                    room,
+                    after: at - 1,
+                    up_to: at,
+                    limit: 1,
+                },
+                out,
+            );
             return;
         }
         if catch_up.next == log.delivered {
@@ -227,6 +251,49 @@ impl Chat {
             return self.cannot_resume(call, log.epoch, from, out);
         }
         out.notify_drained(call);
+    }
+
+    /// The engine's answer on a point past what the room has delivered: if
+    /// it holds it, the entry goes to the room (which fills the gap before
+    /// it, as for any entry from elsewhere) and the stream waits for the
+    /// room to reach it; if not, the client claims what was never stored,
+    /// and is told where it can resume from.
+    pub(super) fn resume_ahead(
+        &mut self,
+        now: crate::time::Time,
+        call: CallId,
+        entries: Result<Vec<ChatMessage>, String>,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(log) = self.log_of(call) else {
+            return;
+        };
+        let Some(ChatCall::Stream(s)) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(catch_up) = s.catch_up.as_mut() else {
+            return;
+        };
+        catch_up.reading = false;
+        let entry = match entries {
+            Ok(entries) => entries
+                .into_iter()
+                .find(|e| e.seq == catch_up.next && e.epoch == log.epoch),
+            Err(e) => {
+                let status = Status::new(Code::Unavailable, format!("cannot read history: {e}"));
+                if out.finish(call, status) {
+                    self.forget(call);
+                }
+                return;
+            }
+        };
+        let Some(entry) = entry else {
+            return self.cannot_resume(call, log.epoch, log.delivered, out);
+        };
+        catch_up.held = true;
+        let room = s.room.clone();
+        self.accept(now, &room, entry, out);
+        self.continue_resume(call, out);
     }
 
     /// The transport has sent on everything queued for `call`.

@@ -188,6 +188,7 @@ fn may_end(model: &mut Model, call: CallId, status: &Status) -> bool {
             };
             let cannot = r.epoch != open.epoch
                 || r.has + 1 < log.first
+                || r.has > log.last_seq()
                 || r.from > open.delivered + MAX_RESUME_AHEAD;
             let point = status
                 .message

@@ -160,7 +160,12 @@ pub fn read(server: &mut ChatServer, model: &mut Model, index: u8, ok: bool) {
                 model.read_failed = model
                     .streams_in(&room)
                     .into_iter()
-                    .filter(|c| model.calls[c].resuming.is_some_and(|r| r.has == after))
+                    .filter(|c| {
+                        // A page after what it has, or the check of its point.
+                        model.calls[c]
+                            .resuming
+                            .is_some_and(|r| r.has == after || (limit == 1 && r.has == up_to))
+                    })
                     .collect();
             }
             ChatInput::Range {

@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 
 /// Benchmark a ChatService server.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     mode: Mode,

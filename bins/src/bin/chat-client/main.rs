@@ -28,7 +28,7 @@ use link::{Event, Target};
 
 /// Chat from the terminal.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:50051")]
