@@ -196,10 +196,16 @@ fn main() {
         refused_logins: args.retain_refused_logins,
         ..Retention::default()
     };
+    // The address first: a server that cannot listen creates nothing.
+    let listener = std::net::TcpListener::bind(args.addr.as_str())
+        .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.addr)));
     let (writer, requests) = Writer::new();
     let (log, store) = if args.memory {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
         let log = MemoryLog::new(per_room, retention);
+        say(format_args!(
+            "history: in memory only (--memory); nothing survives a restart"
+        ));
         (Log::Memory(Box::new(Engine::new(log))), None)
     } else {
         let new = if args.allow_new_database {
@@ -232,7 +238,7 @@ fn main() {
         _ => None,
     };
     let result = smol::block_on(async {
-        let listener = smol::net::TcpListener::bind(args.addr.as_str()).await?;
+        let listener = smol::net::TcpListener::try_from(listener)?;
         let config = ServerConfig {
             flush_interval: Duration::from_micros(args.flush_us),
             pace_target: args.pace_target,

@@ -266,7 +266,11 @@ impl Client {
                 let to = arg.to_owned();
                 self.ask(&to.clone(), Join::Switch { from, to }).await;
             }
-            "/who" | "/join" => say(format_args!("-- not connected; try again once reconnected")),
+            "/who" | "/join" => say(format_args!(
+                "-- not connected: {} not done (you are still in {}); try again once reconnected",
+                crate::show::plain(line),
+                crate::show::room(&self.room)
+            )),
             c if c.starts_with('/') => say(format_args!("unknown command {c}; {HELP}")),
             _ => self.post(line.to_owned()).await,
         }
