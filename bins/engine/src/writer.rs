@@ -242,7 +242,7 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
             .unwrap_or(Time::ZERO);
         match self.backend.append(appends, logins, now) {
             Ok(stored) => {
-                self.stats.committed(appends.len());
+                self.stats.committed(appends.len(), logins.len());
                 for (request, appended) in appends.iter().zip(stored) {
                     let input = ChatInput::Committed {
                         id: request.id,
@@ -294,6 +294,7 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
 /// Group-commit statistics, logged every [`STATS_EVERY`].
 struct Stats {
     messages: u64,
+    logins: u64,
     commits: u64,
     since: Instant,
 }
@@ -302,22 +303,27 @@ impl Stats {
     fn new() -> Stats {
         Stats {
             messages: 0,
+            logins: 0,
             commits: 0,
             since: Instant::now(),
         }
     }
 
-    fn committed(&mut self, messages: usize) {
+    /// One commit of `messages` and `logins` records; the figures since
+    /// the last line are logged when one is due (at a commit: an idle
+    /// store logs nothing, and its next line covers the idle time too).
+    fn committed(&mut self, messages: usize, logins: usize) {
         self.messages += messages as u64;
+        self.logins += logins as u64;
         self.commits += 1;
         let elapsed = self.since.elapsed();
         if elapsed >= STATS_EVERY {
             tracing::info!(
-                "store: {} messages in {} commits in {:.0} s ({:.1} per commit)",
+                "store: {} messages and {} login records in {} commits in the last {:.0} s",
                 self.messages,
+                self.logins,
                 self.commits,
                 elapsed.as_secs_f64(),
-                self.messages as f64 / self.commits as f64
             );
             *self = Stats::new();
         }
