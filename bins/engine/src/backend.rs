@@ -145,4 +145,15 @@ pub trait Backend {
     /// them back for long): true if there is more to delete, and it should
     /// be called again soon. Called every few seconds at most otherwise.
     fn prune(&mut self, now: Time) -> Result<bool, Self::Error>;
+
+    /// A second handle on the same data for reads only (ranges and pages),
+    /// served on a thread of their own so that they never wait behind a
+    /// commit or a retention run; `None` (the default) serves them between
+    /// batches on the writer's thread.
+    fn reader(&self) -> Result<Option<Self>, Self::Error>
+    where
+        Self: Sized,
+    {
+        Ok(None)
+    }
 }

@@ -65,21 +65,40 @@ enum Request {
     },
 }
 
-/// Hands the chat's engine requests to the writer thread.
+/// Hands the chat's engine requests to the writer thread (and reads to
+/// the reader thread).
 #[derive(Clone)]
 pub struct Writer {
     tx: Sender<Request>,
+    reads: Sender<Request>,
 }
 
 /// The requests a [`Writer`] has queued, for [`start_writer`].
-pub struct Requests(Receiver<Request>);
+pub struct Requests {
+    writes: Receiver<Request>,
+    reads: Receiver<Request>,
+    /// For a backend without a reader: its reads go to the writer.
+    to_writer: Sender<Request>,
+}
 
 impl Writer {
     /// A writer and the queue its requests go to; requests wait there until
     /// [`start_writer`] runs (the driver must exist first, to be answered).
     pub fn new() -> (Writer, Requests) {
-        let (tx, rx) = mpsc::channel();
-        (Writer { tx }, Requests(rx))
+        let (tx, writes) = mpsc::channel();
+        let (reads_tx, reads) = mpsc::channel();
+        let requests = Requests {
+            writes,
+            reads,
+            to_writer: tx.clone(),
+        };
+        (
+            Writer {
+                tx,
+                reads: reads_tx,
+            },
+            requests,
+        )
     }
 
     /// Takes the engine requests; copies `Login` records into the store;
@@ -119,23 +138,79 @@ impl Writer {
                 return Some(other);
             }
         };
-        let _ = self.tx.send(request);
+        let queue = match request {
+            Request::Range { .. } | Request::Page { .. } => &self.reads,
+            _ => &self.tx,
+        };
+        let _ = queue.send(request);
         None
     }
 }
 
-/// Starts the writer thread on `backend`; its answers go back to the core
-/// through `deliver`. The thread ends when every [`Writer`] is dropped or
-/// the core is gone.
+/// Starts the writer thread on `backend`, and a reader thread on its
+/// [`Backend::reader`] (ranges and pages, so that no read waits behind a
+/// commit or a retention run; without a reader, reads are served by the
+/// writer between batches). Answers go back to the core through `deliver`.
+/// The threads end when every [`Writer`] is dropped or the core is gone.
 pub fn start_writer<B, D>(backend: B, requests: Requests, deliver: D) -> std::io::Result<()>
 where
     B: Backend + Send + 'static,
-    D: Deliver + Send + 'static,
+    D: Deliver + Clone + Send + 'static,
 {
+    let Requests {
+        writes,
+        reads,
+        to_writer,
+    } = requests;
+    let reader = backend
+        .reader()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let reads_thread = std::thread::Builder::new().name("store-reads".into());
+    match reader {
+        Some(reader) => {
+            drop(to_writer);
+            let mut deliver = deliver.clone();
+            reads_thread.spawn(move || serve_reads(reader, &mut deliver, reads))?;
+        }
+        None => {
+            reads_thread.spawn(move || {
+                for r in reads {
+                    if to_writer.send(r).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        }
+    }
     std::thread::Builder::new()
         .name("store".into())
-        .spawn(move || WriteLoop::new(backend, deliver).run(requests.0))?;
+        .spawn(move || WriteLoop::new(backend, deliver).run(writes))?;
     Ok(())
+}
+
+/// The reader thread: answers each read as it comes.
+fn serve_reads<B: Backend, D: Deliver>(mut backend: B, deliver: &mut D, reads: Receiver<Request>) {
+    for r in reads {
+        let answer = match r {
+            Request::Range {
+                token,
+                room,
+                after,
+                up_to,
+                limit,
+            } => engine::range(&mut backend, token, &room, after, up_to, limit),
+            Request::Page {
+                token,
+                room,
+                before,
+                limit,
+            } => engine::page(&mut backend, token, &room, before, limit),
+            _ => continue,
+        };
+        if !deliver.deliver(answer) {
+            return;
+        }
+    }
 }
 
 /// The writer thread's state.
@@ -463,7 +538,12 @@ mod tests {
 
     /// Writes everything queued so far as one batch.
     fn write_queued(requests: &Requests, w: &mut WriteLoop<Flaky, Core>) -> bool {
-        let mut batch: Vec<Request> = requests.0.try_iter().collect();
+        // As the writer sees them without a reader: reads after writes.
+        let mut batch: Vec<Request> = requests
+            .writes
+            .try_iter()
+            .chain(requests.reads.try_iter())
+            .collect();
         w.write(&mut batch)
     }
 
@@ -553,6 +633,7 @@ mod tests {
         append(&writer, 1, "a");
         drop(writer);
         // Returns: the queue is drained, then closed.
-        w.run(requests.0);
+        drop(requests.to_writer);
+        w.run(requests.writes);
     }
 }

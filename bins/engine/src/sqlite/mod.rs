@@ -132,6 +132,29 @@ impl SqliteStore {
         })
     }
 
+    /// A read-only connection to the same database, for reads on a thread
+    /// of their own (WAL lets them run beside the writer's commits, each
+    /// seeing the last commit before it began).
+    fn open_reader(&self) -> Result<SqliteStore, StoreError> {
+        let db = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|db| db.execute_batch("PRAGMA busy_timeout = 5000;").map(|()| db))
+        .map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(SqliteStore {
+            db,
+            path: self.path.clone(),
+            retention: self.retention,
+            epoch: self.epoch,
+            reported: HashSet::new(),
+            prune_after: String::new(),
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -177,6 +200,10 @@ impl Backend for SqliteStore {
 
     fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, StoreError> {
         self.read_page(room, before, limit)
+    }
+
+    fn reader(&self) -> Result<Option<SqliteStore>, StoreError> {
+        self.open_reader().map(Some)
     }
 
     fn prune(&mut self, now: Time) -> Result<bool, StoreError> {

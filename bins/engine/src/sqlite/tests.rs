@@ -433,3 +433,39 @@ fn retention_works_through_a_backlog_in_bounded_runs() {
     assert_eq!(s.page("r", 0, 100).unwrap().messages[0].seq, 641);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Through the writer and its reader thread: a page asked once an entry is
+/// committed sees it (the reader's connection reads the last commit).
+#[test]
+fn reads_on_their_own_thread_see_what_was_committed() {
+    use chat_sansio::chat::{ChatEvent, ChatInput, ReadToken};
+    let d = dir("reader-thread");
+    let store = SqliteStore::open(&d, Retention::default()).unwrap();
+    let (writer, requests) = crate::Writer::new();
+    let (tx, rx) = std::sync::mpsc::channel::<ChatInput>();
+    crate::start_writer(store, requests, move |input| tx.send(input).is_ok()).unwrap();
+    let wait = || rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(writer
+        .take(ChatEvent::Append(Box::new(append("r", "hello", "", 1))))
+        .is_none());
+    assert!(matches!(wait(), ChatInput::Committed { .. }));
+    let read = ChatEvent::ReadHistory {
+        token: ReadToken(4),
+        room: "r".into(),
+        before_seq: 0,
+        limit: 10,
+    };
+    assert!(writer.take(read).is_none());
+    match wait() {
+        ChatInput::HistoryPage {
+            token,
+            page: Ok(page),
+        } => {
+            assert_eq!(token, ReadToken(4));
+            assert_eq!(page.messages.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(writer);
+    let _ = std::fs::remove_dir_all(&d);
+}
