@@ -6,8 +6,10 @@
 //! record that arrived while the previous batch was being written goes into
 //! one [`Backend::append`] (one transaction, one fsync for SQLite), and only
 //! then is the core told each entry as stored (or that the batch failed:
-//! nothing of it is stored, and its posters may retry). Opens and reads
-//! queued with the batch are answered after it, so they see its entries.
+//! nothing of it is stored, and its posters may retry). Opens queued with
+//! the batch are answered after it, so they see its entries; ranges and
+//! pages go to a reader thread on the backend's [`Backend::reader`], so
+//! that no read waits behind a commit or a retention run.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
