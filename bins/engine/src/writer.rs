@@ -193,26 +193,34 @@ where
 /// The reader thread: answers each read as it comes.
 fn serve_reads<B: Backend, D: Deliver>(mut backend: B, deliver: &mut D, reads: Receiver<Request>) {
     for r in reads {
-        let answer = match r {
-            Request::Range {
-                token,
-                room,
-                after,
-                up_to,
-                limit,
-            } => engine::range(&mut backend, token, &room, after, up_to, limit),
-            Request::Page {
-                token,
-                room,
-                before,
-                limit,
-            } => engine::page(&mut backend, token, &room, before, limit),
-            _ => continue,
+        let Some(answer) = answer(&mut backend, r) else {
+            continue;
         };
         if !deliver.deliver(answer) {
             return;
         }
     }
+}
+
+/// The answer to an open or a read; `None` for appends and records.
+fn answer<B: Backend>(backend: &mut B, request: Request) -> Option<ChatInput> {
+    Some(match request {
+        Request::Open(room) => engine::open(backend, room),
+        Request::Range {
+            token,
+            room,
+            after,
+            up_to,
+            limit,
+        } => engine::range(backend, token, &room, after, up_to, limit),
+        Request::Page {
+            token,
+            room,
+            before,
+            limit,
+        } => engine::page(backend, token, &room, before, limit),
+        Request::Append(_) | Request::Login(_) => return None,
+    })
 }
 
 /// The writer thread's state.
@@ -282,22 +290,8 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
             return false;
         }
         for r in rest {
-            let answer = match r {
-                Request::Open(room) => engine::open(&mut self.backend, room),
-                Request::Range {
-                    token,
-                    room,
-                    after,
-                    up_to,
-                    limit,
-                } => engine::range(&mut self.backend, token, &room, after, up_to, limit),
-                Request::Page {
-                    token,
-                    room,
-                    before,
-                    limit,
-                } => engine::page(&mut self.backend, token, &room, before, limit),
-                Request::Append(_) | Request::Login(_) => continue,
+            let Some(answer) = answer(&mut self.backend, r) else {
+                continue;
             };
             if !self.deliver.deliver(answer) {
                 return false;

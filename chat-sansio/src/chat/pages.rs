@@ -290,13 +290,7 @@ impl Chat {
     ) {
         let page = match page {
             Ok(page) => page,
-            Err(e) => {
-                let status = Status::new(Code::Unavailable, format!("cannot read history: {e}"));
-                if out.finish(call, status) {
-                    self.forget(call);
-                }
-                return;
-            }
+            Err(e) => return self.read_failed(call, &e, out),
         };
         let log = self.rooms.get(room_id).and_then(|r| r.log);
         let last_seq = page
@@ -336,6 +330,15 @@ impl Chat {
         if *closing && replies.is_empty() {
             self.forget(call);
             out.finish(call, Status::ok());
+        }
+    }
+
+    /// A read for `call` failed: the call ends with UNAVAILABLE (the
+    /// engine may well read next time).
+    pub(super) fn read_failed(&mut self, call: CallId, why: &str, out: &mut Outbox<'_, ChatEvent>) {
+        let status = Status::new(Code::Unavailable, format!("cannot read history: {why}"));
+        if out.finish(call, status) {
+            self.forget(call);
         }
     }
 

@@ -220,13 +220,7 @@ impl Chat {
         catch_up.draining = true;
         let entries = match entries {
             Ok(entries) => entries,
-            Err(e) => {
-                let status = Status::new(Code::Unavailable, format!("cannot read history: {e}"));
-                if out.finish(call, status) {
-                    self.forget(call);
-                }
-                return;
-            }
+            Err(e) => return self.read_failed(call, &e, out),
         };
         if catch_up.next + 1 < first_seq {
             let from = first_seq - 1;
@@ -279,13 +273,7 @@ impl Chat {
             Ok(entries) => entries
                 .into_iter()
                 .find(|e| e.seq == catch_up.next && e.epoch == log.epoch),
-            Err(e) => {
-                let status = Status::new(Code::Unavailable, format!("cannot read history: {e}"));
-                if out.finish(call, status) {
-                    self.forget(call);
-                }
-                return;
-            }
+            Err(e) => return self.read_failed(call, &e, out),
         };
         let Some(entry) = entry else {
             return self.cannot_resume(call, log.epoch, log.delivered, out);
