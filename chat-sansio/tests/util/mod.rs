@@ -174,6 +174,7 @@ impl<H: Handler> Harness<H> {
                     call,
                     http_status,
                     status,
+                    ..
                 } => {
                     self.end(call, status, true, http_status);
                     continue;
