@@ -91,3 +91,32 @@ fn add_status(map: &mut HeaderMap, status: &Status) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_follows_the_status_and_bin_values_go_base64() {
+        let mut md = Metadata::new();
+        md.push("x-a", "one");
+        md.push("x-b-bin", Bytes::from_static(&[0xab, 0xab, 0xab]));
+        md.push("x-a", "two");
+        // Never checked by the core if it came some other way: skipped.
+        md.push("bad key", "v");
+        let map = trailers(&Status::ok(), &md);
+        let fields: Vec<_> = map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("grpc-status", "0"),
+                ("x-a", "one"),
+                ("x-a", "two"),
+                ("x-b-bin", "q6ur")
+            ]
+        );
+    }
+}
