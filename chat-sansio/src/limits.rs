@@ -117,3 +117,11 @@ pub const MAX_PENDING_PER_CONN: usize = 4096;
 /// are refused with RESOURCE_EXHAUSTED until the store catches up, so a
 /// stalled disk cannot grow memory without bound.
 pub const MAX_PENDING_MESSAGES: usize = 100_000;
+
+/// Most bytes of application metadata a handler may put in one response
+/// headers or trailers block, counted as SETTINGS_MAX_HEADER_LIST_SIZE
+/// counts them (name + value + 32 per field, `-bin` values after base64;
+/// RFC 9113 section 6.5.2). PROTOCOL-HTTP2.md suggests 8 KiB header lists;
+/// this leaves room in them for the protocol's own fields. h2 does not
+/// check the peer's limit when sending, so the core does.
+pub const MAX_RESPONSE_METADATA: usize = 7 * 1024;

@@ -32,6 +32,20 @@ const RESERVED: &[&str] = &[
     "connection",
 ];
 
+/// Connection-specific header fields, which HTTP/2 forbids (RFC 9113
+/// section 8.2.2), and the other names a response may not carry as
+/// metadata: they belong to the protocol (PROTOCOL-HTTP2.md
+/// "Response-Headers", "Trailers").
+const NOT_RESPONSE_METADATA: &[&str] = &[
+    "content-type",
+    "te",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// A metadata value that is not valid for its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataError {
@@ -39,6 +53,15 @@ pub enum MetadataError {
     InvalidKey,
     /// A `-bin` value that is not base64.
     InvalidBase64,
+    /// A response key the protocol or HTTP/2 keeps for itself (see
+    /// [`check_response`]).
+    Reserved(String),
+    /// A response key outside `[0-9a-z_.-]`: HTTP/2 forbids upper case.
+    InvalidResponseKey(String),
+    /// An ASCII value of a response key with a byte outside 0x20–0x7E.
+    InvalidValue(String),
+    /// Response metadata past [`MAX_RESPONSE_METADATA`](crate::limits::MAX_RESPONSE_METADATA).
+    TooLarge,
 }
 
 impl std::fmt::Display for MetadataError {
@@ -46,6 +69,16 @@ impl std::fmt::Display for MetadataError {
         match self {
             MetadataError::InvalidKey => f.write_str("invalid metadata key"),
             MetadataError::InvalidBase64 => f.write_str("invalid base64 in -bin metadata"),
+            MetadataError::Reserved(k) => write!(f, "metadata key {k:?} is reserved"),
+            MetadataError::InvalidResponseKey(k) => write!(
+                f,
+                "metadata key {k:?} is not 1*(0-9 / a-z / \"_\" / \"-\" / \".\")"
+            ),
+            MetadataError::InvalidValue(k) => write!(
+                f,
+                "value of metadata key {k:?} is not visible ASCII (use a -bin key)"
+            ),
+            MetadataError::TooLarge => f.write_str("response metadata too large"),
         }
     }
 }
@@ -145,6 +178,57 @@ pub fn is_valid_key(key: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'_' | b'-' | b'.'))
 }
 
+/// Whether `key` is a binary key, whose values go base64 on the wire.
+pub fn is_bin(key: &str) -> bool {
+    key.ends_with("-bin")
+}
+
+/// Checks metadata a handler wants to send with response headers or
+/// trailers. Values of `-bin` keys are raw bytes (the driver writes them
+/// with [`wire_value`]); other values must be visible ASCII, 0x20–0x7E
+/// (PROTOCOL-HTTP2.md "Custom-Metadata"). Refused: keys outside the
+/// metadata syntax (upper case included), `grpc-` keys ("reserved for
+/// future GRPC use"), pseudo-headers, `content-type`, `te` and
+/// connection-specific fields (RFC 9113 section 8.2.2), and more than
+/// [`MAX_RESPONSE_METADATA`](crate::limits::MAX_RESPONSE_METADATA) bytes
+/// counted as SETTINGS_MAX_HEADER_LIST_SIZE counts them.
+pub fn check_response(md: &Metadata) -> Result<(), MetadataError> {
+    let mut size = 0usize;
+    for (key, value) in md.iter() {
+        if key.starts_with(':') || key.starts_with("grpc-") || NOT_RESPONSE_METADATA.contains(&key)
+        {
+            return Err(MetadataError::Reserved(key.to_owned()));
+        }
+        if !is_valid_key(key) {
+            return Err(MetadataError::InvalidResponseKey(key.to_owned()));
+        }
+        let len = if is_bin(key) {
+            value.len().div_ceil(3) * 4
+        } else {
+            if !value.iter().all(|b| (0x20..=0x7e).contains(b)) {
+                return Err(MetadataError::InvalidValue(key.to_owned()));
+            }
+            value.len()
+        };
+        // Name, value and 32 bytes per field (RFC 9113 section 6.5.2).
+        size = size.saturating_add(key.len() + len + 32);
+        if size > crate::limits::MAX_RESPONSE_METADATA {
+            return Err(MetadataError::TooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// The value to write on the wire for one field of response metadata:
+/// base64 for a `-bin` key, as it is otherwise.
+pub fn wire_value(key: &str, value: &[u8]) -> Bytes {
+    if is_bin(key) {
+        Bytes::from(encode_bin(value))
+    } else {
+        Bytes::copy_from_slice(value)
+    }
+}
+
 /// Encodes a binary value for a `-bin` key: standard base64, unpadded
 /// (PROTOCOL-HTTP2.md).
 pub fn encode_bin(value: &[u8]) -> String {
@@ -192,6 +276,63 @@ mod tests {
         let custom: Vec<_> = md.custom().map(|(k, _)| k).collect();
         assert_eq!(custom, ["authorization"]);
         assert_eq!(md.get_str("authorization"), Some("Bearer x"));
+    }
+
+    fn md(fields: &[(&str, &[u8])]) -> Metadata {
+        let mut md = Metadata::new();
+        for (k, v) in fields {
+            md.entries.push((k.to_string(), Bytes::copy_from_slice(v)));
+        }
+        md
+    }
+
+    #[test]
+    fn response_metadata_is_checked() {
+        let ok = md(&[("x-a", b"visible ~ ascii"), ("x-b-bin", &[0, 0xff, b'\n'])]);
+        assert_eq!(check_response(&ok), Ok(()));
+        for key in [
+            ":status",
+            "grpc-status",
+            "grpc-foo",
+            "content-type",
+            "te",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-connection",
+        ] {
+            assert_eq!(
+                check_response(&md(&[(key, b"v")])),
+                Err(MetadataError::Reserved(key.into())),
+                "{key}"
+            );
+        }
+        // `push` lowers case; a key put in directly is checked as it is.
+        let upper = md(&[("X-Upper", b"v")]);
+        assert_eq!(
+            check_response(&upper),
+            Err(MetadataError::InvalidResponseKey("X-Upper".into()))
+        );
+        assert!(check_response(&md(&[("a b", b"v")])).is_err());
+        assert!(check_response(&md(&[("", b"v")])).is_err());
+        for bad in [&b"a\nb"[..], b"tab\t", b"\x7f", "é".as_bytes()] {
+            assert_eq!(
+                check_response(&md(&[("x-a", bad)])),
+                Err(MetadataError::InvalidValue("x-a".into()))
+            );
+        }
+        let big = vec![b'a'; crate::limits::MAX_RESPONSE_METADATA];
+        assert_eq!(
+            check_response(&md(&[("x-a", &big)])),
+            Err(MetadataError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn bin_values_go_base64_on_the_wire() {
+        assert_eq!(wire_value("x-a-bin", &[0xab; 3]), "q6ur");
+        assert_eq!(wire_value("x-a", b"plain"), "plain");
     }
 
     #[test]

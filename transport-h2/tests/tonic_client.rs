@@ -487,3 +487,45 @@ fn tonic_compresses_both_ways() {
         }
     });
 }
+
+/// The interop `custom_metadata` case (grpc/grpc
+/// `doc/interop-test-descriptions.md`) against the test Echo handler: tonic
+/// reads the initial metadata from the response headers and the binary
+/// trailing metadata, base64-decoded, from the trailers.
+#[test]
+fn tonic_reads_initial_and_binary_trailing_metadata() {
+    use common::echo::{Echo, ECHO, ECHO_INITIAL, ECHO_TRAILING_BIN};
+    use tonic::metadata::MetadataValue;
+    run_tokio(10, async {
+        let addr = start(Echo::default(), ServerConfig::default());
+        let mut grpc = tonic::client::Grpc::new(tonic_channel(addr).await);
+        grpc.ready().await.expect("channel ready");
+        let mut request = Request::new(tokio_stream::iter(vec![Bytes::from_static(b"hi")]));
+        let md = request.metadata_mut();
+        md.insert(ECHO_INITIAL, "test_initial_metadata_value".parse().unwrap());
+        md.insert_bin(
+            ECHO_TRAILING_BIN,
+            MetadataValue::from_bytes(&[0x0a, 0x0b, 0x0a, 0x0b, 0x0a, 0x0b]),
+        );
+        let response = grpc
+            .streaming(request, PathAndQuery::from_static(ECHO), RawCodec)
+            .await
+            .expect("Echo accepted");
+        assert_eq!(
+            response.metadata().get(ECHO_INITIAL).unwrap(),
+            "test_initial_metadata_value"
+        );
+        let mut stream = response.into_inner();
+        assert_eq!(next(&mut stream).await.unwrap().unwrap(), "hi");
+        assert!(next(&mut stream).await.unwrap().is_none());
+        let trailers = within(SHORT, "trailers", stream.trailers())
+            .await
+            .expect("OK")
+            .expect("trailers");
+        let bin = trailers.get_bin(ECHO_TRAILING_BIN).expect("trailing -bin");
+        assert_eq!(
+            bin.to_bytes().unwrap().as_ref(),
+            [0x0a, 0x0b, 0x0a, 0x0b, 0x0a, 0x0b]
+        );
+    });
+}

@@ -39,13 +39,13 @@ use chat_engine::{start_writer, Engine, Retention, Served, Writer};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
 use chat_sansio::compression::Encoding;
-use chat_sansio::metadata::Metadata;
+use chat_sansio::metadata::{wire_value, Metadata};
 use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server, RESPONSE_HEADERS};
 use chat_sansio::{Status, Time};
 use clap::Parser;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -75,10 +75,13 @@ struct Args {
 
 /// What a call's writer task is told to do.
 enum Write {
-    /// Response headers, with `grpc-encoding` if the call compresses.
-    Headers(Option<Encoding>),
+    /// Response headers, with `grpc-encoding` if the call compresses, and
+    /// the handler's initial metadata.
+    Headers(Option<Encoding>, Metadata),
     Message(Bytes),
-    End(Status, Option<u16>),
+    /// The status, the HTTP status of a Trailers-Only answer, and the
+    /// handler's trailing metadata.
+    End(Status, Option<u16>, Metadata),
     /// Tell the core once everything before this is written.
     Drained,
 }
@@ -205,14 +208,23 @@ fn route(
             Output::Subscribe { .. } | Output::Unsubscribe { .. } | Output::Multicast { .. } => {
                 continue
             }
-            Output::Headers { call, encoding } => (call, Write::Headers(encoding)),
+            Output::Headers {
+                call,
+                encoding,
+                metadata,
+            } => (call, Write::Headers(encoding, metadata)),
             Output::Message { call, frame } => (call, Write::Message(frame)),
-            Output::Trailers { call, status } => (call, Write::End(status, None)),
+            Output::Trailers {
+                call,
+                status,
+                metadata,
+            } => (call, Write::End(status, None, metadata)),
             Output::TrailersOnly {
                 call,
                 http_status,
                 status,
-            } => (call, Write::End(status, Some(http_status))),
+                metadata,
+            } => (call, Write::End(status, Some(http_status), metadata)),
             // Pause/Resume ask a driver to stop reading a connection
             // that has too much waiting in the core; this example reads
             // each call on its own task and does not, which is allowed:
@@ -323,6 +335,21 @@ fn status_headers(map: &mut HeaderMap, status: &Status) {
     }
 }
 
+/// Appends a handler's response metadata after the protocol's fields
+/// (PROTOCOL-HTTP2.md: Custom-Metadata comes last), `-bin` values in
+/// base64. The core has checked it; a field http would still refuse is
+/// skipped rather than sent broken.
+fn metadata_headers(map: &mut HeaderMap, metadata: &Metadata) {
+    for (key, value) in metadata.iter() {
+        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+            continue;
+        };
+        if let Ok(value) = HeaderValue::from_maybe_shared(wire_value(key, value)) {
+            map.append(name, value);
+        }
+    }
+}
+
 /// Writes what the core says for one call, in order, within the window.
 async fn write_call(
     call: CallId,
@@ -333,7 +360,7 @@ async fn write_call(
     let mut send: Option<SendStream<Bytes>> = None;
     while let Some(write) = writes.recv().await {
         match write {
-            Write::Headers(encoding) => {
+            Write::Headers(encoding, metadata) => {
                 let mut resp = Response::new(());
                 for (k, v) in RESPONSE_HEADERS {
                     resp.headers_mut().insert(*k, HeaderValue::from_static(v));
@@ -342,6 +369,7 @@ async fn write_call(
                     let value = HeaderValue::from_static(enc.name());
                     resp.headers_mut().insert("grpc-encoding", value);
                 }
+                metadata_headers(resp.headers_mut(), &metadata);
                 match respond.send_response(resp, false) {
                     Ok(s) => send = Some(s),
                     Err(_) => return,
@@ -360,11 +388,12 @@ async fn write_call(
                     }
                 }
             }
-            Write::End(status, http) => {
+            Write::End(status, http, metadata) => {
                 match (send.as_mut(), http) {
                     (Some(s), _) => {
                         let mut trailers = HeaderMap::new();
                         status_headers(&mut trailers, &status);
+                        metadata_headers(&mut trailers, &metadata);
                         let _ = s.send_trailers(trailers);
                     }
                     (None, http) => {
@@ -375,6 +404,7 @@ async fn write_call(
                             resp.headers_mut().insert(*k, HeaderValue::from_static(v));
                         }
                         status_headers(resp.headers_mut(), &status);
+                        metadata_headers(resp.headers_mut(), &metadata);
                         let _ = respond.send_response(resp, true);
                     }
                 }

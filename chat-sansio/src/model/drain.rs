@@ -95,7 +95,7 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
             assert_eq!(len, frame.len() - 5, "one whole frame per Message");
             chat::on_message(model, call, frame, d);
         }
-        Output::Trailers { call, status } => {
+        Output::Trailers { call, status, .. } => {
             assert_eq!(
                 model.expand.group_of(call),
                 None,
@@ -110,6 +110,7 @@ fn check_output(model: &mut Model, o: Output<ChatEvent>, target: Option<CallId>,
             call,
             http_status,
             status,
+            ..
         } => {
             let c = model.call(call);
             assert!(c.live(), "TrailersOnly for {call:?} after it ended: {c:?}");

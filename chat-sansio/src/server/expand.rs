@@ -141,6 +141,7 @@ mod tests {
             Output::Headers {
                 call: CallId(9),
                 encoding: None,
+                metadata: Default::default(),
             },
             &mut out,
         );

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::codec;
 use crate::compression;
 use crate::limits::MESSAGE_HEADER_LEN;
-use crate::metadata::Metadata;
+use crate::metadata::{check_response, Metadata, MetadataError};
 use crate::status::{Code, Status};
 use crate::time::Time;
 
@@ -164,7 +164,11 @@ impl<E> Outbox<'_, E> {
         if !c.headers_sent {
             c.headers_sent = true;
             let encoding = c.compress.map(|(enc, _)| enc);
-            self.queue.push_back(Output::Headers { call, encoding });
+            self.queue.push_back(Output::Headers {
+                call,
+                encoding,
+                metadata: Metadata::new(),
+            });
         }
         true
     }
@@ -218,14 +222,55 @@ impl<E> Outbox<'_, E> {
         }
     }
 
+    /// Sends the response headers of `call` now, with `metadata` after the
+    /// protocol's fields: the call's initial metadata. Only from
+    /// [`Handler::open`], before it returns: once it has accepted a call the
+    /// server sends its headers at once (PROTOCOL-HTTP2.md "Responses":
+    /// Response-Headers come first), and so does anything the handler
+    /// sends. Nothing is sent on an error; see [`check_response`] for what
+    /// metadata is refused.
+    pub fn send_headers(&mut self, call: CallId, metadata: Metadata) -> Result<(), SendError> {
+        let c = self.calls.get_mut(call).ok_or(SendError::Ended)?;
+        if c.headers_sent {
+            return Err(SendError::HeadersSent);
+        }
+        check_response(&metadata).map_err(SendError::Metadata)?;
+        c.headers_sent = true;
+        let encoding = c.compress.map(|(enc, _)| enc);
+        self.queue.push_back(Output::Headers {
+            call,
+            encoding,
+            metadata,
+        });
+        Ok(())
+    }
+
     /// Ends `call` with `status`, after everything already queued on it.
     /// Returns false if it had already ended.
     pub fn finish(&mut self, call: CallId, status: Status) -> bool {
+        self.finish_with(call, status, Metadata::new()).is_ok()
+    }
+
+    /// Ends `call` with `status` and trailing `metadata` (PROTOCOL-HTTP2.md
+    /// "Trailers": `grpc-status [grpc-message] *Custom-Metadata`), after
+    /// everything already queued on it. On an error nothing is sent and a
+    /// call still open stays open; see [`check_response`] for what
+    /// metadata is refused.
+    pub fn finish_with(
+        &mut self,
+        call: CallId,
+        status: Status,
+        metadata: Metadata,
+    ) -> Result<(), SendError> {
+        if !self.calls.contains(call) {
+            return Err(SendError::Ended);
+        }
+        check_response(&metadata).map_err(SendError::Metadata)?;
         let Some(c) = self.calls.remove(call) else {
-            return false;
+            return Err(SendError::Ended);
         };
-        end(self.queue, call, &c, 200, status);
-        true
+        end_with(self.queue, call, &c, 200, status, metadata);
+        Ok(())
     }
 
     /// Asks the driver to call [`Handler::drained`] once what is queued for
@@ -261,6 +306,29 @@ impl<E> Outbox<'_, E> {
     }
 }
 
+/// Why [`Outbox::send_headers`] or [`Outbox::finish_with`] sent nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The call has ended.
+    Ended,
+    /// The call's response headers have gone out already.
+    HeadersSent,
+    /// The metadata cannot be sent (see [`check_response`]).
+    Metadata(MetadataError),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Ended => f.write_str("the call has ended"),
+            SendError::HeadersSent => f.write_str("response headers already sent"),
+            SendError::Metadata(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
 /// Queues what ends a call the table has just let go of: it leaves its
 /// group, then trailers after response headers, or a Trailers-Only response
 /// if no headers went out.
@@ -271,14 +339,31 @@ pub(crate) fn end<E>(
     http_status: u16,
     status: Status,
 ) {
+    end_with(queue, call, c, http_status, status, Metadata::new());
+}
+
+/// [`end`] with trailing metadata, already checked.
+fn end_with<E>(
+    queue: &mut VecDeque<Output<E>>,
+    call: CallId,
+    c: &Call,
+    http_status: u16,
+    status: Status,
+    metadata: Metadata,
+) {
     leave(queue, call, c);
     queue.push_back(if c.headers_sent {
-        Output::Trailers { call, status }
+        Output::Trailers {
+            call,
+            status,
+            metadata,
+        }
     } else {
         Output::TrailersOnly {
             call,
             http_status,
             status,
+            metadata,
         }
     });
 }

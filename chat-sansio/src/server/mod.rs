@@ -23,13 +23,14 @@ use crate::limits::{
     DEFAULT_MAX_DECODING, DEFAULT_MAX_DECODING_PER_CONN, DEFAULT_MAX_MESSAGE_SIZE, MAX_CALLS,
     MAX_CALLS_PER_CONNECTION,
 };
+use crate::metadata::Metadata;
 use crate::status::{Code, Status};
 use crate::time::Time;
 
 use calls::{Call, Calls};
 use dispatch::Services;
 pub use expand::Expand;
-pub use handler::{CloseReason, Handler, Outbox, Request};
+pub use handler::{CloseReason, Handler, Outbox, Request, SendError};
 pub use health::ServingStatus;
 pub use ids::{CallId, ConnId, GroupId};
 pub use output::{Output, RESPONSE_HEADERS};
@@ -133,6 +134,10 @@ impl Default for ServerConfig {
 ///    up inside, nothing is lost between), and carries the outputs out in
 ///    order for each call, a multicast counting as a message to each member
 ///    of its group at that point (or through [`Expand`], which does that).
+///    `Headers`, `Trailers` and `TrailersOnly` carry the handler's response
+///    metadata (empty unless it set some), checked by the core; the driver
+///    writes its fields after the protocol's own, each `-bin` value through
+///    [`wire_value`](crate::metadata::wire_value) (base64).
 /// 3. **Re-arms** its timer from [`poll_timeout`](Self::poll_timeout) after
 ///    draining.
 ///
@@ -328,7 +333,11 @@ impl<H: Handler> Server<H> {
             if !c.headers_sent {
                 c.headers_sent = true;
                 let encoding = c.compress.map(|(enc, _)| enc);
-                self.queue.push_back(Output::Headers { call, encoding });
+                self.queue.push_back(Output::Headers {
+                    call,
+                    encoding,
+                    metadata: Metadata::new(),
+                });
             }
         }
     }
@@ -546,6 +555,7 @@ impl<H: Handler> Server<H> {
             call,
             http_status,
             status,
+            metadata: Metadata::new(),
         });
     }
 

@@ -1,6 +1,7 @@
 //! What the server asks its driver to do: [`Output`], and the header fields
 //! every response carries.
 
+use crate::metadata::Metadata;
 use crate::status::Status;
 
 use super::ids::{CallId, ConnId, GroupId};
@@ -20,10 +21,17 @@ use super::ids::{CallId, ConnId, GroupId};
 pub enum Output<E> {
     /// Send the response headers: `:status 200`, `content-type:
     /// application/grpc` (see [`RESPONSE_HEADERS`]), and `grpc-encoding`
-    /// if `encoding` is set; not end of stream.
+    /// if `encoding` is set, then `metadata`; not end of stream.
     Headers {
         /// The call.
         call: CallId,
+        /// The handler's initial metadata ([`Outbox::send_headers`]),
+        /// checked; after the protocol's fields. Write `-bin` values with
+        /// [`wire_value`] (base64).
+        ///
+        /// [`Outbox::send_headers`]: super::Outbox::send_headers
+        /// [`wire_value`]: crate::metadata::wire_value
+        metadata: Metadata,
         /// The `grpc-encoding` of the call's compressed messages, if it
         /// may have some (PROTOCOL-HTTP2.md "Response-Headers"). Each
         /// message says by its flag whether it is compressed.
@@ -58,8 +66,8 @@ pub enum Output<E> {
         /// A length-prefixed message, ready to write, the same for all.
         frame: bytes::Bytes,
     },
-    /// End the call with a trailers block (`grpc-status`, `grpc-message`)
-    /// with END_STREAM, after everything queued before it. The call is over
+    /// End the call with a trailers block (`grpc-status`, `grpc-message`,
+    /// then `metadata`) with END_STREAM, after everything queued before it. The call is over
     /// for the core; if the client is still sending, reset its side with
     /// NO_ERROR (PROTOCOL-HTTP2.md "Early Server Closure").
     Trailers {
@@ -67,9 +75,16 @@ pub enum Output<E> {
         call: CallId,
         /// The final status.
         status: Status,
+        /// The handler's trailing metadata ([`Outbox::finish_with`]),
+        /// checked; write `-bin` values with
+        /// [`wire_value`](crate::metadata::wire_value).
+        ///
+        /// [`Outbox::finish_with`]: super::Outbox::finish_with
+        metadata: Metadata,
     },
     /// End the call with a single HEADERS block with END_STREAM holding
-    /// `:status`, `content-type` and the status (Trailers-Only). Used when
+    /// `:status`, `content-type`, the status and then `metadata`
+    /// (Trailers-Only). Used when
     /// nothing else was sent.
     TrailersOnly {
         /// The call.
@@ -78,6 +93,8 @@ pub enum Output<E> {
         http_status: u16,
         /// The final status.
         status: Status,
+        /// Trailing metadata, as in [`Trailers`](Output::Trailers).
+        metadata: Metadata,
     },
     /// Tell the core ([`Server::handle_drained`](super::Server::handle_drained))
     /// once everything queued for this call so far has been handed to the

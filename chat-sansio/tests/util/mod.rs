@@ -142,7 +142,7 @@ impl<H: Handler> Harness<H> {
                 | Output::Multicast { .. } => {
                     unreachable!("Expand consumes group outputs")
                 }
-                Output::Headers { call, encoding } => {
+                Output::Headers { call, encoding, .. } => {
                     self.calls.entry(call).or_default().encoding = encoding;
                     (call, 0)
                 }
@@ -166,7 +166,7 @@ impl<H: Handler> Harness<H> {
                     }
                     continue;
                 }
-                Output::Trailers { call, status } => {
+                Output::Trailers { call, status, .. } => {
                     self.end(call, status, false, 200);
                     continue;
                 }
@@ -174,6 +174,7 @@ impl<H: Handler> Harness<H> {
                     call,
                     http_status,
                     status,
+                    ..
                 } => {
                     self.end(call, status, true, http_status);
                     continue;

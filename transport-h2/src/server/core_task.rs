@@ -91,23 +91,31 @@ pub(crate) async fn run<H: Handler>(
                     members.unsubscribe(call, batches.len());
                     (call, ToConn::Unsubscribe(split_call(call).1))
                 }
-                Output::Headers { call, encoding } => {
-                    (call, ToConn::Headers(split_call(call).1, encoding))
-                }
+                Output::Headers {
+                    call,
+                    encoding,
+                    metadata,
+                } => (
+                    call,
+                    ToConn::Headers(split_call(call).1, encoding, metadata),
+                ),
                 Output::Message { call, frame } => {
                     (call, ToConn::Message(split_call(call).1, frame))
                 }
-                Output::Trailers { call, status } => {
-                    (call, ToConn::Trailers(split_call(call).1, status))
-                }
+                Output::Trailers {
+                    call,
+                    status,
+                    metadata,
+                } => (call, ToConn::Trailers(split_call(call).1, status, metadata)),
                 Output::WhenDrained { call } => (call, ToConn::WhenDrained(split_call(call).1)),
                 Output::TrailersOnly {
                     call,
                     http_status,
                     status,
+                    metadata,
                 } => (
                     call,
-                    ToConn::TrailersOnly(split_call(call).1, http_status, status),
+                    ToConn::TrailersOnly(split_call(call).1, http_status, status, metadata),
                 ),
                 // Outputs of later versions of the core this driver does not
                 // know yet: none exist today.

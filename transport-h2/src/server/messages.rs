@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chat_sansio::metadata::Metadata;
 use chat_sansio::server::{CallId, RequestHead};
 use chat_sansio::Status;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -62,10 +63,12 @@ pub(crate) enum ToCore<I> {
 #[derive(Debug)]
 pub(crate) enum ToConn {
     /// Response headers, with `grpc-encoding` if the call compresses.
-    Headers(u32, Option<chat_sansio::compression::Encoding>),
+    /// and the handler's initial metadata.
+    Headers(u32, Option<chat_sansio::compression::Encoding>, Metadata),
     Message(u32, Bytes),
-    Trailers(u32, Status),
-    TrailersOnly(u32, u16, Status),
+    /// The status and the handler's trailing metadata.
+    Trailers(u32, Status, Metadata),
+    TrailersOnly(u32, u16, Status, Metadata),
     /// Handled by the shard ([`super::groups`]), not the connection.
     Subscribe(u32, u64),
     Unsubscribe(u32),
@@ -80,9 +83,9 @@ impl ToConn {
     /// The h2 stream it is for, if it is for one.
     pub(crate) fn stream(&self) -> Option<u32> {
         match *self {
-            ToConn::Headers(sid, _)
+            ToConn::Headers(sid, ..)
             | ToConn::Message(sid, _)
-            | ToConn::Trailers(sid, _)
+            | ToConn::Trailers(sid, ..)
             | ToConn::TrailersOnly(sid, ..)
             | ToConn::Subscribe(sid, _)
             | ToConn::Unsubscribe(sid)

@@ -21,6 +21,7 @@ mod compression;
 mod deadlines;
 mod framing;
 mod headers;
+mod metadata;
 mod our_client;
 mod slow_consumers;
 mod stream_limits;

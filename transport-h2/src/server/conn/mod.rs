@@ -24,6 +24,7 @@ use async_channel::Sender;
 use bytes::Bytes;
 use chat_sansio::idmap::IdMap;
 use chat_sansio::limits::MAX_CALLS_PER_CONNECTION;
+use chat_sansio::metadata::Metadata;
 use chat_sansio::server::RequestHead;
 use chat_sansio::{Code, Status};
 use h2::server::Connection;
@@ -180,7 +181,10 @@ where
                             "server is out of memory for new calls; try again",
                         );
                         let mut respond = respond;
-                        let _ = respond.send_response(headers::trailers_only(200, &status), true);
+                        let _ = respond.send_response(
+                            headers::trailers_only(200, &status, &Metadata::new()),
+                            true,
+                        );
                         continue;
                     }
                     let (parts, body) = req.into_parts();
@@ -270,14 +274,14 @@ where
 
     fn apply(&mut self, item: ToConn) {
         match item {
-            ToConn::Headers(sid, encoding) => {
+            ToConn::Headers(sid, encoding, metadata) => {
                 let Some(s) = self.streams.get_mut(&sid) else {
                     return;
                 };
                 let Some(mut respond) = s.respond.take() else {
                     return;
                 };
-                match respond.send_response(headers::response_headers(encoding), false) {
+                match respond.send_response(headers::response_headers(encoding, &metadata), false) {
                     Ok(send) => s.send = Some(send),
                     Err(_) => self.reset(sid),
                 }
@@ -287,20 +291,20 @@ where
                     s.push(frame);
                 }
             }
-            ToConn::Trailers(sid, status) => {
+            ToConn::Trailers(sid, status, metadata) => {
                 if let Some(s) = self.streams.get_mut(&sid) {
-                    s.finish(status);
+                    s.finish(status, metadata);
                 }
             }
-            ToConn::TrailersOnly(sid, http_status, status) => {
+            ToConn::TrailersOnly(sid, http_status, status, metadata) => {
                 let Some(mut s) = self.remove(sid) else {
                     return;
                 };
                 if let Some(mut respond) = s.respond.take() {
-                    let resp = headers::trailers_only(http_status, &status);
+                    let resp = headers::trailers_only(http_status, &status, &metadata);
                     let _ = respond.send_response(resp, true);
                 } else if let Some(send) = &mut s.send {
-                    let _ = send.send_trailers(headers::trailers(&status));
+                    let _ = send.send_trailers(headers::trailers(&status, &metadata));
                 }
                 // Dropping the request body now makes h2 reset the client's
                 // side with NO_ERROR if it is still sending (PROTOCOL-HTTP2.md, "Early

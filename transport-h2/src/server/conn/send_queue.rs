@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_io::Timer;
 use bytes::{Bytes, BytesMut};
+use chat_sansio::metadata::Metadata;
 use chat_sansio::server::stalled_status;
 use chat_sansio::Status;
 use h2::server::SendResponse;
@@ -43,8 +44,8 @@ pub(super) struct Stream {
     /// After a stall that left a message half sent: how long its client
     /// has to take the rest before the stream is reset.
     grace: Option<Timer>,
-    /// Status to send once the queue is empty.
-    trailers: Option<Status>,
+    /// Status and trailing metadata to send once the queue is empty.
+    trailers: Option<(Status, Metadata)>,
     /// The core has ended this call: ignore what the client still sends.
     pub ended: bool,
     /// Ended here as a slow consumer; the core's own ending is ignored.
@@ -110,10 +111,10 @@ impl Stream {
 
     /// The core ended the call: trailers go out once the queue is empty
     /// (unless the call was already ended here as a slow consumer).
-    pub(super) fn finish(&mut self, status: Status) {
+    pub(super) fn finish(&mut self, status: Status, metadata: Metadata) {
         self.ended = true;
         if !self.stalled {
-            self.trailers = Some(status);
+            self.trailers = Some((status, metadata));
         }
     }
 
@@ -178,9 +179,9 @@ impl Stream {
             return pass;
         };
         if self.queue.is_empty() {
-            if let Some(status) = self.trailers.take() {
+            if let Some((status, metadata)) = self.trailers.take() {
                 pass.progress = true;
-                let _ = send.send_trailers(headers::trailers(&status));
+                let _ = send.send_trailers(headers::trailers(&status, &metadata));
                 pass.done = true;
             }
         } else if let Some(grace) = &mut self.grace {
@@ -255,7 +256,7 @@ impl Stream {
         }
         self.stalled = true;
         self.ended = true;
-        self.trailers = Some(stalled_status());
+        self.trailers = Some((stalled_status(), Metadata::new()));
     }
 }
 
