@@ -48,10 +48,20 @@ pub async fn join_room(channel: &Channel, id: &str, room: &str) -> Result<ChatRo
     let mut call = channel
         .call(paths::JOIN_CHAT_ROOM, CallOptions::default())
         .await?;
-    call.sender.send(&user(id, room)).await?;
+    // As in `post`: if the call has ended, its status is the receiver's.
+    let sent = call.sender.send(&user(id, room)).await;
     let answer = call.receiver.message::<ChatRoom>().await;
     let _ = call.sender.close();
-    answer?.ok_or_else(|| Status::new(Code::Unknown, "JoinChatRoom ended without an answer"))
+    match answer? {
+        Some(answer) => Ok(answer),
+        None => {
+            sent?;
+            Err(Status::new(
+                Code::Unknown,
+                "JoinChatRoom ended without an answer",
+            ))
+        }
+    }
 }
 
 /// JoinChat (in the `chat-room` given, else the connection's room): posts
@@ -66,7 +76,9 @@ pub async fn post(
         options = options.metadata("chat-room", room);
     }
     let mut call = channel.call(paths::JOIN_CHAT, options).await?;
-    call.sender.send(&msg).await?;
+    // A call the server refuses at once (Trailers-Only) may have ended
+    // before the message goes: its status is then the receiver's.
+    let sent = call.sender.send(&msg).await;
     loop {
         match call.receiver.message::<ChatMessage>().await? {
             Some(m) if m.presence == 0 => {
@@ -74,7 +86,10 @@ pub async fn post(
                 return Ok(m);
             }
             Some(_) => {}
-            None => return Err(Status::new(Code::Ok, "JoinChat ended OK without an echo")),
+            None => {
+                sent?;
+                return Err(Status::new(Code::Ok, "JoinChat ended OK without an echo"));
+            }
         }
     }
 }
