@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod console;
+pub mod engines;
 
 use std::io::Write;
 use std::time::Duration;

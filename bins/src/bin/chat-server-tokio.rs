@@ -32,10 +32,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use chat_bins::console::Console;
+use chat_bins::engines::Log;
 use chat_bins::{config, say};
 use chat_engine::memory::MemoryLog;
 use chat_engine::sqlite::{NewDatabase, SqliteStore};
-use chat_engine::{start_writer, Engine, Retention, Served, Writer};
+use chat_engine::{start_writer, Engine, Retention, Writer};
 use chat_sansio::chat::policy::Policy;
 use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
 use chat_sansio::compression::Encoding;
@@ -100,28 +101,6 @@ enum Event {
     Input(ChatInput),
 }
 
-/// Where the chat's engine requests go.
-enum Log {
-    Memory(Box<Engine<MemoryLog>>),
-    Durable(Writer),
-}
-
-impl Log {
-    /// Serves a chat event: an engine request's answer, if it is ready now;
-    /// anything that is not a request is printed.
-    fn serve(&mut self, console: &mut Console, event: ChatEvent) -> Option<ChatInput> {
-        let event = match self {
-            Log::Memory(engine) => match engine.serve(event) {
-                Served::Answer(input) => return Some(input),
-                Served::Event(e) => e,
-            },
-            Log::Durable(writer) => writer.take(event)?,
-        };
-        console.print(&event);
-        None
-    }
-}
-
 /// The core's clock: monotonic, anchored to the wall clock once.
 struct Clock(Instant, u64);
 
@@ -180,7 +159,7 @@ async fn core_loop(mut core: Server<Chat>, mut events: mpsc::Receiver<Event>, mu
                 expand.apply(output, &mut expanded);
             }
             route(&mut expanded, &mut writers, &mut answers, |e| {
-                log.serve(&mut console, e)
+                log.on_event(&mut console, e)
             });
             if answers.is_empty() {
                 break;

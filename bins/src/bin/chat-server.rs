@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_bins::console::Console;
+use chat_bins::engines::Log;
 use chat_bins::{
     config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
 use chat_engine::memory::MemoryLog;
 use chat_engine::sqlite::{self, NewDatabase, SqliteStore};
-use chat_engine::{start_writer, Engine, Retention, Served, Writer};
+use chat_engine::{start_writer, Engine, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
-use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+use chat_sansio::chat::{Chat, ChatConfig};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
 use clap::{Parser, Subcommand};
 use futures_lite::future;
@@ -131,31 +132,6 @@ enum Command {
         /// The new file.
         dest: PathBuf,
     },
-}
-
-/// Where the chat's engine requests go.
-enum Log {
-    /// Answered at once, in the core's turn.
-    Memory(Box<Engine<MemoryLog>>),
-    /// Queued for the store's writer thread, which answers through the
-    /// server's inputs.
-    Durable(Writer),
-}
-
-impl Log {
-    /// Serves a chat event: an engine request is answered (now, or later
-    /// by the writer); anything else is printed.
-    fn on_event(&mut self, console: &mut Console, event: ChatEvent) -> Option<ChatInput> {
-        let event = match self {
-            Log::Memory(engine) => match engine.serve(event) {
-                Served::Answer(input) => return Some(input),
-                Served::Event(e) => e,
-            },
-            Log::Durable(writer) => writer.take(event)?,
-        };
-        console.print(&event);
-        None
-    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {

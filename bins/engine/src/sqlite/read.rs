@@ -152,27 +152,14 @@ impl SqliteStore {
 }
 
 /// An entry from a row of `seq, user_id, username, text, ts_us,
-/// client_msg_id` (starting at column 0).
+/// client_msg_id` (its stored seq in column 0, then as [`row_message`]).
 fn row_message_at(
     row: &rusqlite::Row<'_>,
     room: &str,
     seq: u64,
     epoch: u64,
 ) -> rusqlite::Result<ChatMessage> {
-    Ok(ChatMessage {
-        user: Some(User {
-            user_id: row.get(1)?,
-            username: row.get(2)?,
-            room_id: String::new(),
-        }),
-        message: row.get(3)?,
-        room_id: room.to_owned(),
-        seq,
-        timestamp_us: row.get(4)?,
-        client_msg_id: row.get(5)?,
-        epoch,
-        ..ChatMessage::default()
-    })
+    message_from(row, 1, room, seq, epoch)
 }
 
 /// An entry from a row of `user_id, username, text, ts_us, client_msg_id`.
@@ -182,17 +169,29 @@ pub(super) fn row_message(
     seq: u64,
     epoch: u64,
 ) -> rusqlite::Result<ChatMessage> {
+    message_from(row, 0, room, seq, epoch)
+}
+
+/// An entry from `user_id, username, text, ts_us, client_msg_id` at
+/// columns `first` onwards.
+fn message_from(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    room: &str,
+    seq: u64,
+    epoch: u64,
+) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
         user: Some(User {
-            user_id: row.get(0)?,
-            username: row.get(1)?,
+            user_id: row.get(first)?,
+            username: row.get(first + 1)?,
             room_id: String::new(),
         }),
-        message: row.get(2)?,
+        message: row.get(first + 2)?,
         room_id: room.to_owned(),
         seq,
-        timestamp_us: row.get(3)?,
-        client_msg_id: row.get(4)?,
+        timestamp_us: row.get(first + 3)?,
+        client_msg_id: row.get(first + 4)?,
         epoch,
         ..ChatMessage::default()
     })
