@@ -164,6 +164,7 @@ fn main() {
     let chat = Chat::new(ChatConfig {
         history_on_join: args.history_on_join,
         policy,
+        ..ChatConfig::default()
     });
     let retention = Retention {
         messages_per_room: args.retain_messages.max(1),

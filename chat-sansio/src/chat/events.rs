@@ -149,6 +149,25 @@ pub enum ChatEvent {
         /// At most this many.
         limit: u32,
     },
+    /// Engine request, with shared presence only: `user` arrived in `room`
+    /// on this node (`present`), or is no longer there through any of this
+    /// node's connections (`!present`). The engine tells every node's chat
+    /// with [`ChatInput::Presence`] when that changes whether the user is
+    /// in the room anywhere.
+    Presence {
+        /// The room.
+        room: String,
+        /// The user (id and name).
+        user: User,
+        /// Arrived (true) or left (false).
+        present: bool,
+    },
+    /// Engine notice: the chat let `room` go from memory (it was idle); it
+    /// asks for it again with [`OpenRoom`](Self::OpenRoom) on its next use.
+    CloseRoom {
+        /// The room.
+        room: String,
+    },
 }
 
 /// What the driver tells the chat, through
@@ -221,5 +240,25 @@ pub enum ChatInput {
         token: ReadToken,
         /// The page, or why it could not be read.
         page: Result<HistoryPage, String>,
+    },
+    /// With shared presence: `user` arrived in `room` (somewhere, this node
+    /// included) or left it everywhere. The room's streams here get the
+    /// notice; its answers list the user (or stop listing them).
+    Presence {
+        /// The room.
+        room: String,
+        /// The user.
+        user: User,
+        /// Arrived (true) or left (false).
+        present: bool,
+    },
+    /// With shared presence: who is in `room` on every node, as the engine
+    /// knows it now (after the room opened, or after the engine may have
+    /// missed changes). Replaces the chat's view without notices.
+    Present {
+        /// The room.
+        room: String,
+        /// The users present.
+        users: Vec<User>,
     },
 }

@@ -94,6 +94,12 @@ pub struct ChatConfig {
     pub history_on_join: usize,
     /// Users, tokens and room permissions.
     pub policy: Policy,
+    /// Presence is shared with other nodes through the engine: arrivals and
+    /// departures here go to the engine ([`ChatEvent::Presence`]), and the
+    /// notices come from it ([`ChatInput::Presence`]), once per change
+    /// anywhere. Off (the default): this node's presence is the room's,
+    /// announced at once.
+    pub shared_presence: bool,
 }
 
 impl Default for ChatConfig {
@@ -101,6 +107,7 @@ impl Default for ChatConfig {
         ChatConfig {
             history_on_join: DEFAULT_HISTORY_ON_JOIN,
             policy: Policy::default(),
+            shared_presence: false,
         }
     }
 }
@@ -154,6 +161,7 @@ struct Session {
 pub struct Chat {
     history_on_join: usize,
     policy: Policy,
+    shared_presence: bool,
     rooms: HashMap<String, Room>,
     calls: IdMap<CallId, ChatCall>,
     sessions: IdMap<ConnId, Session>,
@@ -189,6 +197,7 @@ impl Chat {
         Chat {
             history_on_join: config.history_on_join,
             policy: config.policy,
+            shared_presence: config.shared_presence,
             rooms: HashMap::new(),
             calls: IdMap::default(),
             sessions: IdMap::default(),
@@ -402,6 +411,16 @@ impl Handler for Chat {
                 first_seq,
             } => self.range_read(now, token, entries, first_seq, out),
             ChatInput::HistoryPage { token, page } => self.page_read(token, page, out),
+            ChatInput::Presence {
+                room,
+                user,
+                present,
+            } => self.presence_changed(now, &room, &user, present, out),
+            ChatInput::Present { room, users } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.set_present(&users);
+                }
+            }
         }
     }
 }

@@ -163,7 +163,7 @@ impl Chat {
         now: Time,
         id: u64,
         entry: ChatMessage,
-        _duplicate: bool,
+        duplicate: bool,
         out: &mut Outbox<'_, ChatEvent>,
     ) {
         let Some(p) = self.appends.remove(&id) else {
@@ -178,7 +178,11 @@ impl Chat {
         room.appending = room.appending.saturating_sub(1);
         let delivered = room.log.map_or(0, |l| l.delivered);
         if entry.seq <= delivered {
-            if out.send_message(p.poster, &entry) {
+            // The room has delivered it: to the poster's stream with the
+            // others (it came through a fill, or another node's report
+            // came first), unless it is a retry of a stored post, which
+            // the poster may never have had: that is echoed to it alone.
+            if !duplicate || out.send_message(p.poster, &entry) {
                 self.one_delivered(p.poster, out);
             }
             return;

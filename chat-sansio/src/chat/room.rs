@@ -10,6 +10,11 @@ use crate::server::{CallId, ConnId, GroupId};
 
 use super::events::AppendRequest;
 
+/// Most users of other nodes a room's view of shared presence holds: a
+/// `ChatRoom` answer lists at most this many of them (this node's own are
+/// bounded by its connections).
+pub(crate) const MAX_PRESENT: usize = 10_000;
+
 /// A user present in a room, and the connections they joined from.
 #[derive(Debug, Clone)]
 struct Member {
@@ -47,7 +52,11 @@ pub(crate) struct Room {
     group: GroupId,
     /// Open JoinChat streams in this room.
     streams: Vec<CallId>,
+    /// Users present through this node's connections.
     members: BTreeMap<String, Member>,
+    /// With shared presence: users present on any node, as the engine
+    /// told (user id to name), bounded by [`MAX_PRESENT`].
+    present: BTreeMap<String, String>,
     /// `None` until the engine answers the room's opening.
     pub log: Option<Log>,
     /// An `OpenRoom` is out and not answered. (A room whose opening failed
@@ -76,6 +85,7 @@ impl Room {
             group,
             streams: Vec::new(),
             members: BTreeMap::new(),
+            present: BTreeMap::new(),
             log: None,
             opening: false,
             waiting: Vec::new(),
@@ -146,13 +156,40 @@ impl Room {
         }
     }
 
-    /// The users present, ordered by user id.
-    pub fn users(&self) -> Vec<User> {
-        self.members
+    /// Records what the engine says of `user` anywhere (shared presence).
+    /// Returns true if that is news here.
+    pub fn set_presence(&mut self, user: &User, present: bool) -> bool {
+        if present {
+            if self.present.len() >= MAX_PRESENT && !self.present.contains_key(&user.user_id) {
+                return !self.members.contains_key(&user.user_id);
+            }
+            self.present
+                .insert(user.user_id.clone(), user.username.clone())
+                .is_none()
+        } else {
+            self.present.remove(&user.user_id).is_some()
+        }
+    }
+
+    /// Replaces the view of who is present anywhere (shared presence).
+    pub fn set_present(&mut self, users: &[User]) {
+        self.present = users
             .iter()
-            .map(|(id, m)| User {
+            .take(MAX_PRESENT)
+            .map(|u| (u.user_id.clone(), u.username.clone()))
+            .collect();
+    }
+
+    /// The users present (here, and on other nodes when presence is
+    /// shared), ordered by user id.
+    pub fn users(&self) -> Vec<User> {
+        let here = self.members.iter().map(|(id, m)| (id, &m.username));
+        let mut all: BTreeMap<&String, &String> = self.present.iter().collect();
+        all.extend(here);
+        all.into_iter()
+            .map(|(id, name)| User {
                 user_id: id.clone(),
-                username: m.username.clone(),
+                username: name.clone(),
                 room_id: String::new(),
             })
             .collect()

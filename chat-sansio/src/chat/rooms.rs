@@ -26,7 +26,7 @@ impl Chat {
         self.tick += 1;
         if !self.rooms.contains_key(id) {
             if self.rooms.len() >= MAX_ROOMS {
-                self.evict();
+                self.evict(out);
                 if self.rooms.len() >= MAX_ROOMS {
                     return Err(Status::new(
                         Code::ResourceExhausted,
@@ -53,7 +53,7 @@ impl Chat {
     }
 
     /// Lets go of the least recently used idle rooms.
-    fn evict(&mut self) {
+    fn evict(&mut self, out: &mut Outbox<'_, ChatEvent>) {
         let mut idle: Vec<(u64, String)> = self
             .rooms
             .iter()
@@ -63,6 +63,7 @@ impl Chat {
         idle.sort_unstable();
         for (_, id) in idle.into_iter().take(EVICT_BATCH) {
             self.rooms.remove(&id);
+            out.event(ChatEvent::CloseRoom { room: id });
         }
     }
 

@@ -191,7 +191,7 @@ impl Chat {
         }
         let room = self.room_mut(&room_id, out)?;
         if room.join(&user, conn) {
-            self.announce(now, &room_id, &user, Presence::Joined, out);
+            self.arrived_or_left(now, &room_id, &user, true, out);
         }
         self.queue_reply(call, &room_id, out);
         Ok(())
@@ -209,7 +209,57 @@ impl Chat {
             return;
         };
         if room.leave(&session.user.user_id, conn) {
-            self.announce(now, &session.room, &session.user, Presence::Left, out);
+            self.arrived_or_left(now, &session.room, &session.user, false, out);
+        }
+    }
+
+    /// `user` arrived in `room` here, or left it here altogether: announced
+    /// at once, or, with shared presence, told to the engine, whose
+    /// [`ChatInput::Presence`](super::ChatInput::Presence) announces it.
+    fn arrived_or_left(
+        &mut self,
+        now: Time,
+        room: &str,
+        user: &User,
+        present: bool,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        if self.shared_presence {
+            out.event(ChatEvent::Presence {
+                room: room.to_owned(),
+                user: user.clone(),
+                present,
+            });
+        } else {
+            let presence = if present {
+                Presence::Joined
+            } else {
+                Presence::Left
+            };
+            self.announce(now, room, user, presence, out);
+        }
+    }
+
+    /// The engine says `user` arrived in `room` or left it, anywhere
+    /// (shared presence): news is announced to the room's streams here.
+    pub(super) fn presence_changed(
+        &mut self,
+        now: Time,
+        room: &str,
+        user: &User,
+        present: bool,
+        out: &mut Outbox<'_, ChatEvent>,
+    ) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return; // Not in memory here: nobody to tell.
+        };
+        if r.set_presence(user, present) {
+            let presence = if present {
+                Presence::Joined
+            } else {
+                Presence::Left
+            };
+            self.announce(now, room, user, presence, out);
         }
     }
 }

@@ -215,6 +215,9 @@ pub fn on_event(model: &mut Model, event: &ChatEvent, target: Option<CallId>, d:
             model.asked.reads.push(read.clone());
             d.reads.push(read);
         }
+        ChatEvent::Presence { .. } => panic!("presence is not shared in the model: {event:?}"),
+        // The model opens fewer rooms than the chat holds.
+        ChatEvent::CloseRoom { room } => panic!("{room:?} let go with room to spare"),
         ChatEvent::ReadHistory {
             token,
             room,

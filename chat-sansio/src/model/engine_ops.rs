@@ -89,22 +89,37 @@ fn answer_open(server: &mut ChatServer, model: &mut Model, input: ChatInput) {
 
 /// The engine stores an append: its poster gets the entry when the room
 /// delivers it, or at once (the echo) if the room has delivered it already
-/// (a retry of a stored post).
-pub fn commit(server: &mut ChatServer, model: &mut Model, index: u8) {
+/// (a retry of a stored post). With `reported_first`, a new entry reaches
+/// the chat as a report before the answer.
+pub fn commit(server: &mut ChatServer, model: &mut Model, index: u8, reported_first: bool) {
     let Some(id) = pick(model.asked.appends.keys().copied(), index) else {
         return;
     };
     let request = model.asked.appends.remove(&id).expect("picked");
     let input = model.engine.commit(&request);
-    let ChatInput::Committed { entry, .. } = &input else {
+    let ChatInput::Committed {
+        entry, duplicate, ..
+    } = &input
+    else {
         unreachable!("a commit");
     };
+    if reported_first && !*duplicate {
+        let report = ChatInput::Entries {
+            room: request.room.clone(),
+            entries: vec![entry.clone()],
+        };
+        feed(server, model, report);
+    }
     let poster = model.posts[&id].poster;
     let node = model.node_mut(&request.room);
     let delivered = node.open.expect("appended to an open room").delivered;
     if entry.seq <= delivered {
+        // Delivered to the room already (a fill came first): the poster
+        // had it with the others; only a retry's original is echoed.
         if model.is_live(poster) {
-            model.call_mut(poster).echoes.push_back(entry.clone());
+            if *duplicate {
+                model.call_mut(poster).echoes.push_back(entry.clone());
+            }
             model.one_settled(poster);
         }
     } else {
@@ -305,7 +320,7 @@ pub fn settle(server: &mut ChatServer, model: &mut Model) {
         if !model.asked.opens.is_empty() {
             open(server, model, 0, false);
         } else if !model.asked.appends.is_empty() {
-            commit(server, model, 0);
+            commit(server, model, 0, false);
         } else if !model.asked.reads.is_empty() {
             read(server, model, 0, true);
         } else if !model.asked.drains.is_empty() {

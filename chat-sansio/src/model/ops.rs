@@ -405,6 +405,9 @@ pub enum Operation {
     EngineCommit {
         /// Picks among the appends asked for.
         index: u8,
+        /// The entry reaches the chat as an `Entries` report first (a
+        /// shared engine's broadcast can overtake its own answer).
+        reported_first: bool,
     },
     /// The engine answers an append with `AppendFailed`.
     EngineFailAppend {

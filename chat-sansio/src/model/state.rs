@@ -344,6 +344,7 @@ impl Model {
         ChatConfig {
             history_on_join: self.history_on_join,
             policy: self.rules.policy(),
+            shared_presence: false,
         }
     }
 

@@ -54,7 +54,10 @@ pub fn step(server: &mut ChatServer, model: &mut Model, op: Operation) {
         Operation::Timeout { jump } => timeout(server, model, jump),
         Operation::Shutdown { grace_millis } => shutdown(server, model, grace_millis),
         Operation::EngineOpen { index, fail } => engine_ops::open(server, model, index, fail.0),
-        Operation::EngineCommit { index } => engine_ops::commit(server, model, index),
+        Operation::EngineCommit {
+            index,
+            reported_first,
+        } => engine_ops::commit(server, model, index, reported_first),
         Operation::EngineFailAppend { index, stored } => {
             engine_ops::fail_append(server, model, index, stored)
         }

@@ -191,6 +191,7 @@ impl<'a> Arbitrary<'a> for Operation {
             },
             14 => Operation::EngineCommit {
                 index: u.arbitrary()?,
+                reported_first: u.arbitrary()?,
             },
             15 => Operation::EngineFailAppend {
                 index: u.arbitrary()?,
