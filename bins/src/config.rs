@@ -14,6 +14,10 @@ struct File {
     users: Vec<UserEntry>,
     #[serde(default, rename = "room")]
     rooms: Vec<RoomEntry>,
+    /// `redis://HOST:PORT[/DB]`: this node shares rooms with the others on
+    /// that Redis (as `--redis`).
+    #[serde(default)]
+    redis: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +53,13 @@ fn no_guests() -> String {
 pub fn load(path: &Path) -> Result<Policy, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The Redis URL a config file names (`redis = "..."`), if any.
+pub fn redis_url(path: &Path) -> Result<Option<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file.redis)
 }
 
 /// Parses a config file's text into a policy.

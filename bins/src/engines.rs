@@ -1,6 +1,7 @@
 //! Where the chat's engine requests go, for both servers.
 
 use chat_engine::memory::MemoryLog;
+use chat_engine::redis::Redis;
 use chat_engine::{Engine, Served, Writer};
 use chat_sansio::chat::{ChatEvent, ChatInput};
 
@@ -13,6 +14,9 @@ pub enum Log {
     /// Queued for the store's writer thread, which answers through the
     /// server's inputs.
     Durable(Writer),
+    /// Shared with other nodes through Redis: queued for its threads, which
+    /// answer through the server's inputs.
+    Redis(Box<Redis>),
 }
 
 impl Log {
@@ -25,6 +29,7 @@ impl Log {
                 Served::Event(e) => e,
             },
             Log::Durable(writer) => writer.take(event)?,
+            Log::Redis(redis) => redis.take(event)?,
         };
         console.print(&event);
         None

@@ -8,8 +8,9 @@
 //! This crate answers them:
 //!
 //! - [`Backend`]: where the data lives: [`memory::MemoryLog`] (bounded, for
-//!   `--memory` and tests) and [`sqlite::SqliteStore`] (durable: WAL,
-//!   `synchronous=FULL`).
+//!   `--memory` and tests), [`sqlite::SqliteStore`] (durable: WAL,
+//!   `synchronous=FULL`) and [`redis::RedisLog`] (several nodes sharing
+//!   rooms; [`redis::Redis`] adds their fan-out and presence).
 //! - [`Engine`]: answers each request at once, on the driver's thread (for
 //!   the memory log: the answer goes back to the core in the same turn).
 //! - [`writer`]: answers from a thread of its own, in batches: every append
@@ -49,6 +50,7 @@
 pub mod backend;
 mod engine;
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 pub mod writer;
 

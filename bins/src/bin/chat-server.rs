@@ -12,6 +12,7 @@ use chat_bins::{
     config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
 use chat_engine::memory::MemoryLog;
+use chat_engine::redis::{Redis, RedisConfig};
 use chat_engine::sqlite::{self, NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Engine, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
@@ -47,6 +48,16 @@ struct Args {
     /// without waiting for a disk, and login attempts are only printed.
     #[arg(long)]
     memory: bool,
+    /// Share rooms, history and presence with the other nodes on this Redis
+    /// (`redis://HOST:PORT[/DB]`; also `redis = "..."` in the config file).
+    /// History then lives in Redis, not in --data-dir. README, "Several
+    /// nodes".
+    #[arg(long, conflicts_with = "memory")]
+    redis: Option<String>,
+    /// This node's name among the others on Redis (default: made of the
+    /// process id and the start time). Names must be unique.
+    #[arg(long, requires = "redis")]
+    node_name: Option<String>,
     /// Messages kept per room (the newest).
     #[arg(long, default_value_t = Retention::default().messages_per_room)]
     retain_messages: u64,
@@ -161,9 +172,15 @@ fn main() {
         Some(path) => config::load(path).unwrap_or_else(|e| fail(e)),
         None => Policy::default(),
     };
+    let redis_url = match (&args.redis, &args.config) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(path)) => config::redis_url(path).unwrap_or_else(|e| fail(e)),
+        (None, None) => None,
+    };
     let chat = Chat::new(ChatConfig {
         history_on_join: args.history_on_join,
         policy,
+        shared_presence: redis_url.is_some(),
         ..ChatConfig::default()
     });
     let retention = Retention {
@@ -177,7 +194,22 @@ fn main() {
     let listener = std::net::TcpListener::bind(args.addr.as_str())
         .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.addr)));
     let (writer, requests) = Writer::new();
-    let (log, store) = if args.memory {
+    let mut redis_threads = None;
+    let (log, store) = if let Some(url) = redis_url {
+        let config = RedisConfig {
+            url: url.clone(),
+            retention,
+            node: args.node_name.clone(),
+        };
+        let (redis, threads) = Redis::connect(&config)
+            .unwrap_or_else(|e| fail(format!("cannot use Redis at {url}: {e}")));
+        say(format_args!(
+            "history: in Redis at {url}, shared with the other nodes (this one is {})",
+            redis.node()
+        ));
+        redis_threads = Some(threads);
+        (Log::Redis(Box::new(redis)), None)
+    } else if args.memory {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
         let log = MemoryLog::new(per_room, retention);
         say(format_args!(
@@ -234,6 +266,10 @@ fn main() {
         if let Some(store) = store {
             let inputs = server.inputs();
             start_writer(store, requests, move |input| inputs.send_blocking(input))?;
+        }
+        if let Some(threads) = redis_threads {
+            let inputs = server.inputs();
+            threads.start(move |input| inputs.send_blocking(input))?;
         }
         let signals = stop_signals()?;
         say(format_args!(

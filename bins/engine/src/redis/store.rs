@@ -1,0 +1,428 @@
+//! The Redis engine's [`Backend`]: opens, appends (one script each, a
+//! batch in one pipeline: one round trip, and with `appendfsync always`
+//! one fsync), ranges and pages. The writer thread (`crate::writer`) drives
+//! it as it drives SQLite; a second connection serves reads.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chat_proto::{ChatMessage, HistoryPage};
+use chat_sansio::chat::{AppendRequest, PageBuilder};
+use chat_sansio::limits::MAX_PAGE_BYTES;
+use chat_sansio::Time;
+use redis::streams::StreamRangeReply;
+use redis::{Connection, RedisResult, Value};
+
+use super::scripts::Scripts;
+use super::wire;
+use crate::backend::{Appended, Backend, Login, Retention, RoomState};
+
+/// How long a connection attempt may take: a node that cannot reach Redis
+/// answers posts with UNAVAILABLE this soon, rather than holding them.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long one command (or pipeline) may wait for Redis: past it, the
+/// outcome is unknown, the posts fail with UNAVAILABLE and may be retried
+/// with their client message ids.
+pub const IO_TIMEOUT: Duration = Duration::from_millis(2000);
+/// Most epochs remembered (rooms this node opened); past it the map starts
+/// afresh, and a room's next append reads its epoch again.
+const MAX_EPOCHS: usize = 100_000;
+
+/// Why a Redis operation failed.
+#[derive(Debug)]
+pub struct RedisError {
+    what: &'static str,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl RedisError {
+    pub(super) fn new(
+        what: &'static str,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        RedisError {
+            what,
+            cause: cause.into(),
+        }
+    }
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis: {}: {}", self.what, self.cause)
+    }
+}
+
+impl std::error::Error for RedisError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
+    }
+}
+
+/// A connection to Redis, made when needed and dropped after any error
+/// that may have left it out of step, with the scripts loaded on it.
+pub struct Link {
+    client: redis::Client,
+    con: Option<Connection>,
+    scripts: Scripts,
+    io_timeout: Duration,
+}
+
+impl Link {
+    /// A link to `client`'s server; it connects on first use.
+    pub fn new(client: redis::Client) -> Link {
+        Link {
+            client,
+            con: None,
+            scripts: Scripts::new(),
+            io_timeout: IO_TIMEOUT,
+        }
+    }
+
+    /// Runs `f` on the connection (made first if there is none). A
+    /// `NOSCRIPT` loads the scripts and runs `f` again; any other error
+    /// that is not Redis refusing one command drops the connection.
+    pub fn run<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Connection, &Scripts) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        if self.con.is_none() {
+            let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+            con.set_read_timeout(Some(self.io_timeout))?;
+            con.set_write_timeout(Some(self.io_timeout))?;
+            let mut con = con;
+            self.scripts.load(&mut con)?;
+            self.con = Some(con);
+        }
+        let con = self.con.as_mut().expect("made above");
+        let mut result = f(con, &self.scripts);
+        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
+            result = self.scripts.load(con).and_then(|()| f(con, &self.scripts));
+        }
+        if let Err(e) = &result {
+            if e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_unrecoverable_error()
+            {
+                self.con = None;
+            }
+        }
+        result
+    }
+}
+
+/// A new epoch: the clock's microseconds, below 2^53 (Lua's numbers are
+/// doubles, and the scripts compare epochs as strings anyway).
+pub fn fresh_epoch() -> u64 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
+    (micros & ((1 << 53) - 1)).max(1)
+}
+
+/// See the module docs.
+pub struct RedisLog {
+    link: Link,
+    retention: Retention,
+    /// The epoch this node opened each room with.
+    epochs: HashMap<String, u64>,
+    /// For [`Backend::reader`].
+    client: redis::Client,
+}
+
+impl RedisLog {
+    /// A log on `client`'s server, keeping about `retention.messages_per_room`
+    /// entries per room and `retention.logins` login records.
+    pub fn new(client: redis::Client, retention: Retention) -> RedisLog {
+        RedisLog {
+            link: Link::new(client.clone()),
+            retention,
+            epochs: HashMap::new(),
+            client,
+        }
+    }
+
+    fn append_all(&mut self, batch: &[AppendRequest]) -> Result<Vec<Appended>, RedisError> {
+        for req in batch {
+            if !self.epochs.contains_key(&req.room) {
+                self.open_room(&req.room)?;
+            }
+        }
+        let maxlen = self.retention.messages_per_room.max(1);
+        let window_ms = self.retention.dedupe_window.as_millis().max(1);
+        let drafts: Vec<(ChatMessage, Vec<u8>)> = batch
+            .iter()
+            .map(|req| {
+                let entry = ChatMessage {
+                    user: Some(req.user.clone()),
+                    message: req.text.clone(),
+                    room_id: req.room.clone(),
+                    timestamp_us: req.at.as_micros_i64(),
+                    client_msg_id: req.client_msg_id.clone(),
+                    epoch: self.epochs[&req.room],
+                    ..ChatMessage::default()
+                };
+                let body = wire::body(&entry);
+                (entry, body)
+            })
+            .collect();
+        let replies: Vec<(u8, u64, Vec<u8>)> = self
+            .link
+            .run(|con, scripts| {
+                let mut pipe = redis::pipe();
+                for (req, (entry, body)) in batch.iter().zip(&drafts) {
+                    let window = if req.client_msg_id.is_empty() {
+                        0
+                    } else {
+                        window_ms
+                    };
+                    pipe.invoke_script(
+                        scripts
+                            .append
+                            .key(wire::log(&req.room))
+                            .key(wire::meta(&req.room))
+                            .key(wire::dedupe(
+                                &req.room,
+                                &req.user.user_id,
+                                &req.client_msg_id,
+                            ))
+                            .arg(entry.epoch.to_string())
+                            .arg(body.as_slice())
+                            .arg(window.to_string())
+                            .arg(maxlen)
+                            .arg(wire::channel(&req.room)),
+                    );
+                }
+                pipe.query(con)
+            })
+            .map_err(|e| RedisError::new("append", e))?;
+        let mut out = Vec::with_capacity(batch.len());
+        for ((req, (mut entry, _)), (code, seq, body)) in batch.iter().zip(drafts).zip(replies) {
+            match code {
+                0 => {
+                    entry.seq = seq;
+                    out.push(Appended {
+                        entry,
+                        duplicate: false,
+                    });
+                }
+                1 => {
+                    entry.seq = seq;
+                    let entry = wire::entry(seq, &body).unwrap_or(entry);
+                    out.push(Appended {
+                        entry,
+                        duplicate: true,
+                    });
+                }
+                _ => {
+                    // The log this node opened is gone (a wiped or replaced
+                    // Redis): nothing more can be numbered in it here.
+                    self.epochs.remove(&req.room);
+                    return Err(RedisError::new(
+                        "append",
+                        format!(
+                            "room {:?}: its log was lost in Redis (epoch now {:?})",
+                            req.room,
+                            String::from_utf8_lossy(&body)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn record(&mut self, logins: &[Login]) -> Result<(), RedisError> {
+        let cap = self.retention.logins.max(1);
+        self.link
+            .run(|con, _| {
+                let mut pipe = redis::pipe();
+                for l in logins {
+                    let outcome = match &l.outcome {
+                        Ok(()) => "ok".to_owned(),
+                        Err(s) => format!("{:?}: {}", s.code, s.message),
+                    };
+                    pipe.cmd("XADD")
+                        .arg(wire::LOGINS)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(cap)
+                        .arg("*")
+                        .arg("at_us")
+                        .arg(l.at.as_micros_i64())
+                        .arg("user")
+                        .arg(&l.user_id)
+                        .arg("room")
+                        .arg(&l.room)
+                        .arg("peer")
+                        .arg(l.peer.as_deref().unwrap_or(""))
+                        .arg("outcome")
+                        .arg(outcome)
+                        .ignore();
+                }
+                pipe.query::<()>(con)
+            })
+            .map_err(|e| RedisError::new("login records", e))
+    }
+}
+
+/// The entries of a stream range reply, ascending.
+fn entries(reply: &StreamRangeReply) -> Vec<ChatMessage> {
+    reply
+        .ids
+        .iter()
+        .filter_map(|id| {
+            let seq = wire::seq_of_id(&id.id)?;
+            let Some(Value::BulkString(body)) = id.map.get("m") else {
+                return None;
+            };
+            let e = wire::entry(seq, body);
+            if e.is_none() {
+                tracing::warn!("redis: entry {} of a log does not decode; skipped", id.id);
+            }
+            e
+        })
+        .collect()
+}
+
+impl Backend for RedisLog {
+    type Error = RedisError;
+
+    fn open_room(&mut self, room: &str) -> Result<RoomState, RedisError> {
+        let (epoch, last, first): (String, String, String) = self
+            .link
+            .run(|con, scripts| {
+                scripts
+                    .open
+                    .key(wire::meta(room))
+                    .key(wire::log(room))
+                    .arg(fresh_epoch())
+                    .invoke(con)
+            })
+            .map_err(|e| RedisError::new("open", e))?;
+        let number = |s: &str| s.parse::<u64>().map_err(|e| RedisError::new("open", e));
+        let state = RoomState {
+            epoch: number(&epoch)?,
+            last_seq: number(&last)?,
+            first_seq: number(&first)?,
+        };
+        if self.epochs.len() >= MAX_EPOCHS {
+            self.epochs.clear();
+        }
+        self.epochs.insert(room.to_owned(), state.epoch);
+        Ok(state)
+    }
+
+    fn append(
+        &mut self,
+        batch: &[AppendRequest],
+        logins: &[Login],
+        _now: Time,
+    ) -> Result<Vec<Appended>, RedisError> {
+        if !logins.is_empty() {
+            self.record(logins)?;
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.append_all(batch)
+    }
+
+    fn range(
+        &mut self,
+        room: &str,
+        after: u64,
+        up_to: u64,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, u64), RedisError> {
+        let (found, oldest, last): (StreamRangeReply, StreamRangeReply, Option<u64>) = self
+            .link
+            .run(|con, _| {
+                redis::pipe()
+                    .cmd("XRANGE")
+                    .arg(wire::log(room))
+                    .arg(format!("{}-0", after + 1))
+                    .arg(format!("{up_to}-0"))
+                    .arg("COUNT")
+                    .arg(limit.max(1))
+                    .cmd("XRANGE")
+                    .arg(wire::log(room))
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .cmd("HGET")
+                    .arg(wire::meta(room))
+                    .arg("last")
+                    .query(con)
+            })
+            .map_err(|e| RedisError::new("range", e))?;
+        let first = oldest
+            .ids
+            .first()
+            .and_then(|id| wire::seq_of_id(&id.id))
+            .unwrap_or(last.unwrap_or(after) + 1);
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for e in entries(&found) {
+            bytes += prost::Message::encoded_len(&e);
+            if !out.is_empty() && bytes > MAX_PAGE_BYTES {
+                break;
+            }
+            out.push(e);
+        }
+        Ok((out, first))
+    }
+
+    fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, RedisError> {
+        let end = if before == 0 {
+            "+".to_owned()
+        } else if before == 1 {
+            return Ok(HistoryPage {
+                room_id: room.to_owned(),
+                messages: Vec::new(),
+                more: false,
+            });
+        } else {
+            format!("{}-0", before - 1)
+        };
+        // One more than asked: the builder then knows if older ones exist.
+        let found: StreamRangeReply = self
+            .link
+            .run(|con, _| {
+                redis::cmd("XREVRANGE")
+                    .arg(wire::log(room))
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(limit.saturating_add(1))
+                    .query(con)
+            })
+            .map_err(|e| RedisError::new("page", e))?;
+        let mut page = PageBuilder::new(limit as usize);
+        for e in entries(&found) {
+            if !page.push(e) {
+                break;
+            }
+        }
+        let (messages, more) = page.finish();
+        Ok(HistoryPage {
+            room_id: room.to_owned(),
+            messages,
+            more,
+        })
+    }
+
+    fn prune(&mut self, _now: Time) -> Result<bool, RedisError> {
+        // Every append trims its room's stream, and every record the
+        // logins' stream (MAXLEN), and dedupe keys expire by themselves.
+        Ok(false)
+    }
+
+    fn reader(&self) -> Result<Option<Self>, RedisError> {
+        Ok(Some(RedisLog::new(self.client.clone(), self.retention)))
+    }
+}
