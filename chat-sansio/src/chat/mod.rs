@@ -128,6 +128,10 @@ struct StreamCall {
     closing: bool,
     /// Resuming: what it has had, until it has caught up.
     catch_up: Option<CatchUp>,
+    /// It has (or will have, catching up) every entry of its room after
+    /// this seq: where it resumed from, or what the room had delivered
+    /// when it came in (`None` until the room is open).
+    since: Option<u64>,
 }
 
 /// What a chat call is.
@@ -289,6 +293,7 @@ impl Handler for Chat {
                     undelivered: 0,
                     closing: false,
                     catch_up: None,
+                    since: None,
                 };
                 match resume {
                     None => self.place(req.call, stream, out),

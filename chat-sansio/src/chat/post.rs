@@ -180,9 +180,14 @@ impl Chat {
         if entry.seq <= delivered {
             // The room has delivered it: to the poster's stream with the
             // others (it came through a fill, or another node's report
-            // came first), unless it is a retry of a stored post, which
-            // the poster may never have had: that is echoed to it alone.
-            if !duplicate || out.send_message(p.poster, &entry) {
+            // came first), unless it is a retry of a stored post that the
+            // stream never had (it came in after): that is echoed to it.
+            let has_it = matches!(
+                self.calls.get(&p.poster),
+                Some(ChatCall::Stream(s))
+                    if s.room == p.room && s.since.is_some_and(|since| since < entry.seq)
+            );
+            if !duplicate || has_it || out.send_message(p.poster, &entry) {
                 self.one_delivered(p.poster, out);
             }
             return;

@@ -7,7 +7,7 @@ use crate::status::{Code, Status};
 use crate::time::Time;
 
 use super::room::{Log, Room, Waiting};
-use super::{Chat, ChatEvent};
+use super::{Chat, ChatCall, ChatEvent};
 
 /// Rooms let go at once when memory is full: a few, so that a burst of new
 /// rooms does not scan the map for each one.
@@ -90,6 +90,14 @@ impl Chat {
             delivered: last_seq,
             first: first_seq.min(last_seq + 1).max(1),
         });
+        for call in room.streams().to_vec() {
+            if let Some(ChatCall::Stream(s)) = self.calls.get_mut(&call) {
+                s.since.get_or_insert(last_seq);
+            }
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
         room.held = room.held.split_off(&(last_seq + 1));
         room.held.retain(|_, e| e.epoch == epoch);
         let waiting = std::mem::take(&mut room.waiting);

@@ -44,6 +44,10 @@ impl Chat {
         self.policy.check_read(&stream.who, &stream.room)?;
         let room = self.room_mut(&stream.room, out)?;
         stream.index = room.add_stream(call);
+        stream.since = match &stream.catch_up {
+            Some(c) => Some(c.next),
+            None => room.log.map(|l| l.delivered),
+        };
         if stream.catch_up.is_some() {
             room.catching_up += 1;
         }

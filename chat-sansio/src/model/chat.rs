@@ -102,7 +102,9 @@ fn on_chat_message(model: &mut Model, call: CallId, frame: Bytes, d: &mut Draine
     let delivered = model.node(&room).open.map_or(0, |o| o.delivered);
     assert!(msg.seq <= delivered, "a page past what the room delivered");
     r.has = msg.seq;
-    model.call_mut(call).resuming = Some(r);
+    let c = model.call_mut(call);
+    c.resuming = Some(r);
+    c.got.insert(msg.seq);
 }
 
 /// A JoinChatRoom answer: for the room of the next join it owes, with who
@@ -284,6 +286,9 @@ fn delivered(model: &mut Model, room: &str, seq: u64, d: &mut Drained) -> ChatMe
         let sent = ChatMessage::decode(frame.slice(5..)).expect("a ChatMessage");
         assert_eq!(sent, entry, "delivered as stored");
     }
+    for call in &recipients {
+        model.call_mut(*call).got.insert(seq);
+    }
     let node = model.node_mut(room);
     if let Some(o) = node.open.as_mut() {
         o.delivered = seq;
@@ -359,6 +364,7 @@ fn switch(model: &mut Model, conn: ConnId, user: &str, room: &str) {
                 continue;
             }
             c.resuming = None;
+            c.got.clear();
             if c.who
                 .is_some_and(|w| model.rules.check_read(w, room).is_err())
             {

@@ -115,9 +115,13 @@ pub fn commit(server: &mut ChatServer, model: &mut Model, index: u8, reported_fi
     let delivered = node.open.expect("appended to an open room").delivered;
     if entry.seq <= delivered {
         // Delivered to the room already (a fill came first): the poster
-        // had it with the others; only a retry's original is echoed.
+        // had it with the others; only a retry's original that its stream
+        // has not had (nor will have, catching up) is echoed.
         if model.is_live(poster) {
-            if *duplicate {
+            let c = model.call(poster);
+            let has_it = model.room_of(c) == request.room
+                && (c.got.contains(&entry.seq) || c.resuming.is_some_and(|r| r.from < entry.seq));
+            if *duplicate && !has_it {
                 model.call_mut(poster).echoes.push_back(entry.clone());
             }
             model.one_settled(poster);

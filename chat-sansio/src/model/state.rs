@@ -106,6 +106,9 @@ pub struct CallModel {
     pub replies: VecDeque<String>,
     /// Presence notices the stream is owed, in order.
     pub notices: VecDeque<Notice>,
+    /// The entries of its room it has received since it came into the
+    /// room (broadcast or caught up).
+    pub got: BTreeSet<u64>,
 }
 
 impl CallModel {
@@ -130,6 +133,7 @@ impl CallModel {
             echoes: VecDeque::new(),
             replies: VecDeque::new(),
             notices: VecDeque::new(),
+            got: BTreeSet::new(),
         }
     }
 
