@@ -138,6 +138,14 @@ pub struct Args {
     /// The server's pid, to report its CPU time per delivery.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Subscribers connect to these addresses in turn (comma separated:
+    /// the nodes of a cluster); default: --addr. Publishers stay on --addr.
+    #[arg(long, value_delimiter = ',')]
+    pub sub_addrs: Vec<String>,
+    /// More processes whose CPU time per delivery is reported, each as
+    /// NAME=PID (comma separated: the other nodes, redis-server).
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<String>,
     /// A label for the output line.
     #[arg(long, default_value = "server")]
     pub label: String,
@@ -225,10 +233,24 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // frames), so that the bench adds as little as it can to the latency it
     // measures; closed-loop ones wait for their echo on the full client.
     let mut lean_pubs = Vec::new();
+    let sub_addrs = if args.sub_addrs.is_empty() {
+        vec![args.addr.clone()]
+    } else {
+        args.sub_addrs.clone()
+    };
+    let sub_addr = |i: usize| sub_addrs[i % sub_addrs.len()].as_str();
+    let others: Vec<(String, u32)> = args
+        .pids
+        .iter()
+        .map(|p| {
+            let (name, pid) = p.split_once('=').ok_or("--pids takes NAME=PID")?;
+            Ok::<_, String>((name.to_owned(), pid.parse().map_err(|_| "a bad pid")?))
+        })
+        .collect::<Result<_, _>>()?;
     let readers: Vec<smol::Task<Vec<u32>>> = if args.h2_subscribers {
         let mut readers = Vec::new();
-        for _ in 0..args.subscribers {
-            let (channel, tx, rx) = open_call(&args.addr, &options).await?;
+        for i in 0..args.subscribers {
+            let (channel, tx, rx) = open_call(sub_addr(i), &options).await?;
             keep.push((channel, tx));
             readers.push(smol::spawn(read_h2(rx, stop_rx.clone(), shared.clone())));
         }
@@ -237,7 +259,7 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let mut subs = Vec::new();
         for i in 0..args.subscribers {
             let sub =
-                lean::Subscriber::connect(&args.addr, paths::JOIN_CHAT, &[("chat-room", "bench")])
+                lean::Subscriber::connect(sub_addr(i), paths::JOIN_CHAT, &[("chat-room", "bench")])
                     .map_err(|e| format!("subscriber {i}: {e}"))?;
             subs.push(sub);
         }
@@ -408,9 +430,11 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     Timer::at(start + window.0).await;
     let cpu0 = args.server_pid.and_then(cpu_time);
+    let others0: Vec<_> = others.iter().map(|(_, pid)| cpu_time(*pid)).collect();
     let seen0 = shared.seen.load(Ordering::Relaxed);
     Timer::at(start + window.1).await;
     let cpu1 = args.server_pid.and_then(cpu_time);
+    let others1: Vec<_> = others.iter().map(|(_, pid)| cpu_time(*pid)).collect();
     let seen1 = shared.seen.load(Ordering::Relaxed);
     let mut publishers = Vec::new();
     for p in pubs {
@@ -462,6 +486,14 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         expected,
         cpu
     );
+    for (((name, _), a), b) in others.iter().zip(others0).zip(others1) {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!(
+                "  cpu/delivery of {name}: {:.2} us",
+                (b - a).as_secs_f64() * 1e6 / (seen1 - seen0).max(1) as f64
+            );
+        }
+    }
     drop((keep, publishers, lean_senders));
     Ok(())
 }
