@@ -39,10 +39,10 @@ start() {
 }
 declare -A node
 for n in 1 2 3; do
-  start "n$n" $((base + n)) --redis "redis://127.0.0.1:$base"
+  start "n$n" $((base + n)) --redis "redis://127.0.0.1:$base" --max-conns-per-peer 0
   node[$n]=$pid
 done
-start single $((base + 10)) --memory
+start single $((base + 10)) --memory --max-conns-per-peer 0
 single=$pid
 
 for round in $(seq "$ROUNDS"); do
@@ -62,3 +62,16 @@ for round in $(seq "$ROUNDS"); do
       printf "  round: nodes together %.2f us per delivery against the single node'"'"'s %.2f: %.2fx\n", n1 + rest, one, (n1 + rest) / one }'
   done
 done
+
+# IDLE=N: then N idle clients in one room, spread over the three nodes by
+# three load generators (one per node: each process here may hold 20,000
+# descriptors, so one node or one generator alone cannot hold 50,000).
+if [ "${IDLE:-0}" -gt 0 ]; then
+  each=$((IDLE / 3))
+  for n in 1 2 3; do
+    "$bin/chat-bench" idle --addr "127.0.0.1:$((base + n))" --clients "$each" \
+      --server-pid "${node[$n]}" --hold 20 --label "node $n" >"$out/idle$n.log" 2>&1 &
+    gens[$n]=$!
+  done
+  for n in 1 2 3; do wait "${gens[$n]}" || { cat "$out/idle$n.log"; exit 1; }; cat "$out/idle$n.log"; done
+fi
