@@ -181,7 +181,6 @@ fn main() {
         history_on_join: args.history_on_join,
         policy,
         shared_presence: redis_url.is_some(),
-        ..ChatConfig::default()
     });
     let retention = Retention {
         messages_per_room: args.retain_messages.max(1),
