@@ -22,7 +22,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::python::{run_script, spawn_script, RunningScript};
+use common::python::{run_script, script_passes, spawn_script, workspace, RunningScript};
 use common::redis::RedisServer;
 use common::{fresh_dir, ChatServer};
 
@@ -63,6 +63,51 @@ fn three_nodes_share_one_order_and_presence() {
     run.passed("cluster.py", &report(&nodes));
     for n in &mut nodes {
         n.assert_healthy();
+    }
+}
+
+/// The seeds' grpcio scripts against a node of a cluster, each on a Redis
+/// of its own (they expect fresh rooms): the seed 000 client's flow, and
+/// authentication, permissions, switching and presence with the example
+/// config; the login records are in Redis.
+#[test]
+fn the_seed_client_and_permissions_behave_as_on_one_node() {
+    let redis = RedisServer::start();
+    let mut server = node(&redis, "127.0.0.1:0");
+    let out = script_passes(&mut server, "seed000_client.py", &[]);
+    assert!(out.contains("Joined chat room room1"), "{out}");
+    let redis = RedisServer::start();
+    let config = workspace().join("bins/chat.example.toml");
+    let config = config.to_str().expect("a UTF-8 path");
+    let url = redis.url();
+    let mut server =
+        ChatServer::start_binary(SERVER, &[], false, &["--redis", &url, "--config", config]);
+    script_passes(&mut server, "rooms_auth.py", &["cluster"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg("chat:logins")
+            .arg("-")
+            .arg("+")
+            .query(&mut redis.connection())
+            .expect("read the login records");
+        let outcomes: Vec<String> = records
+            .ids
+            .iter()
+            .filter_map(|e| match e.map.get("outcome") {
+                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .collect();
+        let refused = outcomes.iter().any(|o| o.starts_with("Unauthenticated"));
+        if refused && outcomes.iter().any(|o| o == "ok") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "login records in Redis: {outcomes:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

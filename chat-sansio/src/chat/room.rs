@@ -157,17 +157,12 @@ impl Room {
     }
 
     /// Records what the engine says of `user` anywhere (shared presence).
-    /// Returns true if that is news here.
-    pub fn set_presence(&mut self, user: &User, present: bool) -> bool {
-        if present {
-            if self.present.len() >= MAX_PRESENT && !self.present.contains_key(&user.user_id) {
-                return !self.members.contains_key(&user.user_id);
-            }
+    pub fn set_presence(&mut self, user: &User, present: bool) {
+        if !present {
+            self.present.remove(&user.user_id);
+        } else if self.present.len() < MAX_PRESENT || self.present.contains_key(&user.user_id) {
             self.present
-                .insert(user.user_id.clone(), user.username.clone())
-                .is_none()
-        } else {
-            self.present.remove(&user.user_id).is_some()
+                .insert(user.user_id.clone(), user.username.clone());
         }
     }
 

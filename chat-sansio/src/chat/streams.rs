@@ -245,7 +245,11 @@ impl Chat {
     }
 
     /// The engine says `user` arrived in `room` or left it, anywhere
-    /// (shared presence): news is announced to the room's streams here.
+    /// (shared presence): announced to the room's streams here. The
+    /// engine's word is the news (it tells each change once); the view of
+    /// who is there may have it already (a snapshot came first) or lack it
+    /// (a change came before this node followed the room), and decides
+    /// nothing.
     pub(super) fn presence_changed(
         &mut self,
         now: Time,
@@ -257,13 +261,12 @@ impl Chat {
         let Some(r) = self.rooms.get_mut(room) else {
             return; // Not in memory here: nobody to tell.
         };
-        if r.set_presence(user, present) {
-            let presence = if present {
-                Presence::Joined
-            } else {
-                Presence::Left
-            };
-            self.announce(now, room, user, presence, out);
-        }
+        r.set_presence(user, present);
+        let presence = if present {
+            Presence::Joined
+        } else {
+            Presence::Left
+        };
+        self.announce(now, room, user, presence, out);
     }
 }

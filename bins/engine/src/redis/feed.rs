@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+
+use super::nodes::Control;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,15 +36,6 @@ pub enum Sub {
     Drop(String),
 }
 
-/// What the subscriber tells the control thread.
-pub enum Told {
-    /// The room's channel is subscribed: read where it stands now.
-    Following(String),
-    /// The connection was made again and every room subscribed again:
-    /// catch up on all of them.
-    Reconnected,
-}
-
 /// The highest seq seen published per room, shared with the control
 /// thread's checks.
 pub type Seen = Arc<Mutex<HashMap<String, u64>>>;
@@ -51,7 +44,7 @@ pub type Seen = Arc<Mutex<HashMap<String, u64>>>;
 pub fn run<D: Deliver>(
     client: redis::Client,
     requests: Receiver<Sub>,
-    told: Sender<Told>,
+    told: Sender<Control>,
     seen: Seen,
     mut deliver: D,
 ) {
@@ -87,7 +80,7 @@ pub fn run<D: Deliver>(
         }
         if !first {
             tracing::info!("redis subscriber: connected again; catching up");
-            let _ = told.send(Told::Reconnected);
+            let _ = told.send(Control::Reconnected);
         }
         first = false;
         loop {
@@ -137,7 +130,7 @@ fn take_requests(
     requests: &Receiver<Sub>,
     rooms: &mut HashSet<String>,
     mut pubsub: Option<&mut redis::PubSub<'_>>,
-    told: &Sender<Told>,
+    told: &Sender<Control>,
 ) -> bool {
     loop {
         let request = match requests.try_recv() {
@@ -158,7 +151,7 @@ fn take_requests(
                         tracing::warn!("redis subscriber: subscribe {room:?}: {e}");
                     }
                 }
-                let _ = told.send(Told::Following(room.clone()));
+                let _ = told.send(Control::Following(room.clone()));
                 rooms.insert(room);
             }
             Sub::Drop(room) => {

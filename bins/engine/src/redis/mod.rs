@@ -39,7 +39,7 @@ use chat_sansio::chat::ChatEvent;
 
 use crate::backend::Retention;
 use crate::writer::{start_writer, Deliver, Requests, Writer};
-use feed::{Sub, Told};
+use feed::Sub;
 use nodes::{Control, Nodes};
 pub use nodes::{CHECK_EVERY, HEARTBEAT, NODE_TTL, REAP_EVERY};
 pub use store::{RedisError, RedisLog, CONNECT_TIMEOUT, IO_TIMEOUT};
@@ -74,6 +74,8 @@ pub struct RedisThreads {
     requests: Requests,
     node: String,
     control: Receiver<Control>,
+    /// For the subscriber, to tell the control thread what it follows.
+    control_tx: Sender<Control>,
 }
 
 impl Redis {
@@ -98,7 +100,7 @@ impl Redis {
         Ok((
             Redis {
                 writer,
-                control: control_tx,
+                control: control_tx.clone(),
                 node: node.clone(),
             },
             RedisThreads {
@@ -107,6 +109,7 @@ impl Redis {
                 requests,
                 node,
                 control,
+                control_tx: control_tx.clone(),
             },
         ))
     }
@@ -158,6 +161,7 @@ impl RedisThreads {
             requests,
             node,
             control,
+            control_tx,
         } = self;
         start_writer(
             RedisLog::new(client.clone(), retention),
@@ -165,7 +169,6 @@ impl RedisThreads {
             deliver.clone(),
         )?;
         let (subs_tx, subs) = mpsc::channel::<Sub>();
-        let (told_tx, told) = mpsc::channel::<Told>();
         let seen = Arc::new(Mutex::new(Default::default()));
         let nodes = Nodes::new(
             node,
@@ -176,10 +179,10 @@ impl RedisThreads {
         );
         std::thread::Builder::new()
             .name("redis-feed".into())
-            .spawn(move || feed::run(client, subs, told_tx, seen, deliver))?;
+            .spawn(move || feed::run(client, subs, control_tx, seen, deliver))?;
         std::thread::Builder::new()
             .name("redis-nodes".into())
-            .spawn(move || nodes.run(control, told))?;
+            .spawn(move || nodes.run(control))?;
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ use chat_sansio::chat::ChatInput;
 use redis::streams::StreamRangeReply;
 use redis::RedisResult;
 
-use super::feed::{Seen, Sub, Told};
+use super::feed::{Seen, Sub};
 use super::store::Link;
 use super::wire;
 use crate::writer::Deliver;
@@ -44,7 +44,8 @@ pub const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How often the rooms followed are checked against their logs.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// What the control thread is asked to do.
+/// What the control thread is asked to do (by the chat's side, and by the
+/// subscriber).
 pub enum Control {
     /// The chat opened a room here.
     Open(String),
@@ -52,6 +53,25 @@ pub enum Control {
     Close(String),
     /// A user arrived in a room here (true) or left it here (false).
     Presence(String, User, bool),
+    /// The subscriber follows the room's channel: read where it stands now,
+    /// then run the presence changes that waited for it.
+    Following(String),
+    /// The subscriber connected again and subscribed every room again:
+    /// catch up on all of them.
+    Reconnected,
+}
+
+/// A room followed here.
+#[derive(Default)]
+struct Followed {
+    /// The last seq its log had at the previous check, when it was ahead
+    /// of the channel.
+    suspect: Option<u64>,
+    /// Its channel is subscribed.
+    subscribed: bool,
+    /// Presence changes here that wait for the subscription, so that this
+    /// node hears their notices too.
+    waiting: Vec<(User, bool)>,
 }
 
 /// The control thread's state.
@@ -61,9 +81,8 @@ pub struct Nodes<D> {
     deliver: D,
     subs: Sender<Sub>,
     seen: Seen,
-    /// Rooms followed, and the last seq their log had at the previous check
-    /// when it was ahead of the channel.
-    rooms: HashMap<String, Option<u64>>,
+    /// Rooms followed.
+    rooms: HashMap<String, Followed>,
     /// Who is present through this node: room to user id to name.
     present: HashMap<String, BTreeMap<String, String>>,
     /// Redis may not match `present` (a change failed, or the node was
@@ -90,19 +109,13 @@ impl<D: Deliver> Nodes<D> {
     }
 
     /// The thread's body: runs until the chat's side is gone.
-    pub fn run(mut self, control: Receiver<Control>, told: Receiver<Told>) {
+    pub fn run(mut self, control: Receiver<Control>) {
         let now = Instant::now();
         let (mut beat, mut reap, mut check) = (now, now + REAP_EVERY, now + CHECK_EVERY);
         loop {
-            while let Ok(t) = told.try_recv() {
-                match t {
-                    Told::Following(room) => self.following(&room),
-                    Told::Reconnected => self.catch_up_all(),
-                }
-            }
             let next = beat.min(reap).min(check);
             let wait = next.saturating_duration_since(Instant::now());
-            match control.recv_timeout(wait.min(Duration::from_millis(50))) {
+            match control.recv_timeout(wait) {
                 Ok(c) => {
                     if !self.on_control(c) {
                         return;
@@ -130,8 +143,16 @@ impl<D: Deliver> Nodes<D> {
     fn on_control(&mut self, c: Control) -> bool {
         match c {
             Control::Open(room) => {
-                self.rooms.insert(room.clone(), None);
+                self.rooms.entry(room.clone()).or_default();
                 self.subs.send(Sub::Follow(room)).is_ok()
+            }
+            Control::Following(room) => {
+                self.following(&room);
+                true
+            }
+            Control::Reconnected => {
+                self.catch_up_all();
+                true
             }
             Control::Close(room) => {
                 self.rooms.remove(&room);
@@ -150,14 +171,20 @@ impl<D: Deliver> Nodes<D> {
                         self.present.remove(&room);
                     }
                 }
-                if let Err(e) = self.change(&room, &user.user_id, &user.username, here) {
-                    tracing::warn!(
-                        "redis: presence in {room:?}: {e}; set again when Redis answers"
-                    );
-                    self.dirty = true;
+                match self.rooms.get_mut(&room) {
+                    Some(r) if !r.subscribed => r.waiting.push((user, here)),
+                    _ => self.change_or_mark(&room, &user, here),
                 }
                 true
             }
+        }
+    }
+
+    /// [`Nodes::change`], marking Redis as out of line if it fails.
+    fn change_or_mark(&mut self, room: &str, user: &User, here: bool) {
+        if let Err(e) = self.change(room, &user.user_id, &user.username, here) {
+            tracing::warn!("redis: presence in {room:?}: {e}; set again when Redis answers");
+            self.dirty = true;
         }
     }
 
@@ -182,9 +209,11 @@ impl<D: Deliver> Nodes<D> {
     /// A room's channel is subscribed: who is there, and where its log
     /// stands, from now on.
     fn following(&mut self, room: &str) {
-        if !self.rooms.contains_key(room) {
+        let Some(r) = self.rooms.get_mut(room) else {
             return;
-        }
+        };
+        r.subscribed = true;
+        let waiting = std::mem::take(&mut r.waiting);
         let read = self.link.run(|con, _| {
             redis::pipe()
                 .cmd("HGETALL")
@@ -203,6 +232,9 @@ impl<D: Deliver> Nodes<D> {
                 self.tell_present(room, names);
             }
             Err(e) => tracing::warn!("redis: reading room {room:?}: {e}"),
+        }
+        for (user, here) in waiting {
+            self.change_or_mark(room, &user, here);
         }
     }
 
@@ -362,7 +394,7 @@ impl<D: Deliver> Nodes<D> {
                 .lock()
                 .map(|s| s.get(&room).copied().unwrap_or(0))
                 .unwrap_or(0);
-            let Some(suspect) = self.rooms.get_mut(&room) else {
+            let Some(suspect) = self.rooms.get_mut(&room).map(|r| &mut r.suspect) else {
                 continue;
             };
             if last <= seen {
