@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 const PROTOS: &[&str] = &[
     "chat.proto",
+    "admin.proto",
     "bidi_chat.proto",
     "number.proto",
     "route_guide.proto",

@@ -28,6 +28,9 @@ struct UserEntry {
     name: String,
     /// SHA-256 of the token, hex (`chat-server hash-token TOKEN`).
     token_sha256: String,
+    /// May call the moderation service (`chat.admin.ChatAdmin`).
+    #[serde(default)]
+    admin: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +73,9 @@ pub fn parse(text: &str) -> Result<Policy, String> {
         policy
             .add_user(&u.id, &u.name, &u.token_sha256)
             .map_err(|e| e.to_string())?;
+        if u.admin {
+            policy.add_admin(&u.id).map_err(|e| e.to_string())?;
+        }
     }
     for r in &file.rooms {
         let guests = match r.guests.as_str() {

@@ -117,6 +117,17 @@ impl Console {
                 peer,
                 ..
             } => self.refused(peer.as_deref().unwrap_or("-"), user_id, room, status),
+            ChatEvent::Admin { .. } => {
+                if let Some(record) = chat_engine::AdminRecord::from_event(event) {
+                    let (action, target) = record.describe();
+                    say(format_args!(
+                        "Admin {}: {action} {} ({})",
+                        escape(&record.by, MAX_PRINTED_NAME),
+                        escape(&target, MAX_PRINTED_NAME),
+                        escape(&record.reason, MAX_PRINTED_TEXT)
+                    ));
+                }
+            }
             _ => {}
         }
     }

@@ -27,7 +27,11 @@ fn retention() -> Retention {
 }
 
 fn redis_log(redis: &RedisServer) -> RedisLog {
-    RedisLog::new(redis::Client::open(redis.url()).unwrap(), retention())
+    RedisLog::new(
+        redis::Client::open(redis.url()).unwrap(),
+        retention(),
+        "test-node",
+    )
 }
 
 /// A small deterministic generator (the sequence is the test).

@@ -84,6 +84,27 @@ pub mod reflection {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
+/// The moderation service, `chat.admin.ChatAdmin` (`proto/admin.proto`).
+pub mod admin {
+    include!(concat!(env!("OUT_DIR"), "/chat.admin.rs"));
+
+    /// Paths of `chat.admin.ChatAdmin`.
+    pub mod paths {
+        /// The service's full name.
+        pub const SERVICE: &str = "chat.admin.ChatAdmin";
+        /// Unary: end a user's calls.
+        pub const KICK: &str = "/chat.admin.ChatAdmin/Kick";
+        /// Unary: kick and refuse until unbanned.
+        pub const BAN: &str = "/chat.admin.ChatAdmin/Ban";
+        /// Unary: let a banned user in again.
+        pub const UNBAN: &str = "/chat.admin.ChatAdmin/Unban";
+        /// Unary: the rooms held, who is there, where their logs stand.
+        pub const LIST_ROOMS: &str = "/chat.admin.ChatAdmin/ListRooms";
+        /// Unary: replace a message with a tombstone.
+        pub const DELETE_MESSAGE: &str = "/chat.admin.ChatAdmin/DeleteMessage";
+    }
+}
+
 /// gRPC method paths of `ChatService`.
 pub mod paths {
     /// `JoinChat(stream ChatMessage) returns (stream ChatMessage)`.

@@ -135,6 +135,7 @@ fn list_answers_every_known_status() {
         [
             (String::new(), ServingStatus::Serving as i32),
             ("ChatService".into(), ServingStatus::Serving as i32),
+            ("chat.admin.ChatAdmin".into(), ServingStatus::Serving as i32),
             ("extra".into(), ServingStatus::NotServing as i32),
         ]
     );

@@ -63,6 +63,7 @@ fn list_services_names_what_the_server_runs() {
         names,
         [
             "ChatService",
+            "chat.admin.ChatAdmin",
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use chat_proto::{ChatMessage, HistoryPage};
-use chat_sansio::chat::{AppendRequest, ChatEvent};
+use chat_proto::{ChatMessage, HistoryPage, User};
+use chat_sansio::chat::{AdminAction, AppendRequest, ChatEvent};
 use chat_sansio::{Status, Time};
 
 /// How much a backend keeps.
@@ -74,6 +74,61 @@ impl Login {
     }
 }
 
+/// An administrator's action, as a backend records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminRecord {
+    /// The administrator's user id.
+    pub by: String,
+    /// What they did.
+    pub action: AdminAction,
+    /// The reason they gave.
+    pub reason: String,
+    /// When.
+    pub at: Time,
+}
+
+impl AdminRecord {
+    /// The record of a [`ChatEvent::Admin`]; `None` for any other event.
+    pub fn from_event(event: &ChatEvent) -> Option<AdminRecord> {
+        match event {
+            ChatEvent::Admin {
+                by,
+                action,
+                reason,
+                at,
+            } => Some(AdminRecord {
+                by: by.clone(),
+                action: action.clone(),
+                reason: reason.clone(),
+                at: *at,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The action's name and its target, as records show them.
+    pub fn describe(&self) -> (&'static str, String) {
+        match &self.action {
+            AdminAction::Kick { user_id } => ("kick", user_id.clone()),
+            AdminAction::Ban { user_id } => ("ban", user_id.clone()),
+            AdminAction::Unban { user_id } => ("unban", user_id.clone()),
+            AdminAction::Delete { room, seq } => ("delete", format!("{room}#{seq}")),
+            _ => ("other", String::new()),
+        }
+    }
+}
+
+/// The tombstone of `entry`: its number, room, sender, time and epoch, no
+/// text, `deleted` set.
+pub fn tombstone(entry: &ChatMessage) -> ChatMessage {
+    ChatMessage {
+        message: String::new(),
+        client_msg_id: String::new(),
+        deleted: true,
+        ..entry.clone()
+    }
+}
+
 /// Where a room's log stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoomState {
@@ -139,6 +194,28 @@ pub trait Backend {
     /// newest), oldest first, within a page's bytes, and whether older ones
     /// exist.
     fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, Self::Error>;
+
+    /// Makes entry `seq` of `room` a tombstone ([`tombstone`]); the
+    /// tombstone, or `None` if the backend holds no such entry.
+    fn delete(&mut self, room: &str, seq: u64) -> Result<Option<ChatMessage>, Self::Error>;
+
+    /// Records an administrator's action (and keeps bans, for
+    /// [`Backend::bans`]). The default keeps nothing.
+    fn record_admin(&mut self, _record: &AdminRecord) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// A user arrived in a room through this node (`present`) or left it
+    /// here: whether that is news anywhere, to announce (with shared
+    /// presence; a backend of one node: always).
+    fn presence(&mut self, _room: &str, _user: &User, _present: bool) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+
+    /// The users banned now, as the recorded actions left them.
+    fn bans(&mut self) -> Result<Vec<String>, Self::Error> {
+        Ok(Vec::new())
+    }
 
     /// Deletes what the retention rules no longer keep, as of `now`, a
     /// bounded amount at a time (it runs between commits and must not hold

@@ -7,7 +7,7 @@ use std::error::Error;
 use chat_sansio::chat::{ChatEvent, ChatInput, ReadToken};
 use chat_sansio::Time;
 
-use crate::backend::{Appended, Backend, Login};
+use crate::backend::{AdminRecord, Appended, Backend, Login};
 
 /// An engine that answers each request at once, on the caller's thread:
 /// the driver hands it every chat event and feeds the answer straight back
@@ -86,7 +86,24 @@ impl<B: Backend> Engine<B> {
                 before_seq,
                 limit,
             } => Served::Answer(page(&mut self.backend, token, &room, before_seq, limit)),
+            ChatEvent::Delete { id, room, seq } => {
+                Served::Answer(delete(&mut self.backend, id, &room, seq))
+            }
+            ChatEvent::Presence {
+                room,
+                user,
+                present,
+            } => Served::Answer(ChatInput::Presence {
+                room,
+                user,
+                present,
+            }),
             other => {
+                if let Some(record) = AdminRecord::from_event(&other) {
+                    if let Err(e) = self.backend.record_admin(&record) {
+                        tracing::warn!("{e}");
+                    }
+                }
                 if let Some(login) = Login::from_event(&other) {
                     let at = login.at;
                     // Recorded with the next append's transaction where the
@@ -161,6 +178,14 @@ pub(crate) fn page<B: Backend>(
     ChatInput::HistoryPage {
         token,
         page: backend.page(room, before, limit).map_err(|e| cause(&e)),
+    }
+}
+
+/// The answer to a `Delete`.
+pub(crate) fn delete<B: Backend>(backend: &mut B, id: u64, room: &str, seq: u64) -> ChatInput {
+    ChatInput::Deleted {
+        id,
+        result: backend.delete(room, seq).map_err(|e| cause(&e)),
     }
 }
 

@@ -54,6 +54,6 @@ pub mod redis;
 pub mod sqlite;
 pub mod writer;
 
-pub use backend::{Appended, Backend, Login, Retention, RoomState};
+pub use backend::{tombstone, AdminRecord, Appended, Backend, Login, Retention, RoomState};
 pub use engine::{Engine, Served};
 pub use writer::{start_writer, Deliver, Requests, Writer};

@@ -282,6 +282,17 @@ impl Backend for MemoryLog {
         })
     }
 
+    fn delete(&mut self, room: &str, seq: u64) -> Result<Option<ChatMessage>, Infallible> {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Ok(None);
+        };
+        let Some(e) = r.entries.iter_mut().find(|e| e.seq == seq) else {
+            return Ok(None);
+        };
+        *e = crate::backend::tombstone(e);
+        Ok(Some(e.clone()))
+    }
+
     fn prune(&mut self, now: Time) -> Result<bool, Infallible> {
         self.forget_old_keys(now);
         Ok(false)

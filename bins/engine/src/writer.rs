@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chat_sansio::chat::{AppendRequest, ChatEvent, ChatInput, ReadToken};
 use chat_sansio::Time;
 
-use crate::backend::{Backend, Login};
+use crate::backend::{AdminRecord, Backend, Login};
 use crate::engine::{self, cause};
 
 /// Most appends written in one commit.
@@ -52,6 +52,17 @@ enum Request {
     Open(String),
     Append(Box<AppendRequest>),
     Login(Login),
+    Admin(AdminRecord),
+    Delete {
+        id: u64,
+        room: String,
+        seq: u64,
+    },
+    Presence {
+        room: String,
+        user: chat_proto::User,
+        present: bool,
+    },
     Range {
         token: ReadToken,
         room: String,
@@ -133,15 +144,30 @@ impl Writer {
                 before: before_seq,
                 limit,
             },
+            ChatEvent::Delete { id, room, seq } => Request::Delete { id, room, seq },
+            ChatEvent::Presence {
+                room,
+                user,
+                present,
+            } => Request::Presence {
+                room,
+                user,
+                present,
+            },
             other => {
                 if let Some(login) = Login::from_event(&other) {
                     let _ = self.tx.send(Request::Login(login));
                 }
+                if let Some(record) = AdminRecord::from_event(&other) {
+                    let _ = self.tx.send(Request::Admin(record));
+                }
                 return Some(other);
             }
         };
+        // Presence goes with the reads, in order: a JoinChatRoom's answer
+        // (a read) then follows the notice of the joiner's arrival.
         let queue = match request {
-            Request::Range { .. } | Request::Page { .. } => &self.reads,
+            Request::Range { .. } | Request::Page { .. } | Request::Presence { .. } => &self.reads,
             _ => &self.tx,
         };
         let _ = queue.send(request);
@@ -219,6 +245,33 @@ fn answer<B: Backend>(backend: &mut B, request: Request) -> Option<ChatInput> {
             before,
             limit,
         } => engine::page(backend, token, &room, before, limit),
+        Request::Delete { id, room, seq } => engine::delete(backend, id, &room, seq),
+        Request::Presence {
+            room,
+            user,
+            present,
+        } => {
+            let news = backend.presence(&room, &user, present).unwrap_or_else(|e| {
+                // Announced here all the same; the backend sets itself in
+                // line again when it can.
+                tracing::warn!("{e}");
+                true
+            });
+            if !news {
+                return None;
+            }
+            ChatInput::Presence {
+                room,
+                user,
+                present,
+            }
+        }
+        Request::Admin(record) => {
+            if let Err(e) = backend.record_admin(&record) {
+                tracing::error!("{e}");
+            }
+            return None;
+        }
         Request::Append(_) | Request::Login(_) => return None,
     })
 }
@@ -485,6 +538,10 @@ mod tests {
                 .log
                 .page(room, before, limit)
                 .unwrap_or_else(|e| match e {}))
+        }
+
+        fn delete(&mut self, room: &str, seq: u64) -> Result<Option<ChatMessage>, Broken> {
+            Ok(self.log.delete(room, seq).unwrap_or_else(|e| match e {}))
         }
 
         fn prune(&mut self, _now: Time) -> Result<bool, Broken> {

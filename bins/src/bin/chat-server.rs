@@ -14,7 +14,7 @@ use chat_bins::{
 use chat_engine::memory::MemoryLog;
 use chat_engine::redis::{Redis, RedisConfig};
 use chat_engine::sqlite::{self, NewDatabase, SqliteStore};
-use chat_engine::{start_writer, Engine, Retention, Writer};
+use chat_engine::{start_writer, Backend, Engine, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
 use chat_sansio::chat::{Chat, ChatConfig};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
@@ -177,11 +177,7 @@ fn main() {
         (None, Some(path)) => config::redis_url(path).unwrap_or_else(|e| fail(e)),
         (None, None) => None,
     };
-    let chat = Chat::new(ChatConfig {
-        history_on_join: args.history_on_join,
-        policy,
-        shared_presence: redis_url.is_some(),
-    });
+    let shared_presence = redis_url.is_some();
     let retention = Retention {
         messages_per_room: args.retain_messages.max(1),
         max_age: (args.retain_days > 0).then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
@@ -194,6 +190,7 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("cannot listen on {}: {e}", args.addr)));
     let (writer, requests) = Writer::new();
     let mut redis_threads = None;
+    let mut banned = Vec::new();
     let (log, store) = if let Some(url) = redis_url {
         let config = RedisConfig {
             url: url.clone(),
@@ -207,6 +204,7 @@ fn main() {
             redis.node()
         ));
         redis_threads = Some(threads);
+        banned = redis.bans().to_vec();
         (Log::Redis(Box::new(redis)), None)
     } else if args.memory {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
@@ -221,11 +219,21 @@ fn main() {
         } else {
             NewDatabase::WhereNoneWas
         };
-        let store =
+        let mut store =
             SqliteStore::open_with(&args.data_dir, retention, new).unwrap_or_else(|e| fail(e));
         say(format_args!("history: {}", store.path().display()));
+        banned = store.bans().unwrap_or_else(|e| fail(e));
         (Log::Durable(writer), Some(store))
     };
+    if !banned.is_empty() {
+        say(format_args!("{} user(s) banned", banned.len()));
+    }
+    let chat = Chat::new(ChatConfig {
+        history_on_join: args.history_on_join,
+        policy,
+        shared_presence,
+        banned,
+    });
     let core = Core::with_config(
         CoreConfig {
             max_message_size: args.max_message_size,

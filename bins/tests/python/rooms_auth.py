@@ -33,10 +33,7 @@ def join(st, u, room="", metadata=None):
     return rooms[0]
 
 
-def main(addr, mode="alone"):
-    """`mode` "cluster": the server is a node of a cluster, where presence
-    notices come through Redis a moment after the join (a stream opened
-    just after a join may still hear of it)."""
+def main(addr):
     guest_ch, alice_ch, bob_ch = channel(addr), channel(addr), channel(addr)
     guest, alice, bob = stub(guest_ch), stub(alice_ch), stub(bob_ch)
     eve = user("eve", "Eve")
@@ -106,10 +103,7 @@ def main(addr, mode="alone"):
     check_eq(room.room_id, "room1", "alice switched to room1")
     check_eq(sorted(u.user_id for u in room.users), ["alice", "eve"], "room1: eve and alice present")
     watcher.wait_for(lambda r: any(m.presence == chat_pb2.PRESENCE_LEFT for m in r), "alice's leave notice")
-    heard = watcher.notices()
-    if mode == "cluster" and heard[:1] == [("alice", True)]:
-        heard = heard[1:]
-    check_eq(heard, [("alice", False)], "staff heard alice leave")
+    check_eq(watcher.notices(), [("alice", False)], "staff heard alice leave")
     g_stream = Stream(guest, "eve in room1")
     g_stream.wait_open()
     for i in range(7):

@@ -62,6 +62,34 @@ pub struct AppendRequest {
     pub at: Time,
 }
 
+/// What an administrator did (`chat.admin.ChatAdmin`), for the records.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AdminAction {
+    /// Ended a user's calls.
+    Kick {
+        /// The user.
+        user_id: String,
+    },
+    /// Ended a user's calls and refused their next ones.
+    Ban {
+        /// The user.
+        user_id: String,
+    },
+    /// Let a banned user in again.
+    Unban {
+        /// The user.
+        user_id: String,
+    },
+    /// Asked for a message to become a tombstone.
+    Delete {
+        /// The room.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+    },
+}
+
 /// What the chat tells its driver, through
 /// [`Output::Event`](crate::server::Output::Event).
 ///
@@ -70,12 +98,18 @@ pub struct AppendRequest {
 ///
 /// - **Log lines**: [`Message`](Self::Message). Print it or drop it; nothing
 ///   waits for it.
-/// - **Records**: [`Login`](Self::Login). Keep it (an audit trail of who
-///   tried to get in); nothing waits for it either.
+/// - **Records**: [`Login`](Self::Login) and [`Admin`](Self::Admin). Keep
+///   them (an audit trail of who tried to get in, and of what
+///   administrators did; a shared engine also tells the other nodes of
+///   bans, [`ChatInput::Banned`]); nothing waits for them.
 /// - **Engine requests**, which the engine must answer with a [`ChatInput`]
 ///   (see the module docs): [`OpenRoom`](Self::OpenRoom),
 ///   [`Append`](Self::Append), [`ReadRange`](Self::ReadRange),
-///   [`ReadHistory`](Self::ReadHistory).
+///   [`ReadHistory`](Self::ReadHistory), [`Delete`](Self::Delete), and,
+///   with shared presence only, [`Presence`](Self::Presence).
+/// - **Engine notices**: [`CloseRoom`](Self::CloseRoom). An engine that
+///   follows rooms (a subscription per open room) may stop; others ignore
+///   it.
 ///
 /// More variants may come; a driver's `match` needs a wildcard arm (ignore
 /// what it does not know).
@@ -161,6 +195,29 @@ pub enum ChatEvent {
         user: User,
         /// Arrived (true) or left (false).
         present: bool,
+    },
+    /// Record: an administrator's action.
+    Admin {
+        /// The administrator's user id.
+        by: String,
+        /// What they did.
+        action: AdminAction,
+        /// The reason they gave ("" if none).
+        reason: String,
+        /// When.
+        at: Time,
+    },
+    /// Engine request: make entry `seq` of `room` a tombstone (no text,
+    /// `deleted` set; its number, sender and time stay), for
+    /// [`ChatInput::Deleted`]. A shared engine tells the other nodes
+    /// ([`ChatInput::Tombstone`]).
+    Delete {
+        /// Identifies the request in the answer.
+        id: u64,
+        /// The room.
+        room: String,
+        /// The entry.
+        seq: u64,
     },
     /// Engine notice: the chat let `room` go from memory (it was idle); it
     /// asks for it again with [`OpenRoom`](Self::OpenRoom) on its next use.
@@ -251,6 +308,36 @@ pub enum ChatInput {
         user: User,
         /// Arrived (true) or left (false).
         present: bool,
+    },
+    /// The answer to [`ChatEvent::Delete`]: the tombstone, `None` if the
+    /// engine holds no such entry, or why it could not.
+    Deleted {
+        /// The request.
+        id: u64,
+        /// The tombstone as stored.
+        result: Result<Option<ChatMessage>, String>,
+    },
+    /// Another node made an entry a tombstone: the room's streams here get
+    /// it as a notice.
+    Tombstone {
+        /// The tombstone.
+        entry: ChatMessage,
+    },
+    /// Another node kicked a user: their calls here end too (with the
+    /// reason), and their rooms hear them leave.
+    Kicked {
+        /// The user.
+        user_id: String,
+        /// The reason the administrator gave.
+        reason: String,
+    },
+    /// Another node banned (or unbanned) a user: their calls here end, and
+    /// the next ones are refused (or let in again).
+    Banned {
+        /// The user.
+        user_id: String,
+        /// Banned (true) or let in again (false).
+        banned: bool,
     },
     /// With shared presence: who is in `room` on every node, as the engine
     /// knows it now (after the room opened, or after the engine may have

@@ -39,6 +39,7 @@
 //! there, nothing in flight) leaves memory when space is needed, and opens
 //! again from the engine on its next use.
 
+mod admin;
 mod events;
 mod identity;
 pub mod names;
@@ -59,7 +60,7 @@ use chat_proto::User;
 /// The status helpers' old home; they are in [`crate::status`].
 #[doc(no_inline)]
 pub use crate::status::{malformed, unimplemented};
-pub use events::{AppendRequest, ChatEvent, ChatInput, ReadToken};
+pub use events::{AdminAction, AppendRequest, ChatEvent, ChatInput, ReadToken};
 pub use pages::{PageBuilder, DEFAULT_PAGE, MAX_PAGE};
 use pages::{Read, Reply};
 use policy::{Identity, Policy};
@@ -100,6 +101,9 @@ pub struct ChatConfig {
     /// anywhere. Off (the default): this node's presence is the room's,
     /// announced at once.
     pub shared_presence: bool,
+    /// Users banned by an administrator (`chat.admin.ChatAdmin/Ban`), as
+    /// the engine kept them: their calls are refused.
+    pub banned: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -108,6 +112,7 @@ impl Default for ChatConfig {
             history_on_join: DEFAULT_HISTORY_ON_JOIN,
             policy: Policy::default(),
             shared_presence: false,
+            banned: Vec::new(),
         }
     }
 }
@@ -146,6 +151,15 @@ enum ChatCall {
         /// The client has half-closed: the call ends once replies are out.
         closing: bool,
     },
+    /// A call of the moderation service (one request, one answer).
+    Admin {
+        who: Identity,
+        /// The admin's user id.
+        admin: String,
+        method: admin::Method,
+        /// Its request came (the answer may wait for the engine).
+        asked: bool,
+    },
     History {
         who: Identity,
         asked: bool,
@@ -166,6 +180,11 @@ pub struct Chat {
     history_on_join: usize,
     policy: Policy,
     shared_presence: bool,
+    /// Users refused by an administrator.
+    banned: std::collections::HashSet<String>,
+    /// Deletions asked of the engine, by request id, with the admin call
+    /// that waits for each.
+    deletions: IdMap<u64, CallId>,
     rooms: HashMap<String, Room>,
     calls: IdMap<CallId, ChatCall>,
     sessions: IdMap<ConnId, Session>,
@@ -202,6 +221,8 @@ impl Chat {
             history_on_join: config.history_on_join,
             policy: config.policy,
             shared_presence: config.shared_presence,
+            banned: config.banned.into_iter().collect(),
+            deletions: IdMap::default(),
             rooms: HashMap::new(),
             calls: IdMap::default(),
             sessions: IdMap::default(),
@@ -244,7 +265,10 @@ impl Handler for Chat {
     type Input = ChatInput;
 
     fn services(&self) -> Vec<String> {
-        vec!["ChatService".to_owned()]
+        vec![
+            "ChatService".to_owned(),
+            chat_proto::admin::paths::SERVICE.to_owned(),
+        ]
     }
 
     fn open(
@@ -267,6 +291,27 @@ impl Handler for Chat {
                 return Err(status);
             }
         };
+        if let Identity::User(id) = &who {
+            if self.banned.contains(id) {
+                return Err(Status::new(
+                    Code::PermissionDenied,
+                    format!("user {id:?} is banned"),
+                ));
+            }
+        }
+        if let Some(method) = admin::Method::of(req.path) {
+            let admin = admin::check_admin(&self.policy, &who)?;
+            self.calls.insert(
+                req.call,
+                ChatCall::Admin {
+                    who,
+                    admin,
+                    method,
+                    asked: false,
+                },
+            );
+            return Ok(());
+        }
         match req.path {
             chat_proto::paths::JOIN_CHAT => {
                 let pinned = match req.metadata.get_str(ROOM_METADATA) {
@@ -332,6 +377,14 @@ impl Handler for Chat {
                 let who = who.clone();
                 self.history_request(call, &who, msg, out)
             }
+            Some(ChatCall::Admin { asked: true, .. }) => Err(Status::new(
+                Code::InvalidArgument,
+                "more than one request message",
+            )),
+            Some(ChatCall::Admin { admin, method, .. }) => {
+                let (admin, method) = (admin.clone(), *method);
+                self.admin_request(now, call, &admin, method, msg, out)
+            }
             None => Ok(()),
         };
         if let Err(status) = result {
@@ -361,6 +414,11 @@ impl Handler for Chat {
                 }
             }
             Some(ChatCall::History { asked: true, .. }) => {} // the engine answers
+            Some(ChatCall::Admin { asked: true, .. }) => {}
+            Some(ChatCall::Admin { asked: false, .. }) => {
+                self.forget(call);
+                out.finish(call, Status::new(Code::Internal, "missing request message"));
+            }
             Some(ChatCall::History { asked: false, .. }) => {
                 self.forget(call);
                 out.finish(call, Status::new(Code::Internal, "missing request message"));
@@ -421,6 +479,19 @@ impl Handler for Chat {
                 user,
                 present,
             } => self.presence_changed(now, &room, &user, present, out),
+            ChatInput::Deleted { id, result } => self.deleted(id, result, out),
+            ChatInput::Tombstone { entry } => self.tombstone(&entry, out),
+            ChatInput::Kicked { user_id, reason } => {
+                self.kick(now, &user_id, false, &reason, out);
+            }
+            ChatInput::Banned { user_id, banned } => {
+                if banned {
+                    self.banned.insert(user_id.clone());
+                    self.kick(now, &user_id, true, "", out);
+                } else {
+                    self.banned.remove(&user_id);
+                }
+            }
             ChatInput::Present { room, users } => {
                 if let Some(r) = self.rooms.get_mut(&room) {
                     r.set_present(&users);

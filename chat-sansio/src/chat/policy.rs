@@ -130,6 +130,8 @@ pub enum PolicyError {
     /// A user or room id that is empty, too long, not in NFC, or has
     /// characters ids may not have (see the `names` rule).
     BadId(String),
+    /// An admin who is not a configured user.
+    UnknownAdmin(String),
 }
 
 impl fmt::Display for PolicyError {
@@ -143,6 +145,9 @@ impl fmt::Display for PolicyError {
                 write!(f, "user {u:?} has the same token as another user")
             }
             PolicyError::DuplicateRoom(r) => write!(f, "room {r:?} is listed twice"),
+            PolicyError::UnknownAdmin(u) => {
+                write!(f, "admin {u:?} is not a configured user")
+            }
             PolicyError::BadId(id) => write!(
                 f,
                 "id {id:?} is empty, too long, not in NFC, or has control, invisible or bidirectional characters"
@@ -166,6 +171,8 @@ pub struct Policy {
     user_lookalikes: HashMap<String, String>,
     /// Skeletons of configured room ids, with the room.
     room_lookalikes: HashMap<String, String>,
+    /// Users who may call the moderation service (`chat.admin.ChatAdmin`).
+    admins: std::collections::HashSet<String>,
 }
 
 impl Default for Policy {
@@ -179,6 +186,7 @@ impl Default for Policy {
             other_rooms: Some(RoomRule::open()),
             user_lookalikes: HashMap::new(),
             room_lookalikes: HashMap::new(),
+            admins: Default::default(),
         }
     }
 }
@@ -221,6 +229,7 @@ impl Policy {
             other_rooms: None,
             user_lookalikes: HashMap::new(),
             room_lookalikes: HashMap::new(),
+            admins: Default::default(),
         }
     }
 
@@ -325,6 +334,21 @@ impl Policy {
             .get(&hash)
             .map(|id| Identity::User(id.clone()))
             .ok_or(AuthError::UnknownToken)
+    }
+
+    /// Lets configured user `id` call the moderation service.
+    pub fn add_admin(&mut self, id: &str) -> Result<(), PolicyError> {
+        if !self.accounts.contains_key(id) {
+            return Err(PolicyError::UnknownAdmin(id.to_owned()));
+        }
+        self.admins.insert(id.to_owned());
+        Ok(())
+    }
+
+    /// Whether `who` may call the moderation service: an authenticated
+    /// user the config marks as admin.
+    pub fn is_admin(&self, who: &Identity) -> bool {
+        matches!(who, Identity::User(id) if self.admins.contains(id))
     }
 
     /// The account of a configured user.

@@ -55,6 +55,12 @@ impl Chat {
         };
         let claimed = msg.user.clone().unwrap_or_default();
         let sender = identity::sender(&self.policy, &stream.who, &claimed)?;
+        if self.banned.contains(&sender.user_id) {
+            return Err(Status::new(
+                Code::PermissionDenied,
+                format!("user {:?} is banned", sender.user_id),
+            ));
+        }
         if !msg.room_id.is_empty() && self.policy.room_name(&msg.room_id)? != stream.room {
             return Err(Status::new(
                 Code::InvalidArgument,

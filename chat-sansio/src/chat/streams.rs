@@ -8,7 +8,7 @@ use prost::Message as _;
 use crate::codec;
 use crate::limits::{MAX_ROOM_ID_LEN, MAX_USER_FIELD_LEN};
 use crate::server::{CallId, ConnId, Outbox};
-use crate::status::{malformed, Status};
+use crate::status::{malformed, Code, Status};
 use crate::time::Time;
 
 use super::policy::Identity;
@@ -146,6 +146,16 @@ impl Chat {
             };
         let checked = named
             .and_then(|_| identity::sender(&self.policy, who, &claimed))
+            .and_then(|u| {
+                if self.banned.contains(&u.user_id) {
+                    Err(Status::new(
+                        Code::PermissionDenied,
+                        format!("user {:?} is banned", u.user_id),
+                    ))
+                } else {
+                    Ok(u)
+                }
+            })
             .and_then(|u| self.policy.check_read(who, &room_id).map(|()| u));
         let user = match checked.and_then(|u| self.room_mut(&room_id, out).map(|_| u)) {
             Ok(u) => u,

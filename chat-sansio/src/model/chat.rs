@@ -218,6 +218,9 @@ pub fn on_event(model: &mut Model, event: &ChatEvent, target: Option<CallId>, d:
             d.reads.push(read);
         }
         ChatEvent::Presence { .. } => panic!("presence is not shared in the model: {event:?}"),
+        ChatEvent::Admin { .. } | ChatEvent::Delete { .. } => {
+            panic!("the model makes no admin calls: {event:?}")
+        }
         // The model opens fewer rooms than the chat holds.
         ChatEvent::CloseRoom { room } => panic!("{room:?} let go with room to spare"),
         ChatEvent::ReadHistory {

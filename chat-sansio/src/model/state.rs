@@ -349,6 +349,7 @@ impl Model {
             history_on_join: self.history_on_join,
             policy: self.rules.policy(),
             shared_presence: false,
+            banned: Vec::new(),
         }
     }
 

@@ -42,6 +42,7 @@ pub type Seen = Arc<Mutex<HashMap<String, u64>>>;
 
 /// The thread's body: runs until the requests' sender or the core is gone.
 pub fn run<D: Deliver>(
+    node: &str,
     client: redis::Client,
     requests: Receiver<Sub>,
     told: Sender<Control>,
@@ -69,6 +70,7 @@ pub fn run<D: Deliver>(
         let mut pubsub = con.as_pubsub();
         let subscribed = (|| {
             pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
+            pubsub.subscribe(wire::ADMIN_CHANNEL)?;
             for room in &rooms {
                 pubsub.subscribe(wire::channel(room))?;
             }
@@ -95,10 +97,18 @@ pub fn run<D: Deliver>(
                     break;
                 }
             };
-            let Some(room) = wire::room_of_channel(msg.get_channel_name().as_bytes()) else {
+            let Some(room) = wire::room_of_channel(msg.get_channel_name().as_bytes())
+                .or_else(|| (msg.get_channel_name() == wire::ADMIN_CHANNEL).then_some(""))
+            else {
                 continue;
             };
             let input = match wire::published(msg.get_payload_bytes()) {
+                // Made here: the chat told its streams already.
+                Some(Published::Tombstone(from, _)) if from == node => continue,
+                Some(Published::Tombstone(_, entry)) => ChatInput::Tombstone { entry },
+                Some(Published::Ban(_, user_id, banned)) => ChatInput::Banned { user_id, banned },
+                Some(Published::Kick(from, _, _)) if from == node => continue,
+                Some(Published::Kick(_, user_id, reason)) => ChatInput::Kicked { user_id, reason },
                 Some(Published::Entry(entry)) => {
                     if let Ok(mut seen) = seen.lock() {
                         let s = seen.entry(room.to_owned()).or_default();
@@ -109,7 +119,9 @@ pub fn run<D: Deliver>(
                         entries: vec![entry],
                     }
                 }
-                Some(Published::Presence(user, present)) => ChatInput::Presence {
+                // Told to this node's chat by the change's own answer.
+                Some(Published::Presence(from, _, _)) if from == node => continue,
+                Some(Published::Presence(_, user, present)) => ChatInput::Presence {
                     room: room.to_owned(),
                     user,
                     present,

@@ -32,6 +32,7 @@ mod scripts;
 mod store;
 pub mod wire;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -65,6 +66,7 @@ pub struct Redis {
     writer: Writer,
     control: Sender<Control>,
     node: String,
+    bans: Vec<String>,
 }
 
 /// The threads of the engine, to start once the driver can be answered.
@@ -91,6 +93,10 @@ impl Redis {
         redis::cmd("PING")
             .query::<String>(&mut con)
             .map_err(|e| RedisError::new("ping", e))?;
+        let bans: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(wire::BANS)
+            .query(&mut con)
+            .map_err(|e| RedisError::new("bans", e))?;
         let node = config
             .node
             .clone()
@@ -102,6 +108,7 @@ impl Redis {
                 writer,
                 control: control_tx.clone(),
                 node: node.clone(),
+                bans,
             },
             RedisThreads {
                 client,
@@ -117,6 +124,12 @@ impl Redis {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The users banned when the node started (for `ChatConfig::banned`;
+    /// later bans reach the chat as `ChatInput::Banned`).
+    pub fn bans(&self) -> &[String] {
+        &self.bans
     }
 
     /// Takes the engine's requests and notices (answered later, through the
@@ -139,8 +152,16 @@ impl Redis {
                 user,
                 present,
             } => {
-                let _ = self.control.send(Control::Presence(room, user, present));
-                None
+                // Kept by the control thread (to set Redis in line again),
+                // made by the reader thread (in order with the reads).
+                let _ = self
+                    .control
+                    .send(Control::Presence(room.clone(), user.clone(), present));
+                self.writer.take(ChatEvent::Presence {
+                    room,
+                    user,
+                    present,
+                })
             }
             other => self.writer.take(other),
         }
@@ -163,23 +184,27 @@ impl RedisThreads {
             control,
             control_tx,
         } = self;
+        let presence_failed = Arc::new(AtomicBool::new(false));
         start_writer(
-            RedisLog::new(client.clone(), retention),
+            RedisLog::new(client.clone(), retention, &node)
+                .with_presence_flag(Arc::clone(&presence_failed)),
             requests,
             deliver.clone(),
         )?;
         let (subs_tx, subs) = mpsc::channel::<Sub>();
         let seen = Arc::new(Mutex::new(Default::default()));
+        let feed_node = node.clone();
         let nodes = Nodes::new(
             node,
             store::Link::new(client.clone()),
             deliver.clone(),
             subs_tx,
             Arc::clone(&seen),
+            presence_failed,
         );
         std::thread::Builder::new()
             .name("redis-feed".into())
-            .spawn(move || feed::run(client, subs, control_tx, seen, deliver))?;
+            .spawn(move || feed::run(&feed_node, client, subs, control_tx, seen, deliver))?;
         std::thread::Builder::new()
             .name("redis-nodes".into())
             .spawn(move || nodes.run(control))?;

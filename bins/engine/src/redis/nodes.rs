@@ -21,7 +21,9 @@
 //!   subscriber reconnects, every room is caught up at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_proto::User;
@@ -67,11 +69,6 @@ struct Followed {
     /// The last seq its log had at the previous check, when it was ahead
     /// of the channel.
     suspect: Option<u64>,
-    /// Its channel is subscribed.
-    subscribed: bool,
-    /// Presence changes here that wait for the subscription, so that this
-    /// node hears their notices too.
-    waiting: Vec<(User, bool)>,
 }
 
 /// The control thread's state.
@@ -90,11 +87,20 @@ pub struct Nodes<D> {
     dirty: bool,
     /// The node has never registered.
     first: bool,
+    /// Set by the reader thread when a presence change failed.
+    presence_failed: Arc<AtomicBool>,
 }
 
 impl<D: Deliver> Nodes<D> {
     /// The state of node `node`.
-    pub fn new(node: String, link: Link, deliver: D, subs: Sender<Sub>, seen: Seen) -> Self {
+    pub fn new(
+        node: String,
+        link: Link,
+        deliver: D,
+        subs: Sender<Sub>,
+        seen: Seen,
+        presence_failed: Arc<AtomicBool>,
+    ) -> Self {
         Nodes {
             node,
             link,
@@ -105,6 +111,7 @@ impl<D: Deliver> Nodes<D> {
             present: HashMap::new(),
             dirty: false,
             first: true,
+            presence_failed,
         }
     }
 
@@ -171,49 +178,26 @@ impl<D: Deliver> Nodes<D> {
                         self.present.remove(&room);
                     }
                 }
-                match self.rooms.get_mut(&room) {
-                    Some(r) if !r.subscribed => r.waiting.push((user, here)),
-                    _ => self.change_or_mark(&room, &user, here),
-                }
+                // The change itself is made by the reader thread.
                 true
             }
         }
     }
 
-    /// [`Nodes::change`], marking Redis as out of line if it fails.
-    fn change_or_mark(&mut self, room: &str, user: &User, here: bool) {
-        if let Err(e) = self.change(room, &user.user_id, &user.username, here) {
-            tracing::warn!("redis: presence in {room:?}: {e}; set again when Redis answers");
-            self.dirty = true;
-        }
-    }
-
-    /// Runs the join or leave script for one user of one room.
+    /// Runs the join or leave script for one user of one room (setting
+    /// Redis in line again: the news it makes reaches the other nodes, and
+    /// this one's chat had it when it happened).
     fn change(&mut self, room: &str, user_id: &str, name: &str, here: bool) -> RedisResult<()> {
-        let node_set = wire::node_presence(&self.node);
-        self.link.run(|con, scripts| {
-            let script = if here { &scripts.join } else { &scripts.leave };
-            script
-                .key(wire::presence(room))
-                .key(wire::names(room))
-                .key(&node_set)
-                .arg(user_id)
-                .arg(name)
-                .arg(wire::member(room, user_id))
-                .arg(wire::channel(room))
-                .invoke::<i64>(con)
-        })?;
+        super::store::presence_change(&mut self.link, &self.node, room, user_id, name, here)?;
         Ok(())
     }
 
     /// A room's channel is subscribed: who is there, and where its log
     /// stands, from now on.
     fn following(&mut self, room: &str) {
-        let Some(r) = self.rooms.get_mut(room) else {
+        if !self.rooms.contains_key(room) {
             return;
-        };
-        r.subscribed = true;
-        let waiting = std::mem::take(&mut r.waiting);
+        }
         let read = self.link.run(|con, _| {
             redis::pipe()
                 .cmd("HGETALL")
@@ -232,9 +216,6 @@ impl<D: Deliver> Nodes<D> {
                 self.tell_present(room, names);
             }
             Err(e) => tracing::warn!("redis: reading room {room:?}: {e}"),
-        }
-        for (user, here) in waiting {
-            self.change_or_mark(room, &user, here);
         }
     }
 
@@ -274,6 +255,9 @@ impl<D: Deliver> Nodes<D> {
         });
         match added {
             Ok((added,)) => {
+                if self.presence_failed.swap(false, Ordering::Relaxed) {
+                    self.dirty = true;
+                }
                 if added == 1 && !self.first {
                     tracing::warn!(
                         "redis: this node was taken for dead; setting its presence again"

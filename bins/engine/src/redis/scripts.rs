@@ -58,18 +58,21 @@ return {epoch, last, tostring(first)}
 ";
 
 /// A user arrives in a room through a node. KEYS: presence, names, the
-/// node's presence set. ARGV: user id, name, member, channel. Announces
-/// the arrival (publishes) only if the user was on no node before.
+/// node's presence set. ARGV: user id, name, member, channel, node.
+/// Announces the arrival (publishes, naming the node) only if the user was
+/// on no node before. Returns the number of nodes the user is on now (0:
+/// this node had them already).
 const JOIN: &str = r"
 if redis.call('SADD', KEYS[3], ARGV[3]) == 0 then return 0 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if n == 1 then redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[1] .. '\n' .. ARGV[2]) end
+if n == 1 then redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[5] .. '\n' .. ARGV[1] .. '\n' .. ARGV[2]) end
 return n
 ";
 
 /// A user leaves a room through a node. Same KEYS and ARGV as [`JOIN`].
-/// Announces the departure only if the user is now on no node.
+/// Announces the departure only if the user is now on no node. Returns the
+/// number of nodes the user is on now (-1: this node did not have them).
 const LEAVE: &str = r"
 if redis.call('SREM', KEYS[3], ARGV[3]) == 0 then return -1 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
@@ -77,7 +80,7 @@ if n <= 0 then
   local name = redis.call('HGET', KEYS[2], ARGV[1]) or ARGV[2]
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('PUBLISH', ARGV[4], 'l' .. ARGV[1] .. '\n' .. name)
+  redis.call('PUBLISH', ARGV[4], 'l' .. ARGV[5] .. '\n' .. ARGV[1] .. '\n' .. name)
 end
 return n
 ";
@@ -102,7 +105,7 @@ for _, m in ipairs(members) do
       local name = redis.call('HGET', names, user) or user
       redis.call('HDEL', pres, user)
       redis.call('HDEL', names, user)
-      redis.call('PUBLISH', 'chat:ch:' .. room, 'l' .. user .. '\n' .. name)
+      redis.call('PUBLISH', 'chat:ch:' .. room, 'l' .. ARGV[1] .. '\n' .. user .. '\n' .. name)
     end
   end
 end

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_proto::{ChatMessage, HistoryPage};
@@ -16,7 +18,8 @@ use redis::{Connection, RedisResult, Value};
 
 use super::scripts::Scripts;
 use super::wire;
-use crate::backend::{Appended, Backend, Login, Retention, RoomState};
+use crate::backend::{tombstone, AdminRecord, Appended, Backend, Login, Retention, RoomState};
+use chat_sansio::chat::AdminAction;
 
 /// How long a connection attempt may take: a node that cannot reach Redis
 /// answers posts with UNAVAILABLE this soon, rather than holding them.
@@ -114,6 +117,34 @@ impl Link {
     }
 }
 
+/// Runs the join (`here`) or leave script for `user` of `room` through
+/// `node`; whether the change is news anywhere (the script published it to
+/// the other nodes; this node's chat is to announce it itself).
+pub fn presence_change(
+    link: &mut Link,
+    node: &str,
+    room: &str,
+    user_id: &str,
+    name: &str,
+    here: bool,
+) -> RedisResult<bool> {
+    let node_set = wire::node_presence(node);
+    let n: i64 = link.run(|con, scripts| {
+        let script = if here { &scripts.join } else { &scripts.leave };
+        script
+            .key(wire::presence(room))
+            .key(wire::names(room))
+            .key(&node_set)
+            .arg(user_id)
+            .arg(name)
+            .arg(wire::member(room, user_id))
+            .arg(wire::channel(room))
+            .arg(node)
+            .invoke(con)
+    })?;
+    Ok(if here { n == 1 } else { n == 0 })
+}
+
 /// A new epoch: the clock's microseconds, below 2^53 (Lua's numbers are
 /// doubles, and the scripts compare epochs as strings anyway).
 pub fn fresh_epoch() -> u64 {
@@ -131,18 +162,57 @@ pub struct RedisLog {
     epochs: HashMap<String, u64>,
     /// For [`Backend::reader`].
     client: redis::Client,
+    /// This node's name, in what it publishes.
+    node: String,
+    /// Set when a presence change could not be made: the control thread
+    /// sets this node's presence in Redis again.
+    presence_failed: Arc<AtomicBool>,
 }
 
 impl RedisLog {
     /// A log on `client`'s server, keeping about `retention.messages_per_room`
-    /// entries per room and `retention.logins` login records.
-    pub fn new(client: redis::Client, retention: Retention) -> RedisLog {
+    /// entries per room and `retention.logins` login records, for node
+    /// `node`.
+    pub fn new(client: redis::Client, retention: Retention, node: &str) -> RedisLog {
         RedisLog {
             link: Link::new(client.clone()),
             retention,
             epochs: HashMap::new(),
             client,
+            node: node.to_owned(),
+            presence_failed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Shares `flag` with the control thread: set when a presence change
+    /// fails here.
+    pub fn with_presence_flag(mut self, flag: Arc<AtomicBool>) -> RedisLog {
+        self.presence_failed = flag;
+        self
+    }
+
+    /// Replaces the entries that are tombstones now (streams are
+    /// append-only: tombstones live in a hash beside the log).
+    fn overlay(&mut self, room: &str, entries: &mut [ChatMessage]) -> Result<(), RedisError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let found: Vec<Option<Vec<u8>>> = self
+            .link
+            .run(|con, _| {
+                redis::cmd("HMGET")
+                    .arg(wire::deleted(room))
+                    .arg(&seqs)
+                    .query(con)
+            })
+            .map_err(|e| RedisError::new("read tombstones", e))?;
+        for (e, body) in entries.iter_mut().zip(found) {
+            if let Some(t) = body.and_then(|b| wire::entry(e.seq, &b)) {
+                *e = t;
+            }
+        }
+        Ok(())
     }
 
     fn append_all(&mut self, batch: &[AppendRequest]) -> Result<Vec<Appended>, RedisError> {
@@ -367,7 +437,9 @@ impl Backend for RedisLog {
             .unwrap_or(last.unwrap_or(after) + 1);
         let mut bytes = 0;
         let mut out = Vec::new();
-        for e in entries(&found) {
+        let mut found = entries(&found);
+        self.overlay(room, &mut found)?;
+        for e in found {
             bytes += prost::Message::encoded_len(&e);
             if !out.is_empty() && bytes > MAX_PAGE_BYTES {
                 break;
@@ -403,7 +475,9 @@ impl Backend for RedisLog {
             })
             .map_err(|e| RedisError::new("page", e))?;
         let mut page = PageBuilder::new(limit as usize);
-        for e in entries(&found) {
+        let mut found = entries(&found);
+        self.overlay(room, &mut found)?;
+        for e in found {
             if !page.push(e) {
                 break;
             }
@@ -416,6 +490,115 @@ impl Backend for RedisLog {
         })
     }
 
+    fn delete(&mut self, room: &str, seq: u64) -> Result<Option<ChatMessage>, RedisError> {
+        let id = format!("{seq}-0");
+        let found: StreamRangeReply = self
+            .link
+            .run(|con, _| {
+                redis::cmd("XRANGE")
+                    .arg(wire::log(room))
+                    .arg(&id)
+                    .arg(&id)
+                    .query(con)
+            })
+            .map_err(|e| RedisError::new("delete", e))?;
+        let Some(entry) = entries(&found).pop() else {
+            return Ok(None);
+        };
+        let dead = tombstone(&entry);
+        let body = wire::body(&dead);
+        let mut note = format!("t{}\n{seq} ", self.node).into_bytes();
+        note.extend_from_slice(&body);
+        self.link
+            .run(|con, _| {
+                redis::pipe()
+                    .cmd("HSET")
+                    .arg(wire::deleted(room))
+                    .arg(seq)
+                    .arg(body.as_slice())
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(wire::channel(room))
+                    .arg(note.as_slice())
+                    .ignore()
+                    .query::<()>(con)
+            })
+            .map_err(|e| RedisError::new("delete", e))?;
+        Ok(Some(dead))
+    }
+
+    fn record_admin(&mut self, record: &AdminRecord) -> Result<(), RedisError> {
+        let (action, target) = record.describe();
+        let node = self.node.clone();
+        self.link
+            .run(|con, _| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("XADD")
+                    .arg(wire::AUDIT)
+                    .arg("*")
+                    .arg("at_us")
+                    .arg(record.at.as_micros_i64())
+                    .arg("by")
+                    .arg(&record.by)
+                    .arg("action")
+                    .arg(action)
+                    .arg("target")
+                    .arg(&target)
+                    .arg("reason")
+                    .arg(&record.reason)
+                    .ignore();
+                match &record.action {
+                    AdminAction::Ban { user_id } | AdminAction::Unban { user_id } => {
+                        let ban = matches!(record.action, AdminAction::Ban { .. });
+                        pipe.cmd(if ban { "SADD" } else { "SREM" })
+                            .arg(wire::BANS)
+                            .arg(user_id)
+                            .ignore()
+                            .cmd("PUBLISH")
+                            .arg(wire::ADMIN_CHANNEL)
+                            .arg(format!("{}{node}\n{user_id}", if ban { 'b' } else { 'u' }))
+                            .ignore();
+                    }
+                    AdminAction::Kick { user_id } => {
+                        pipe.cmd("PUBLISH")
+                            .arg(wire::ADMIN_CHANNEL)
+                            .arg(format!("k{node}\n{user_id}\n{}", record.reason))
+                            .ignore();
+                    }
+                    _ => {}
+                }
+                pipe.query::<()>(con)
+            })
+            .map_err(|e| RedisError::new("admin record", e))
+    }
+
+    fn presence(
+        &mut self,
+        room: &str,
+        user: &chat_proto::User,
+        present: bool,
+    ) -> Result<bool, RedisError> {
+        let node = self.node.clone();
+        presence_change(
+            &mut self.link,
+            &node,
+            room,
+            &user.user_id,
+            &user.username,
+            present,
+        )
+        .map_err(|e| {
+            self.presence_failed.store(true, Ordering::Relaxed);
+            RedisError::new("presence", e)
+        })
+    }
+
+    fn bans(&mut self) -> Result<Vec<String>, RedisError> {
+        self.link
+            .run(|con, _| redis::cmd("SMEMBERS").arg(wire::BANS).query(con))
+            .map_err(|e| RedisError::new("bans", e))
+    }
+
     fn prune(&mut self, _now: Time) -> Result<bool, RedisError> {
         // Every append trims its room's stream, and every record the
         // logins' stream (MAXLEN), and dedupe keys expire by themselves.
@@ -423,6 +606,9 @@ impl Backend for RedisLog {
     }
 
     fn reader(&self) -> Result<Option<Self>, RedisError> {
-        Ok(Some(RedisLog::new(self.client.clone(), self.retention)))
+        Ok(Some(
+            RedisLog::new(self.client.clone(), self.retention, &self.node)
+                .with_presence_flag(Arc::clone(&self.presence_failed)),
+        ))
     }
 }

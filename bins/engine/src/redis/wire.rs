@@ -14,12 +14,19 @@
 //! | `chat:node:NODE:alive` | string, with a TTL | there while the node runs |
 //! | `chat:nodes` | set | the nodes that may hold presence |
 //! | `chat:logins` | stream, capped | login records |
+//! | `chat:del:ROOM` | hash | seq to the body of its tombstone (streams are append-only) |
+//! | `chat:audit` | stream | administrators' actions |
+//! | `chat:bans` | set | the users banned now |
 //!
 //! Room and user ids hold no control characters (`chat_sansio::chat::names`),
 //! so `\n` separates them unambiguously.
 //!
 //! A room's channel `chat:ch:ROOM` carries `m` + seq + ` ` + body (an
-//! entry), `j` + user id + `\n` + name (arrived) and `l` + the same (left).
+//! entry), `j` + user id + `\n` + name (arrived), `l` + the same (left),
+//! and `t` + node + `\n` + seq + ` ` + body (a tombstone made on that
+//! node). The channel `chat:admin` carries `b` or `u` + node + `\n` + user
+//! id (banned, unbanned), and `k` + node + `\n` + user id + `\n` + reason
+//! (kicked).
 
 use chat_proto::{ChatMessage, User};
 use prost::Message as _;
@@ -70,6 +77,20 @@ pub const NODES: &str = "chat:nodes";
 /// The login records.
 pub const LOGINS: &str = "chat:logins";
 
+/// Administrators' actions.
+pub const AUDIT: &str = "chat:audit";
+
+/// The users banned now.
+pub const BANS: &str = "chat:bans";
+
+/// The channel of bans.
+pub const ADMIN_CHANNEL: &str = "chat:admin";
+
+/// The tombstones of `room`.
+pub fn deleted(room: &str) -> String {
+    format!("chat:del:{room}")
+}
+
 /// A member of a node's presence set.
 pub fn member(room: &str, user_id: &str) -> String {
     format!("{room}\n{user_id}")
@@ -100,13 +121,21 @@ pub fn entry(seq: u64, body: &[u8]) -> Option<ChatMessage> {
     Some(e)
 }
 
-/// A message on a room's channel.
+/// A message on a room's channel (or the admin channel).
 #[derive(Debug, PartialEq)]
 pub enum Published {
     /// An entry appended.
     Entry(ChatMessage),
-    /// A user arrived (true) or left (false) the room, anywhere.
-    Presence(User, bool),
+    /// A user arrived (true) or left (false) the room, anywhere; the node
+    /// whose change it was (a reaped node's, for the departures a reap
+    /// makes).
+    Presence(String, User, bool),
+    /// An entry made a tombstone, on the node named.
+    Tombstone(String, ChatMessage),
+    /// A user banned (true) or unbanned, on the node named.
+    Ban(String, String, bool),
+    /// A user kicked on the node named, and why.
+    Kick(String, String, String),
 }
 
 /// Reads a message published on a room's channel; `None` if it is not one
@@ -119,15 +148,43 @@ pub fn published(payload: &[u8]) -> Option<Published> {
             let seq = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
             entry(seq, &rest[space + 1..]).map(Published::Entry)
         }
+        b't' => {
+            let nl = rest.iter().position(|&b| b == b'\n')?;
+            let node = std::str::from_utf8(&rest[..nl]).ok()?.to_owned();
+            let rest = &rest[nl + 1..];
+            let space = rest.iter().position(|&b| b == b' ')?;
+            let seq = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+            entry(seq, &rest[space + 1..]).map(|e| Published::Tombstone(node, e))
+        }
+        b'k' => {
+            let text = std::str::from_utf8(rest).ok()?;
+            let (node, rest) = text.split_once('\n')?;
+            let (user, reason) = rest.split_once('\n')?;
+            Some(Published::Kick(
+                node.to_owned(),
+                user.to_owned(),
+                reason.to_owned(),
+            ))
+        }
+        b'b' | b'u' => {
+            let text = std::str::from_utf8(rest).ok()?;
+            let (node, user) = text.split_once('\n')?;
+            Some(Published::Ban(
+                node.to_owned(),
+                user.to_owned(),
+                tag == b'b',
+            ))
+        }
         b'j' | b'l' => {
             let text = std::str::from_utf8(rest).ok()?;
+            let (node, text) = text.split_once('\n')?;
             let (id, name) = text.split_once('\n')?;
             let user = User {
                 user_id: id.to_owned(),
                 username: name.to_owned(),
                 room_id: String::new(),
             };
-            Some(Published::Presence(user, tag == b'j'))
+            Some(Published::Presence(node.to_owned(), user, tag == b'j'))
         }
         _ => None,
     }
@@ -154,12 +211,12 @@ mod tests {
             (got.seq, got.message.as_str(), got.epoch),
             (42, "hi there", 7)
         );
-        let Some(Published::Presence(u, false)) = published(b"lann\nAnn Smith") else {
+        let Some(Published::Presence(node, u, false)) = published(b"ln1\nann\nAnn Smith") else {
             panic!("not a departure");
         };
         assert_eq!(
-            (u.user_id.as_str(), u.username.as_str()),
-            ("ann", "Ann Smith")
+            (node.as_str(), u.user_id.as_str(), u.username.as_str()),
+            ("n1", "ann", "Ann Smith")
         );
         assert_eq!(published(b"x"), None);
         assert_eq!(published(b"m12"), None);

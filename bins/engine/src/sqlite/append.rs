@@ -48,7 +48,7 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut original = tx.prepare_cached(
-                "SELECT user_id, username, text, ts_us, client_msg_id FROM messages
+                "SELECT user_id, username, text, ts_us, client_msg_id, deleted FROM messages
                  WHERE room = ?1 AND seq = ?2",
             )?;
             // Each room's (last seq, epoch), read once per batch and

@@ -1,6 +1,7 @@
 //! The SQLite backend: `<data-dir>/chat.db` (rusqlite, bundled). See the
 //! README ("Durable history") for the schema and queries.
 
+mod admin;
 mod append;
 mod backup;
 mod error;
@@ -23,7 +24,7 @@ pub use backup::backup;
 pub use error::StoreError;
 pub use start::NewDatabase;
 
-use crate::backend::{Appended, Backend, Login, Retention, RoomState};
+use crate::backend::{AdminRecord, Appended, Backend, Login, Retention, RoomState};
 
 /// The database file's name in the data directory.
 const FILE: &str = "chat.db";
@@ -200,6 +201,25 @@ impl Backend for SqliteStore {
 
     fn page(&mut self, room: &str, before: u64, limit: u32) -> Result<HistoryPage, StoreError> {
         self.read_page(room, before, limit)
+    }
+
+    fn delete(&mut self, room: &str, seq: u64) -> Result<Option<ChatMessage>, StoreError> {
+        self.delete_entry(room, seq)
+            .map_err(|source| StoreError::Write {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn record_admin(&mut self, record: &AdminRecord) -> Result<(), StoreError> {
+        self.record(record).map_err(|source| StoreError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn bans(&mut self) -> Result<Vec<String>, StoreError> {
+        self.banned().map_err(|e| self.read(e))
     }
 
     fn reader(&self) -> Result<Option<SqliteStore>, StoreError> {

@@ -59,7 +59,7 @@ impl SqliteStore {
         // No LIMIT: rows are stepped one at a time, and a row left out
         // must not make the answer shorter than it could be.
         let read = self.each_entry(
-            "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+            "SELECT seq, user_id, username, text, ts_us, client_msg_id, deleted FROM messages
              WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
             params![room, after, up_to],
             room,
@@ -94,7 +94,7 @@ impl SqliteStore {
         // has room (count and bytes): a page is all one call holds.
         let mut page = PageBuilder::new(limit as usize);
         let read = self.each_entry(
-            "SELECT seq, user_id, username, text, ts_us, client_msg_id FROM messages
+            "SELECT seq, user_id, username, text, ts_us, client_msg_id, deleted FROM messages
              WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC",
             params![room, before],
             room,
@@ -152,7 +152,7 @@ impl SqliteStore {
 }
 
 /// An entry from a row of `seq, user_id, username, text, ts_us,
-/// client_msg_id` (its stored seq in column 0, then as [`row_message`]).
+/// client_msg_id, deleted` (its stored seq in column 0, then as [`row_message`]).
 fn row_message_at(
     row: &rusqlite::Row<'_>,
     room: &str,
@@ -162,7 +162,8 @@ fn row_message_at(
     message_from(row, 1, room, seq, epoch)
 }
 
-/// An entry from a row of `user_id, username, text, ts_us, client_msg_id`.
+/// An entry from a row of `user_id, username, text, ts_us, client_msg_id,
+/// deleted`.
 pub(super) fn row_message(
     row: &rusqlite::Row<'_>,
     room: &str,
@@ -172,7 +173,7 @@ pub(super) fn row_message(
     message_from(row, 0, room, seq, epoch)
 }
 
-/// An entry from `user_id, username, text, ts_us, client_msg_id` at
+/// An entry from `user_id, username, text, ts_us, client_msg_id, deleted` at
 /// columns `first` onwards.
 fn message_from(
     row: &rusqlite::Row<'_>,
@@ -192,6 +193,7 @@ fn message_from(
         seq,
         timestamp_us: row.get(first + 3)?,
         client_msg_id: row.get(first + 4)?,
+        deleted: row.get::<_, i64>(first + 5)? != 0,
         epoch,
         ..ChatMessage::default()
     })

@@ -52,6 +52,19 @@ CREATE TABLE IF NOT EXISTS refused_logins (
     outcome TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS refused_logins_by_time ON refused_logins (ts_us);
+CREATE TABLE IF NOT EXISTS admin_actions (
+    id      INTEGER PRIMARY KEY,
+    ts_us   INTEGER NOT NULL,
+    by_user TEXT    NOT NULL,
+    action  TEXT    NOT NULL,
+    target  TEXT    NOT NULL,
+    reason  TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bans (
+    user_id TEXT    PRIMARY KEY,
+    ts_us   INTEGER NOT NULL,
+    by_user TEXT    NOT NULL
+) WITHOUT ROWID;
 CREATE VIEW IF NOT EXISTS login_attempts AS
     SELECT ts_us, user_id, room, peer, outcome FROM logins
     UNION ALL
@@ -71,6 +84,7 @@ DELETE FROM logins WHERE outcome != 'ok';
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("rooms", "epoch", "INTEGER NOT NULL DEFAULT 0"),
     ("messages", "client_msg_id", "TEXT NOT NULL DEFAULT ''"),
+    ("messages", "deleted", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Makes the tables (and the columns added since), and returns the

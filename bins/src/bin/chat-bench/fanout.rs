@@ -517,6 +517,7 @@ mod tests {
             presence: 0,
             client_msg_id: "c-1".into(),
             epoch: 1 << 40,
+            deleted: false,
         };
         let bytes = m.encode_to_vec();
         let t = text_field(&bytes).unwrap();
