@@ -25,6 +25,21 @@
 //!   carrying the request's token;
 //! - tell the chat of entries it did not append here (another node's), with
 //!   [`Entries`](ChatInput::Entries), for rooms the chat has open;
+//! - when the chat shares presence with other nodes
+//!   ([`ChatConfig::shared_presence`](super::ChatConfig::shared_presence)):
+//!   take each [`Presence`](ChatEvent::Presence) change of this node, and
+//!   tell every node's chat, once, of each user who arrives in or leaves a
+//!   room anywhere ([`ChatInput::Presence`]; this node's chat before the
+//!   answers to the reads it asked for after the change, so that a joiner's
+//!   answer follows the notice of their arrival, as on one node), and of
+//!   who is there when a room opens or the engine may have missed changes
+//!   ([`ChatInput::Present`]);
+//! - answer each [`Delete`](ChatEvent::Delete) with
+//!   [`Deleted`](ChatInput::Deleted): the entry as a tombstone (no text,
+//!   `deleted` set), kept so that reads return the tombstone from then on;
+//!   a shared engine tells the other nodes ([`ChatInput::Tombstone`]), and
+//!   carries bans and kicks to them ([`ChatInput::Banned`],
+//!   [`ChatInput::Kicked`]);
 //! - keep a room's epoch while the chat has the room open. Entries of
 //!   another epoch than the one it opened with are dropped, so a log that
 //!   is lost while open (a shared store wiped under a running node) is not
