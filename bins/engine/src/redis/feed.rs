@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
 use super::nodes::Control;
+use super::stats::RedisStats;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +49,7 @@ pub fn run<D: Deliver>(
     requests: Receiver<Sub>,
     told: Sender<Control>,
     seen: Seen,
+    stats: Arc<RedisStats>,
     mut deliver: D,
 ) {
     let mut rooms: HashSet<String> = HashSet::new();
@@ -80,7 +83,9 @@ pub fn run<D: Deliver>(
             tracing::warn!("redis subscriber: cannot subscribe: {e}");
             continue;
         }
+        stats.subscribed.store(true, Ordering::Relaxed);
         if !first {
+            RedisStats::bump(&stats.reconnects);
             tracing::info!("redis subscriber: connected again; catching up");
             let _ = told.send(Control::Reconnected);
         }
@@ -93,6 +98,7 @@ pub fn run<D: Deliver>(
                 Ok(msg) => msg,
                 Err(e) if e.is_timeout() => continue,
                 Err(e) => {
+                    stats.subscribed.store(false, Ordering::Relaxed);
                     tracing::warn!("redis subscriber: connection lost: {e}");
                     break;
                 }

@@ -29,6 +29,7 @@
 mod feed;
 mod nodes;
 mod scripts;
+mod stats;
 mod store;
 pub mod wire;
 
@@ -43,6 +44,7 @@ use crate::writer::{start_writer, Deliver, Requests, Writer};
 use feed::Sub;
 use nodes::{Control, Nodes};
 pub use nodes::{CHECK_EVERY, HEARTBEAT, NODE_TTL, REAP_EVERY};
+pub use stats::RedisStats;
 pub use store::{RedisError, RedisLog, CONNECT_TIMEOUT, IO_TIMEOUT};
 
 /// How a node reaches Redis.
@@ -67,6 +69,7 @@ pub struct Redis {
     control: Sender<Control>,
     node: String,
     bans: Vec<String>,
+    stats: Arc<RedisStats>,
 }
 
 /// The threads of the engine, to start once the driver can be answered.
@@ -75,6 +78,7 @@ pub struct RedisThreads {
     retention: Retention,
     requests: Requests,
     node: String,
+    stats: Arc<RedisStats>,
     control: Receiver<Control>,
     /// For the subscriber, to tell the control thread what it follows.
     control_tx: Sender<Control>,
@@ -103,18 +107,21 @@ impl Redis {
             .unwrap_or_else(|| format!("{}-{:x}", std::process::id(), store::fresh_epoch()));
         let (writer, requests) = Writer::new();
         let (control_tx, control) = mpsc::channel();
+        let stats = Arc::new(RedisStats::default());
         Ok((
             Redis {
                 writer,
                 control: control_tx.clone(),
                 node: node.clone(),
                 bans,
+                stats: Arc::clone(&stats),
             },
             RedisThreads {
                 client,
                 retention: config.retention,
                 requests,
                 node,
+                stats,
                 control,
                 control_tx: control_tx.clone(),
             },
@@ -124,6 +131,11 @@ impl Redis {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The engine's counters (for metrics).
+    pub fn stats(&self) -> Arc<RedisStats> {
+        Arc::clone(&self.stats)
     }
 
     /// The users banned when the node started (for `ChatConfig::banned`;
@@ -181,6 +193,7 @@ impl RedisThreads {
             retention,
             requests,
             node,
+            stats,
             control,
             control_tx,
         } = self;
@@ -201,10 +214,11 @@ impl RedisThreads {
             subs_tx,
             Arc::clone(&seen),
             presence_failed,
+            Arc::clone(&stats),
         );
         std::thread::Builder::new()
             .name("redis-feed".into())
-            .spawn(move || feed::run(&feed_node, client, subs, control_tx, seen, deliver))?;
+            .spawn(move || feed::run(&feed_node, client, subs, control_tx, seen, stats, deliver))?;
         std::thread::Builder::new()
             .name("redis-nodes".into())
             .spawn(move || nodes.run(control))?;

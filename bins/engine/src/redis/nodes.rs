@@ -32,6 +32,7 @@ use redis::streams::StreamRangeReply;
 use redis::RedisResult;
 
 use super::feed::{Seen, Sub};
+use super::stats::RedisStats;
 use super::store::Link;
 use super::wire;
 use crate::writer::Deliver;
@@ -89,6 +90,7 @@ pub struct Nodes<D> {
     first: bool,
     /// Set by the reader thread when a presence change failed.
     presence_failed: Arc<AtomicBool>,
+    stats: Arc<RedisStats>,
 }
 
 impl<D: Deliver> Nodes<D> {
@@ -100,6 +102,7 @@ impl<D: Deliver> Nodes<D> {
         subs: Sender<Sub>,
         seen: Seen,
         presence_failed: Arc<AtomicBool>,
+        stats: Arc<RedisStats>,
     ) -> Self {
         Nodes {
             node,
@@ -112,6 +115,7 @@ impl<D: Deliver> Nodes<D> {
             dirty: false,
             first: true,
             presence_failed,
+            stats,
         }
     }
 
@@ -332,6 +336,7 @@ impl<D: Deliver> Nodes<D> {
             });
             match reaped {
                 Ok(n) if n >= 0 => {
+                    RedisStats::bump(&self.stats.reaped_nodes);
                     tracing::info!("redis: node {other} is gone; {n} presence entries removed")
                 }
                 Ok(_) => {}
@@ -424,6 +429,7 @@ impl<D: Deliver> Nodes<D> {
             *s = (*s).max(seq);
         }
         tracing::info!("redis: room {room:?} was behind its log (to {seq}); caught up");
+        RedisStats::bump(&self.stats.catch_ups);
         self.deliver.deliver(ChatInput::Entries {
             room: room.to_owned(),
             entries,
