@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chat_sansio::chat::ChatInput;
 
-use super::store::{CONNECT_TIMEOUT, IO_TIMEOUT};
+use super::link::{CONNECT_TIMEOUT, IO_TIMEOUT};
 use super::wire::{self, Published};
 use crate::writer::Deliver;
 

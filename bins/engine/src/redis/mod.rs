@@ -27,6 +27,7 @@
 //! [`ChatConfig::shared_presence`]: chat_sansio::chat::ChatConfig::shared_presence
 
 mod feed;
+mod link;
 mod nodes;
 mod scripts;
 mod stats;
@@ -42,10 +43,11 @@ use chat_sansio::chat::ChatEvent;
 use crate::backend::Retention;
 use crate::writer::{start_writer, Deliver, Requests, Writer};
 use feed::Sub;
+pub use link::{RedisError, CONNECT_TIMEOUT, IO_TIMEOUT};
 use nodes::{Control, Nodes};
 pub use nodes::{CHECK_EVERY, HEARTBEAT, NODE_TTL, REAP_EVERY};
 pub use stats::RedisStats;
-pub use store::{RedisError, RedisLog, CONNECT_TIMEOUT, IO_TIMEOUT};
+pub use store::RedisLog;
 
 /// How a node reaches Redis.
 #[derive(Clone, Debug)]
@@ -104,7 +106,7 @@ impl Redis {
         let node = config
             .node
             .clone()
-            .unwrap_or_else(|| format!("{}-{:x}", std::process::id(), store::fresh_epoch()));
+            .unwrap_or_else(|| format!("{}-{:x}", std::process::id(), link::fresh_epoch()));
         let (writer, requests) = Writer::new();
         let (control_tx, control) = mpsc::channel();
         let stats = Arc::new(RedisStats::default());
@@ -209,7 +211,7 @@ impl RedisThreads {
         let feed_node = node.clone();
         let nodes = Nodes::new(
             node,
-            store::Link::new(client.clone()),
+            link::Link::new(client.clone()),
             deliver.clone(),
             subs_tx,
             Arc::clone(&seen),

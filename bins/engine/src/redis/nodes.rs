@@ -32,8 +32,8 @@ use redis::streams::StreamRangeReply;
 use redis::RedisResult;
 
 use super::feed::{Seen, Sub};
+use super::link::Link;
 use super::stats::RedisStats;
-use super::store::Link;
 use super::wire;
 use crate::writer::Deliver;
 
@@ -192,7 +192,7 @@ impl<D: Deliver> Nodes<D> {
     /// Redis in line again: the news it makes reaches the other nodes, and
     /// this one's chat had it when it happened).
     fn change(&mut self, room: &str, user_id: &str, name: &str, here: bool) -> RedisResult<()> {
-        super::store::presence_change(&mut self.link, &self.node, room, user_id, name, here)?;
+        super::link::presence_change(&mut self.link, &self.node, room, user_id, name, here)?;
         Ok(())
     }
 
