@@ -32,7 +32,11 @@ start() {
   local bin=$A
   [ "$1" = b ] && bin=$B
   port=$((21070 + RANDOM % 100))
-  "$bin" --addr "127.0.0.1:$port" "${@:2}" >"$out/$1.log" 2>&1 &
+  # Rate limits off where the build has them (the publishers post faster
+  # than a person types).
+  local limits=()
+  "$bin" --help | grep -q messages-per-second && limits=(--messages-per-second 0)
+  "$bin" --addr "127.0.0.1:$port" "${limits[@]}" "${@:2}" >"$out/$1.log" 2>&1 &
   pid=$!
   for _ in $(seq 200); do grep -q 'listening on' "$out/$1.log" && return; sleep 0.05; done
   echo "$1 did not start" >&2; cat "$out/$1.log" >&2; exit 1

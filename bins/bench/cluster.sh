@@ -31,7 +31,8 @@ for _ in $(seq 100); do redis-cli -p "$base" ping >/dev/null 2>&1 && break; slee
 
 # start NAME PORT ARGS...: a chat-server; sets $pid.
 start() {
-  "$bin/chat-server" --addr "127.0.0.1:$2" "${@:3}" >"$out/$1.log" 2>&1 &
+  # Rate limits off: the publishers post faster than a person types.
+  "$bin/chat-server" --addr "127.0.0.1:$2" --messages-per-second 0 "${@:3}" >"$out/$1.log" 2>&1 &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 200); do grep -q 'listening on' "$out/$1.log" && return; sleep 0.05; done

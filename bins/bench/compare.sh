@@ -31,7 +31,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
 start() {
   case $1 in
     # shellcheck disable=SC2086
-    ours*) target/release/chat-server --addr "127.0.0.1:$2" --memory --max-conns-per-peer 0 $OURS_FLAGS >"$out/$1.log" 2>&1 & ;;
+    ours*) target/release/chat-server --addr "127.0.0.1:$2" --memory --max-conns-per-peer 0 --messages-per-second 0 $OURS_FLAGS >"$out/$1.log" 2>&1 & ;;
     tonic*) target/release/tonic-chat-server --addr "127.0.0.1:$2" >"$out/$1.log" 2>&1 & ;;
   esac
   pid=$!

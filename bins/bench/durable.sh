@@ -11,7 +11,8 @@ log=$(mktemp)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$log"' EXIT
 
 run_server() {
-  target/release/chat-server --addr 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  # Rate limits off: the publishers post as fast as the server takes.
+  target/release/chat-server --addr 127.0.0.1:0 --messages-per-second 0 "$@" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     addr=$(grep -o 'listening on [0-9.:]*' "$log" | cut -d' ' -f3) && [ -n "$addr" ] && return

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use chat_sansio::chat::policy::{GuestAccess, Policy, RoomRule, Users};
+use chat_sansio::chat::RateLimits;
 use serde::Deserialize;
 
 /// The file as written.
@@ -18,6 +19,18 @@ struct File {
     /// that Redis (as `--redis`).
     #[serde(default)]
     redis: Option<String>,
+    /// Rate limits (the `--messages-per-second` ... flags win over them).
+    #[serde(default)]
+    limits: Option<LimitsEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsEntry {
+    messages_per_second: Option<u32>,
+    message_burst: Option<u32>,
+    joins_per_second: Option<u32>,
+    join_burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +76,23 @@ pub fn redis_url(path: &Path) -> Result<Option<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(file.redis)
+}
+
+/// The rate limits a config file sets (`[limits]`), over `base` (what is
+/// not set keeps `base`'s value); `None` if it has no `[limits]`.
+pub fn limits(path: &Path, base: RateLimits) -> Result<Option<RateLimits>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_limits(&text, base).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn parse_limits(text: &str, base: RateLimits) -> Result<Option<RateLimits>, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    Ok(file.limits.map(|l| RateLimits {
+        messages_per_second: l.messages_per_second.unwrap_or(base.messages_per_second),
+        message_burst: l.message_burst.unwrap_or(base.message_burst),
+        joins_per_second: l.joins_per_second.unwrap_or(base.joins_per_second),
+        join_burst: l.join_burst.unwrap_or(base.join_burst),
+    }))
 }
 
 /// Parses a config file's text into a policy.
@@ -124,6 +154,23 @@ mod tests {
         );
         assert!(p.check_read(&Identity::Guest, "announcements").is_ok());
         assert!(p.check_post(&Identity::Guest, "announcements").is_err());
+    }
+
+    #[test]
+    fn limits_replace_the_flags_where_set() {
+        let base = RateLimits::default();
+        assert_eq!(parse_limits("", base).unwrap(), None);
+        let got = parse_limits("[limits]\nmessages_per_second = 5\n", base)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.messages_per_second, 5);
+        assert_eq!(got.message_burst, base.message_burst);
+        assert!(parse_limits("[limits]\nper_day = 5\n", base).is_err());
+        let p = parse(include_str!("../chat.example.toml")).unwrap();
+        let alice = p.authenticate(Some(b"Bearer alice-secret-token")).unwrap();
+        assert!(p.is_admin(&alice));
+        let bob = p.authenticate(Some(b"Bearer bob-secret-token")).unwrap();
+        assert!(!p.is_admin(&bob));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use chat_engine::memory::MemoryLog;
 use chat_engine::sqlite::{NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Engine, Retention, Writer};
 use chat_sansio::chat::policy::Policy;
-use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput};
+use chat_sansio::chat::{Chat, ChatConfig, ChatEvent, ChatInput, RateLimits};
 use chat_sansio::compression::Encoding;
 use chat_sansio::metadata::{wire_value, Metadata};
 use chat_sansio::server::{CallId, ConnId, Expand, Output, RequestHead, Server, RESPONSE_HEADERS};
@@ -72,6 +72,14 @@ struct Args {
     /// restart, and messages are delivered without waiting for a disk.
     #[arg(long)]
     memory: bool,
+    /// Messages a second each user and each connection may post (0: no
+    /// limit), as for chat-server.
+    #[arg(long, default_value_t = RateLimits::default().messages_per_second)]
+    messages_per_second: u32,
+    /// JoinChatRoom requests a second each connection may make (0: no
+    /// limit), as for chat-server.
+    #[arg(long, default_value_t = RateLimits::default().joins_per_second)]
+    joins_per_second: u32,
 }
 
 /// What a call's writer task is told to do.
@@ -412,6 +420,11 @@ async fn main() {
     };
     let chat = Chat::new(ChatConfig {
         policy,
+        limits: RateLimits {
+            messages_per_second: args.messages_per_second,
+            joins_per_second: args.joins_per_second,
+            ..RateLimits::default()
+        },
         ..ChatConfig::default()
     });
     let (events, rx) = mpsc::channel(4096);

@@ -16,7 +16,7 @@ use chat_engine::redis::{Redis, RedisConfig};
 use chat_engine::sqlite::{self, NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Backend, Engine, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
-use chat_sansio::chat::{Chat, ChatConfig};
+use chat_sansio::chat::{Chat, ChatConfig, RateLimits};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
 use clap::{Parser, Subcommand};
 use futures_lite::future;
@@ -71,6 +71,23 @@ struct Args {
     /// successful ones: a flood of refusals never pushes those out.
     #[arg(long, default_value_t = Retention::default().refused_logins)]
     retain_refused_logins: u64,
+    /// Messages a second each user and each connection may post (0: no
+    /// limit; default 20, or `[limits]` of the config file); over it a post
+    /// is refused in band and the stream stays open. README, "Rate limits".
+    #[arg(long)]
+    messages_per_second: Option<u32>,
+    /// Messages that may come at once beyond --messages-per-second
+    /// (default 40).
+    #[arg(long)]
+    message_burst: Option<u32>,
+    /// JoinChatRoom requests a second each connection may make (0: no
+    /// limit; default 5); over it the call ends with RESOURCE_EXHAUSTED and a
+    /// hint.
+    #[arg(long)]
+    joins_per_second: Option<u32>,
+    /// Joins that may come at once beyond --joins-per-second (default 20).
+    #[arg(long)]
+    join_burst: Option<u32>,
     /// Recent messages sent to a user who joins a room.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_HISTORY_ON_JOIN)]
     history_on_join: usize,
@@ -178,6 +195,19 @@ fn main() {
         (None, None) => None,
     };
     let shared_presence = redis_url.is_some();
+    // Rate limits: a flag, else the config file's [limits], else the
+    // defaults.
+    let from_file = match &args.config {
+        Some(path) => config::limits(path, RateLimits::default()).unwrap_or_else(|e| fail(e)),
+        None => None,
+    };
+    let base = from_file.unwrap_or_default();
+    let limits = RateLimits {
+        messages_per_second: args.messages_per_second.unwrap_or(base.messages_per_second),
+        message_burst: args.message_burst.unwrap_or(base.message_burst),
+        joins_per_second: args.joins_per_second.unwrap_or(base.joins_per_second),
+        join_burst: args.join_burst.unwrap_or(base.join_burst),
+    };
     let retention = Retention {
         messages_per_room: args.retain_messages.max(1),
         max_age: (args.retain_days > 0).then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
@@ -233,6 +263,7 @@ fn main() {
         policy,
         shared_presence,
         banned,
+        limits,
     });
     let core = Core::with_config(
         CoreConfig {

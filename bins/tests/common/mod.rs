@@ -126,6 +126,17 @@ impl ChatServer {
         data_dir: PathBuf,
         owns_data_dir: bool,
     ) -> Result<ChatServer, String> {
+        // The chat servers' rate limits are off unless a test sets them:
+        // tests post faster than a person types (and tests/rate_limits.rs
+        // has them on).
+        let program = command.get_program().to_string_lossy().into_owned();
+        let chat = program.ends_with("chat-server") || program.ends_with("chat-server-tokio");
+        let set = command
+            .get_args()
+            .any(|a| a.to_string_lossy().starts_with("--messages-per-second"));
+        if chat && !set {
+            command.args(["--messages-per-second", "0", "--joins-per-second", "0"]);
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

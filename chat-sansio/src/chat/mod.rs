@@ -46,6 +46,7 @@ pub mod names;
 mod pages;
 pub mod policy;
 mod post;
+mod rate;
 mod resume;
 mod room;
 mod rooms;
@@ -65,6 +66,7 @@ pub use pages::{PageBuilder, DEFAULT_PAGE, MAX_PAGE};
 use pages::{Read, Reply};
 use policy::{Identity, Policy};
 use post::Pending;
+pub use rate::RateLimits;
 use resume::CatchUp;
 use room::Room;
 
@@ -75,6 +77,10 @@ use crate::time::Time;
 
 /// The room every user is in unless they choose another (the seed's name).
 pub const DEFAULT_ROOM: &str = "room1";
+
+/// Trailing metadata of a call refused for being over a rate limit: how
+/// many milliseconds to wait before trying again.
+pub const RETRY_AFTER_METADATA: &str = "retry-after-ms";
 
 /// Request metadata that pins a JoinChat stream to a room.
 pub const ROOM_METADATA: &str = "chat-room";
@@ -104,6 +110,8 @@ pub struct ChatConfig {
     /// Users banned by an administrator (`chat.admin.ChatAdmin/Ban`), as
     /// the engine kept them: their calls are refused.
     pub banned: Vec<String>,
+    /// Messages and joins per second (see [`RateLimits`]).
+    pub limits: RateLimits,
 }
 
 impl Default for ChatConfig {
@@ -113,6 +121,7 @@ impl Default for ChatConfig {
             policy: Policy::default(),
             shared_presence: false,
             banned: Vec::new(),
+            limits: RateLimits::default(),
         }
     }
 }
@@ -185,6 +194,7 @@ pub struct Chat {
     /// Deletions asked of the engine, by request id, with the admin call
     /// that waits for each.
     deletions: IdMap<u64, CallId>,
+    limiter: rate::Limiter,
     rooms: HashMap<String, Room>,
     calls: IdMap<CallId, ChatCall>,
     sessions: IdMap<ConnId, Session>,
@@ -223,6 +233,7 @@ impl Chat {
             shared_presence: config.shared_presence,
             banned: config.banned.into_iter().collect(),
             deletions: IdMap::default(),
+            limiter: rate::Limiter::new(config.limits),
             rooms: HashMap::new(),
             calls: IdMap::default(),
             sessions: IdMap::default(),
@@ -257,6 +268,16 @@ impl Chat {
     /// Rooms held in memory now.
     pub fn rooms_in_memory(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Posts and joins refused so far for being over a rate limit.
+    pub fn rate_limited(&self) -> u64 {
+        self.limiter.refused
+    }
+
+    /// Sets the rate limits in force from now on.
+    pub fn set_limits(&mut self, limits: RateLimits) {
+        self.limiter.set(limits);
     }
 }
 
@@ -439,6 +460,7 @@ impl Handler for Chat {
 
     fn disconnected(&mut self, now: Time, conn: ConnId, out: &mut Outbox<'_, ChatEvent>) {
         self.following.remove(&conn);
+        self.limiter.disconnected(conn);
         if let Some(session) = self.sessions.remove(&conn) {
             self.leave(now, conn, &session, out);
         }

@@ -10,7 +10,7 @@
 //! engine's dedupe makes sure the retry is not a second message.
 
 use bytes::Bytes;
-use chat_proto::{ChatMessage, Presence};
+use chat_proto::{ChatMessage, Presence, Refusal};
 use prost::Message as _;
 
 use crate::codec;
@@ -87,6 +87,26 @@ impl Chat {
             .map_err(|_| Status::new(Code::InvalidArgument, "client_msg_id must be plain text"))?;
         self.policy.check_post(&stream.who, &stream.room)?;
         let conn = stream.conn;
+        if let Err(wait) = self.limiter.post(now, &stream.who, conn) {
+            // Refused in band: the stream stays open.
+            let refusal = ChatMessage {
+                user: Some(sender),
+                room_id: stream.room.clone(),
+                client_msg_id,
+                refused: Some(Refusal {
+                    code: Code::ResourceExhausted as i32,
+                    message: format!(
+                        "over the rate limit; not delivered; send it again in {} ms",
+                        wait.as_millis()
+                    ),
+                    retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                }),
+                timestamp_us: now.as_micros_i64(),
+                ..ChatMessage::default()
+            };
+            out.send_message(call, &refusal);
+            return Ok(());
+        }
         let mine = self.appends_by_conn.get(&conn).copied().unwrap_or(0);
         if self.appends.len() >= MAX_PENDING_MESSAGES || mine >= MAX_PENDING_PER_CONN {
             return Err(Status::new(

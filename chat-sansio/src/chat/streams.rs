@@ -13,6 +13,7 @@ use crate::time::Time;
 
 use super::policy::Identity;
 use super::post::notice;
+use super::RETRY_AFTER_METADATA;
 use super::{identity, names};
 use super::{Chat, ChatCall, ChatEvent, Session, StreamCall};
 
@@ -125,6 +126,17 @@ impl Chat {
         bytes: Bytes,
         out: &mut Outbox<'_, ChatEvent>,
     ) -> Result<(), Status> {
+        if let Err(wait) = self.limiter.join(now, conn) {
+            let ms = wait.as_millis();
+            let mut hint = crate::metadata::Metadata::new();
+            hint.push(RETRY_AFTER_METADATA, ms.to_string());
+            let status = Status::new(
+                Code::ResourceExhausted,
+                format!("too many joins on this connection; try again in {ms} ms"),
+            );
+            let _ = out.finish_with(call, status, hint);
+            return Ok(());
+        }
         let claimed = User::decode(bytes).map_err(|e| malformed("User", &e))?;
         let named = self.policy.room_name(&claimed.room_id);
         // What the record names: the room as asked for, clipped if it is

@@ -61,9 +61,13 @@ pub fn engine() -> Answer<Chat> {
     Box::new(move |event| engine.answer(event))
 }
 
-/// A chat whose engine answers at once.
+/// A chat whose engine answers at once (rate limits off: the tests post
+/// many messages at one instant; `tests/rate_limits.rs` has them on).
 pub fn chat() -> Harness<Chat> {
-    chat_with(Server::new(Chat::default()))
+    chat_with(Server::new(Chat::new(chat_sansio::chat::ChatConfig {
+        limits: chat_sansio::chat::RateLimits::off(),
+        ..Default::default()
+    })))
 }
 
 /// `server`, with an engine that answers at once.
@@ -75,7 +79,10 @@ pub fn chat_with(server: Server<Chat>) -> Harness<Chat> {
 
 /// A chat whose engine requests wait for the test to answer them.
 pub fn chat_held() -> Harness<Chat> {
-    Harness::new(Server::new(Chat::default()))
+    Harness::new(Server::new(Chat::new(chat_sansio::chat::ChatConfig {
+        limits: chat_sansio::chat::RateLimits::off(),
+        ..Default::default()
+    })))
 }
 
 pub fn grpc_head(path: &str, extra: &[(&str, &str)]) -> RequestHead {

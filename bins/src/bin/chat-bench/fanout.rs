@@ -518,6 +518,7 @@ mod tests {
             client_msg_id: "c-1".into(),
             epoch: 1 << 40,
             deleted: false,
+            refused: None,
         };
         let bytes = m.encode_to_vec();
         let t = text_field(&bytes).unwrap();

@@ -31,7 +31,7 @@ pub enum Shown {
     /// A message; `own` if it acknowledges a line typed here.
     Message {
         /// The entry as delivered.
-        msg: ChatMessage,
+        msg: Box<ChatMessage>,
         /// It is the echo of one of our lines.
         own: bool,
     },
@@ -83,7 +83,10 @@ impl RoomLog {
             if own {
                 // A retry's echo, ahead of the entries before it.
                 self.ahead.insert(seq);
-                out.push(Shown::Message { msg, own });
+                out.push(Shown::Message {
+                    msg: Box::new(msg),
+                    own,
+                });
                 return;
             }
             let shown_between = self.ahead.range(self.last + 1..seq).count() as u64;
@@ -91,7 +94,10 @@ impl RoomLog {
         }
         self.last = seq;
         self.settle();
-        out.push(Shown::Message { msg, own });
+        out.push(Shown::Message {
+            msg: Box::new(msg),
+            own,
+        });
     }
 
     /// An entry from a stream that only carries our lines (a room we have
@@ -103,7 +109,10 @@ impl RoomLog {
         if msg.epoch != self.epoch || msg.seq <= self.last || !self.ahead.insert(msg.seq) {
             return;
         }
-        out.push(Shown::Message { msg, own: true });
+        out.push(Shown::Message {
+            msg: Box::new(msg),
+            own: true,
+        });
     }
 
     /// A JoinChatRoom answer for this room: its history from where we

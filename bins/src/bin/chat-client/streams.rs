@@ -112,6 +112,24 @@ impl Client {
         let Some(stream) = self.streams.get(&id) else {
             return;
         };
+        if let Some(refused) = &msg.refused {
+            // One of our posts, refused (over a rate limit): not delivered.
+            say(format_args!(
+                "[{}] ! not delivered: {}",
+                show::room(&stream.room),
+                show::plain(&refused.message)
+            ));
+            return;
+        }
+        if msg.deleted {
+            // A moderator's tombstone: the message it replaces is gone.
+            say(format_args!(
+                "[{}] * message #{} was deleted",
+                show::room(&stream.room),
+                msg.seq
+            ));
+            return;
+        }
         if msg.presence != Presence::None as i32 || msg.seq == 0 {
             // Not part of the log: shown as it comes, never resumed.
             if stream.shows_room && !stream.quiet {
