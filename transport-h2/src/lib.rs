@@ -36,4 +36,4 @@ pub mod tls;
 
 pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};
 pub use clock::Clock;
-pub use server::{InputSender, Server, ServerConfig};
+pub use server::{InputSender, Server, ServerConfig, StatsHandle};

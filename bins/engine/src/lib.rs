@@ -56,4 +56,4 @@ pub mod writer;
 
 pub use backend::{tombstone, AdminRecord, Appended, Backend, Login, Retention, RoomState};
 pub use engine::{Engine, Served};
-pub use writer::{start_writer, Deliver, Requests, Writer};
+pub use writer::{start_writer, CommitStats, Deliver, Requests, Writer, COMMIT_BUCKETS_US};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chat_bins::console::Console;
 use chat_bins::engines::Log;
+use chat_bins::metrics::{self, ChatCounters, Sources};
 use chat_bins::{
     config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
 };
@@ -20,6 +21,7 @@ use chat_sansio::chat::{Chat, ChatConfig, RateLimits};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
 use clap::{Parser, Subcommand};
 use futures_lite::future;
+use std::sync::Arc;
 use transport_h2::{Server, ServerConfig};
 
 /// Serve the chat.
@@ -136,6 +138,10 @@ struct Args {
     /// Largest request message accepted, in bytes.
     #[arg(long, default_value_t = chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE)]
     max_message_size: usize,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (README,
+    /// "Metrics"). Without it: no metrics endpoint.
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// Compress response messages of at least this many bytes (gzip, or
     /// deflate), for clients that list one in grpc-accept-encoding. Unset:
     /// never. Broadcast chat messages are never compressed (one frame is
@@ -221,6 +227,8 @@ fn main() {
     let (writer, requests) = Writer::new();
     let mut redis_threads = None;
     let mut banned = Vec::new();
+    let mut commit_stats = None;
+    let mut redis_stats = None;
     let (log, store) = if let Some(url) = redis_url {
         let config = RedisConfig {
             url: url.clone(),
@@ -235,6 +243,8 @@ fn main() {
         ));
         redis_threads = Some(threads);
         banned = redis.bans().to_vec();
+        commit_stats = Some(redis.commit_stats());
+        redis_stats = Some(redis.stats());
         (Log::Redis(Box::new(redis)), None)
     } else if args.memory {
         let per_room = usize::try_from(retention.messages_per_room).unwrap_or(usize::MAX);
@@ -253,6 +263,7 @@ fn main() {
             SqliteStore::open_with(&args.data_dir, retention, new).unwrap_or_else(|e| fail(e));
         say(format_args!("history: {}", store.path().display()));
         banned = store.bans().unwrap_or_else(|e| fail(e));
+        commit_stats = Some(writer.stats());
         (Log::Durable(writer), Some(store))
     };
     if !banned.is_empty() {
@@ -297,10 +308,25 @@ fn main() {
             max_connections_per_peer: args.max_conns_per_peer,
             ..ServerConfig::default()
         };
+        let counters = Arc::new(ChatCounters::default());
         let server = Server::start(core, config, {
-            let (mut console, mut log) = (Console::new(), log);
-            move |e| log.on_event(&mut console, e)
+            let (mut console, mut log, counters) = (Console::new(), log, counters.clone());
+            move |e| {
+                counters.count(&e);
+                log.on_event(&mut console, e)
+            }
         });
+        if let Some(addr) = &args.metrics_addr {
+            let sources = Sources {
+                server: server.stats(),
+                chat: counters,
+                commits: commit_stats,
+                redis: redis_stats,
+            };
+            let bound = metrics::serve(addr, sources)
+                .unwrap_or_else(|e| fail(format!("metrics: cannot listen on {addr}: {e}")));
+            say(format_args!("metrics at http://{bound}/metrics"));
+        }
         if let Some(store) = store {
             let inputs = server.inputs();
             start_writer(store, requests, move |input| inputs.send_blocking(input))?;

@@ -111,8 +111,9 @@ pub enum AdminAction {
 /// The variants are of three kinds, and a driver treats each kind
 /// differently:
 ///
-/// - **Log lines**: [`Message`](Self::Message). Print it or drop it; nothing
-///   waits for it.
+/// - **Log lines**: [`Message`](Self::Message) and
+///   [`RateLimited`](Self::RateLimited). Print them, count them or drop
+///   them; nothing waits for them.
 /// - **Records**: [`Login`](Self::Login) and [`Admin`](Self::Admin). Keep
 ///   them (an audit trail of who tried to get in, and of what
 ///   administrators did; a shared engine also tells the other nodes of
@@ -145,6 +146,14 @@ pub enum ChatEvent {
         text: String,
         /// When the server accepted it.
         at: Time,
+    },
+    /// Log line: a post or a join was refused for being over a rate limit
+    /// (see [`RateLimits`](super::RateLimits)).
+    RateLimited {
+        /// The connection's user (as claimed, for a guest).
+        user_id: String,
+        /// A join (true) or a post (false).
+        join: bool,
     },
     /// Record: someone tried to log in: a JoinChatRoom request, or any call
     /// with credentials that were refused.

@@ -89,6 +89,10 @@ impl Chat {
         let conn = stream.conn;
         if let Err(wait) = self.limiter.post(now, &stream.who, conn) {
             // Refused in band: the stream stays open.
+            out.event(ChatEvent::RateLimited {
+                user_id: sender.user_id.clone(),
+                join: false,
+            });
             let refusal = ChatMessage {
                 user: Some(sender),
                 room_id: stream.room.clone(),

@@ -135,6 +135,14 @@ impl Chat {
                 format!("too many joins on this connection; try again in {ms} ms"),
             );
             let _ = out.finish_with(call, status, hint);
+            out.event(ChatEvent::RateLimited {
+                user_id: self
+                    .sessions
+                    .get(&conn)
+                    .map(|s| s.user.user_id.clone())
+                    .unwrap_or_default(),
+                join: true,
+            });
             return Ok(());
         }
         let claimed = User::decode(bytes).map_err(|e| malformed("User", &e))?;

@@ -218,6 +218,7 @@ pub fn on_event(model: &mut Model, event: &ChatEvent, target: Option<CallId>, d:
             d.reads.push(read);
         }
         ChatEvent::Presence { .. } => panic!("presence is not shared in the model: {event:?}"),
+        ChatEvent::RateLimited { .. } => panic!("the model's limits are off: {event:?}"),
         ChatEvent::Admin { .. } | ChatEvent::Delete { .. } => {
             panic!("the model makes no admin calls: {event:?}")
         }

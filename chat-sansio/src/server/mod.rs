@@ -14,6 +14,7 @@ mod ids;
 mod output;
 mod reflection;
 mod request;
+mod stats;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use ids::{CallId, ConnId, GroupId};
 pub use output::{Output, RESPONSE_HEADERS};
 use request::check;
 pub use request::{is_grpc_content_type, Rejection, RequestHead};
+pub use stats::{CallStats, MethodStats, MAX_METHODS, OTHER};
 
 /// The status that ends a call whose client stopped reading (the
 /// slow-consumer policy): RESOURCE_EXHAUSTED.
@@ -173,6 +175,11 @@ pub struct Server<H: Handler> {
     now: Time,
     /// When the grace period of a shutdown ends.
     closing: Option<Time>,
+    /// Calls per method, for metrics.
+    stats: CallStats,
+    /// The method of each call not ended yet (its ending is counted when
+    /// its last output is taken, or when it is cancelled).
+    method_of: crate::idmap::IdMap<CallId, u16>,
 }
 
 impl<H: Handler> Server<H> {
@@ -190,6 +197,8 @@ impl<H: Handler> Server<H> {
             config,
             now: Time::ZERO,
             closing: None,
+            stats: CallStats::default(),
+            method_of: crate::idmap::IdMap::default(),
         }
     }
 
@@ -271,9 +280,12 @@ impl<H: Handler> Server<H> {
     /// A request's headers arrived on `conn`, opening `call`.
     pub fn handle_open(&mut self, now: Time, conn: ConnId, call: CallId, head: RequestHead) {
         let now = self.tick(now);
-        if self.calls.contains(call) {
+        if self.calls.contains(call) || self.method_of.contains_key(&call) {
             return; // A driver bug; the first call with this id stands.
         }
+        let method = self.stats.index(&head.path);
+        self.stats.started(method);
+        self.method_of.insert(call, method);
         let checked = match check(&head) {
             Ok(c) => c,
             Err(r) => return self.reject(call, r.http_status, r.status),
@@ -352,6 +364,8 @@ impl<H: Handler> Server<H> {
     /// A DATA chunk arrived on `call`. All of it is consumed.
     pub fn handle_data(&mut self, now: Time, call: CallId, chunk: &[u8]) {
         let now = self.tick(now);
+        self.stats.bytes_in += chunk.len() as u64;
+        self.stats.changes += 1;
         let Some(c) = self.calls.get_mut(call) else {
             return;
         };
@@ -450,6 +464,9 @@ impl<H: Handler> Server<H> {
     /// call and send the trailers at once.
     pub fn handle_stalled(&mut self, now: Time, call: CallId) {
         let now = self.tick(now);
+        if self.calls.contains(call) {
+            self.stats.slow_consumers += 1;
+        }
         self.fail(now, call, stalled_status());
     }
 
@@ -510,7 +527,24 @@ impl<H: Handler> Server<H> {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output<H::Event>> {
-        self.queue.pop_front()
+        let output = self.queue.pop_front()?;
+        if let Output::Message { frame, .. } | Output::Multicast { frame, .. } = &output {
+            self.stats.bytes_out += frame.len() as u64;
+            self.stats.changes += 1;
+        }
+        if let Output::Trailers { call, status, .. } | Output::TrailersOnly { call, status, .. } =
+            &output
+        {
+            if let Some(m) = self.method_of.remove(call) {
+                self.stats.ended(m, status.code);
+            }
+        }
+        Some(output)
+    }
+
+    /// Calls per method: opened, open, ended by status code, cancelled.
+    pub fn call_stats(&self) -> &CallStats {
+        &self.stats
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
@@ -546,6 +580,11 @@ impl<H: Handler> Server<H> {
     /// Tells whoever served a call that has been taken out of the table
     /// that it ended.
     fn closed(&mut self, now: Time, call: CallId, c: &Call, reason: CloseReason) {
+        if matches!(reason, CloseReason::Cancelled) {
+            if let Some(m) = self.method_of.remove(&call) {
+                self.stats.cancelled(m);
+            }
+        }
         let (services, mut out) = self.split();
         services.closed(c.by, now, call, reason, &mut out);
     }

@@ -23,14 +23,29 @@ const MAX_EVENTS_PER_TURN: usize = 256;
 ///
 /// Outputs are routed to the shard of their connection ([`shard_of`]) and handed over once
 /// per turn; the shard decides when each connection writes.
+/// What the core task shares with the rest of the server.
+pub(crate) struct Shared {
+    /// Each shard's mailbox.
+    pub shards: Vec<Arc<Mailbox>>,
+    /// The process-wide memory budget.
+    pub budget: Arc<Budget>,
+    /// The core's counts, copied after a turn that changed them.
+    pub stats: Arc<std::sync::Mutex<chat_sansio::server::CallStats>>,
+}
+
 pub(crate) async fn run<H: Handler>(
     mut core: Server<H>,
     rx: Receiver<ToCore<H::Input>>,
     mut on_event: impl FnMut(H::Event) -> Option<H::Input>,
     clock: Clock,
-    shards: Vec<Arc<Mailbox>>,
-    budget: Arc<Budget>,
+    shared: Shared,
 ) {
+    let Shared {
+        shards,
+        budget,
+        stats,
+    } = shared;
+    let mut copied = u64::MAX;
     let mut batches: Vec<Vec<ToShard>> = shards.iter().map(|_| Vec::new()).collect();
     let mut members = Membership::default();
     let mut told_shutdown = false;
@@ -130,6 +145,13 @@ pub(crate) async fn run<H: Handler>(
             // hear NOT_SERVING before GOAWAY).
             for batch in &mut batches {
                 batch.push(ToShard::Shutdown);
+            }
+        }
+        let changes = core.call_stats().changes;
+        if changes != copied {
+            if let Ok(mut s) = stats.lock() {
+                s.clone_from(core.call_stats());
+                copied = changes;
             }
         }
         for (batch, mailbox) in batches.iter_mut().zip(&shards) {

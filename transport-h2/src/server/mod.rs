@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
-use chat_sansio::server::{Handler, Server as Core};
+use chat_sansio::server::{CallStats, Handler, Server as Core};
 use futures_lite::{future, AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 
@@ -85,6 +85,27 @@ struct Inner<I> {
     live: Arc<AtomicUsize>,
     /// Closed by [`Server::shutdown`]; `serve` loops stop on it.
     stop: (Sender<()>, Receiver<()>),
+    /// The core's counts, copied by the core task when they change.
+    call_stats: Arc<std::sync::Mutex<CallStats>>,
+}
+
+/// What the server counts, readable from any thread (for metrics).
+#[derive(Clone)]
+pub struct StatsHandle {
+    calls: Arc<std::sync::Mutex<CallStats>>,
+    live: Arc<AtomicUsize>,
+}
+
+impl StatsHandle {
+    /// The core's counts per method, as of its last turn.
+    pub fn call_stats(&self) -> CallStats {
+        self.calls.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
 }
 
 /// Sends application inputs to the core from any thread.
@@ -134,11 +155,18 @@ where
         let budget = Arc::new(budget::Budget::new(config.memory_budget));
         let (mailboxes_tx, mailboxes_rx) = std::sync::mpsc::sync_channel(1);
         let core_budget = budget.clone();
+        let call_stats = Arc::new(std::sync::Mutex::new(CallStats::default()));
+        let core_stats = call_stats.clone();
         let core_task = Box::pin(async move {
             let Ok(mailboxes) = mailboxes_rx.recv() else {
                 return;
             };
-            core_task::run(core, rx, on_event, Clock::new(), mailboxes, core_budget).await;
+            let shared = core_task::Shared {
+                shards: mailboxes,
+                budget: core_budget,
+                stats: core_stats,
+            };
+            core_task::run(core, rx, on_event, Clock::new(), shared).await;
         });
         let shards = shard::start(&config, &tx, &budget, core_task);
         let _ = mailboxes_tx.send(shards.iter().map(|s| s.mailbox.clone()).collect());
@@ -152,8 +180,19 @@ where
                 next_shard: AtomicUsize::new(0),
                 live,
                 stop: async_channel::bounded(1),
+                call_stats,
             }),
             _handler: PhantomData,
+        }
+    }
+
+    /// The server's counts (the core's calls per method, opened, open,
+    /// ended by status, cancelled; bytes; slow consumers; connections),
+    /// readable from any thread: for metrics.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle {
+            calls: self.inner.call_stats.clone(),
+            live: self.inner.live.clone(),
         }
     }
 

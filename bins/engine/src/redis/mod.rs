@@ -140,6 +140,11 @@ impl Redis {
         Arc::clone(&self.stats)
     }
 
+    /// The writer's commits (pipelines of appends), for metrics.
+    pub fn commit_stats(&self) -> Arc<crate::writer::CommitStats> {
+        self.writer.stats()
+    }
+
     /// The users banned when the node started (for `ChatConfig::banned`;
     /// later bans reach the chat as `ChatInput::Banned`).
     pub fn bans(&self) -> &[String] {

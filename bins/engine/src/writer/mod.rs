@@ -11,7 +11,9 @@
 //! pages go to a reader thread on the backend's [`Backend::reader`], so
 //! that no read waits behind a commit or a retention run.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_sansio::chat::{AppendRequest, ChatEvent, ChatInput, ReadToken};
@@ -84,6 +86,41 @@ enum Request {
 pub struct Writer {
     tx: Sender<Request>,
     reads: Sender<Request>,
+    stats: Arc<CommitStats>,
+}
+
+/// Upper bounds (microseconds) of the commit-latency histogram's buckets;
+/// a last bucket takes the rest.
+pub const COMMIT_BUCKETS_US: [u64; 10] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+];
+
+/// The writer's commits, for metrics: how long each took and how many
+/// messages it carried.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Commits made (failed ones included).
+    pub commits: AtomicU64,
+    /// Messages appended in them.
+    pub messages: AtomicU64,
+    /// Their total time, microseconds.
+    pub latency_sum_us: AtomicU64,
+    /// Commits by latency: `COMMIT_BUCKETS_US`, then longer ones.
+    pub latency_buckets: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+}
+
+impl CommitStats {
+    fn record(&self, took: Duration, messages: usize) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        let i = COMMIT_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(COMMIT_BUCKETS_US.len());
+        self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The requests a [`Writer`] has queued, for [`start_writer`].
@@ -92,6 +129,7 @@ pub struct Requests {
     reads: Receiver<Request>,
     /// For a backend without a reader: its reads go to the writer.
     to_writer: Sender<Request>,
+    stats: Arc<CommitStats>,
 }
 
 impl Writer {
@@ -100,18 +138,26 @@ impl Writer {
     pub fn new() -> (Writer, Requests) {
         let (tx, writes) = mpsc::channel();
         let (reads_tx, reads) = mpsc::channel();
+        let stats = Arc::new(CommitStats::default());
         let requests = Requests {
             writes,
             reads,
             to_writer: tx.clone(),
+            stats: Arc::clone(&stats),
         };
         (
             Writer {
                 tx,
                 reads: reads_tx,
+                stats,
             },
             requests,
         )
+    }
+
+    /// The writer's commits so far (for metrics).
+    pub fn stats(&self) -> Arc<CommitStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Takes the engine requests; copies `Login` records into the store;
@@ -189,6 +235,7 @@ where
         writes,
         reads,
         to_writer,
+        stats,
     } = requests;
     let reader = backend
         .reader()
@@ -212,7 +259,7 @@ where
     }
     std::thread::Builder::new()
         .name("store".into())
-        .spawn(move || WriteLoop::new(backend, deliver).run(writes))?;
+        .spawn(move || WriteLoop::new(backend, deliver, stats).run(writes))?;
     Ok(())
 }
 
@@ -285,16 +332,18 @@ struct WriteLoop<B, D> {
     next_prune: Instant,
     /// The chat's time of the last commit, for retention's clock.
     now: Time,
+    commits: Arc<CommitStats>,
 }
 
 impl<B: Backend, D: Deliver> WriteLoop<B, D> {
-    fn new(backend: B, deliver: D) -> Self {
+    fn new(backend: B, deliver: D, commits: Arc<CommitStats>) -> Self {
         WriteLoop {
             backend,
             deliver,
             stats: Stats::new(),
             next_prune: Instant::now() + PRUNE_EVERY,
             now: Time::ZERO,
+            commits,
         }
     }
 
@@ -364,7 +413,10 @@ impl<B: Backend, D: Deliver> WriteLoop<B, D> {
             .chain(logins.iter().map(|l| l.at))
             .max()
             .unwrap_or(Time::ZERO);
-        match self.backend.append(appends, logins, now) {
+        let began = Instant::now();
+        let result = self.backend.append(appends, logins, now);
+        self.commits.record(began.elapsed(), appends.len());
+        match result {
             Ok(stored) => {
                 self.stats.committed(appends.len(), logins.len());
                 for (request, appended) in appends.iter().zip(stored) {

@@ -117,7 +117,11 @@ fn harness() -> (Writer, Requests, WriteLoop<Flaky, Core>) {
         commits: 0,
         logins: Vec::new(),
     };
-    (writer, requests, WriteLoop::new(backend, core))
+    (
+        writer,
+        requests,
+        WriteLoop::new(backend, core, Arc::default()),
+    )
 }
 
 fn append(writer: &Writer, id: u64, text: &str) {
