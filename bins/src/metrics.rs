@@ -202,6 +202,16 @@ pub fn render(sources: &Sources) -> String {
         "Calls ended, by method and status code (CANCELLED_BY_CLIENT: reset, or the connection closed)",
         ended,
     );
+    let busy = Family::<Labels, ConstSecondsBox>::new_with_constructor(ConstSecondsBox::default);
+    for (i, d) in sources.server.shard_busy().iter().enumerate() {
+        busy.get_or_create(&vec![("shard", i.to_string())])
+            .set(d.as_secs_f64());
+    }
+    r.register(
+        "shard_busy_seconds",
+        "Time each shard thread has spent busy (its share of wall time is its load)",
+        busy,
+    );
     r.register(
         "request_bytes",
         "Request message bytes received",
@@ -301,6 +311,33 @@ pub fn render(sources: &Sources) -> String {
         out.clear();
     }
     out
+}
+
+/// Seconds a family can make and the scrape can set (a counter).
+#[derive(Debug, Default)]
+struct ConstSecondsBox(std::sync::Mutex<f64>);
+
+impl ConstSecondsBox {
+    fn set(&self, v: f64) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = v;
+        }
+    }
+}
+
+impl TypedMetric for ConstSecondsBox {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ConstSecondsBox {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let v = self.0.lock().map(|s| *s).unwrap_or(0.0);
+        ConstCounter::new(v).encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
 }
 
 /// A counter a family can make and the scrape can set (ConstCounter is not

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_proto::{paths, ChatMessage, ChatRoom, Presence, User};
-use chat_sansio::chat::Chat;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
@@ -118,7 +117,7 @@ async fn next(watch: &mut Call, limit: Duration) -> ChatMessage {
 
 #[test]
 fn a_vanished_member_leaves_its_room_after_an_unanswered_ping() {
-    let server = start(Chat::default(), keepalive_config());
+    let server = start(common::chat(), keepalive_config());
     run(30, async {
         let direct = Channel::connect(&server.to_string())
             .await

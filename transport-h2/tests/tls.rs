@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chat_proto::{paths, ChatMessage};
-use chat_sansio::chat::Chat;
 use smol::net::TcpStream;
 use transport_h2::tls::{self, rustls, TlsConnector};
 use transport_h2::{CallOptions, Channel, ServerConfig};
@@ -51,7 +50,7 @@ fn start() -> (SocketAddr, String) {
     let (cert, key) = certificate();
     let paths = write_files(&[("cert.pem", &cert), ("key.pem", &key)]);
     let config = tls::server_config_from_pem(&paths[0], &paths[1]).expect("server config");
-    let addr = start_tls(Chat::default(), ServerConfig::default(), config);
+    let addr = start_tls(common::chat(), ServerConfig::default(), config);
     (addr, cert)
 }
 

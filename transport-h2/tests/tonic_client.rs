@@ -27,7 +27,7 @@ use common::time::{run_tokio, within, SHORT};
 
 /// Our chat server, on a free port.
 fn start_our_server() -> SocketAddr {
-    start(Chat::default(), ServerConfig::default())
+    start(common::chat(), ServerConfig::default())
 }
 
 async fn tonic_channel(addr: SocketAddr) -> TonicChannel {
@@ -81,7 +81,7 @@ fn tonic_health_checks_and_watches_through_a_graceful_shutdown() {
     use chat_proto::health::health_check_response::ServingStatus;
     use chat_proto::health::health_client::HealthClient;
     use chat_proto::health::HealthCheckRequest;
-    let (addr, server) = start_with(Chat::default(), ServerConfig::default(), Chat::inline());
+    let (addr, server) = start_with(common::chat(), ServerConfig::default(), Chat::inline());
     run_tokio(10, async {
         let channel = tonic_channel(addr).await;
         let mut health = HealthClient::new(channel.clone());
@@ -460,7 +460,7 @@ fn tonic_compresses_both_ways() {
             compress_min_bytes: Some(0),
             ..Default::default()
         };
-        let addr = common::server::start_core(Chat::default(), core, ServerConfig::default());
+        let addr = common::server::start_core(common::chat(), core, ServerConfig::default());
         for enc in [CompressionEncoding::Gzip, CompressionEncoding::Deflate] {
             let mut client = tonic_client(addr)
                 .await

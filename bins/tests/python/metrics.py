@@ -4,7 +4,7 @@ grpcio calls are made (bins/tests/metrics.rs runs it).
     metrics.py HOST:PORT METRICS_URL
 
 Figures move as calls are made: calls started and ended by method and
-code, connections, messages posted and delivered, request bytes, store
+code, connections, shard busy time, messages posted and delivered, request bytes, store
 commits; a refused login is counted; another path gets 404.
 """
 
@@ -60,6 +60,7 @@ def main(addr, url):
     check(get(after, r"chat_request_bytes_total") > get(before, r"chat_request_bytes_total"), "request bytes")
     check(get(after, r"chat_response_bytes_total") > get(before, r"chat_response_bytes_total"), "response bytes")
     check(get(after, r"chat_connections") >= 1, "connections open")
+    check(get(after, r'chat_shard_busy_seconds_total\{shard="0"\}') > 0, "shard 0 has been busy")
     check(get(after, r"chat_refused_logins_total") >= get(before, r"chat_refused_logins_total") + 1, "the refused login")
     check(get(after, r"chat_store_commits_total") >= 1, "store commits")
     check(get(after, r'chat_store_commit_seconds_bucket\{le="\+Inf"\}') == get(after, r"chat_store_commit_seconds_count"), "the histogram adds up")

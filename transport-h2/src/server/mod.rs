@@ -94,6 +94,7 @@ struct Inner<I> {
 pub struct StatsHandle {
     calls: Arc<std::sync::Mutex<CallStats>>,
     live: Arc<AtomicUsize>,
+    busy: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl StatsHandle {
@@ -105,6 +106,14 @@ impl StatsHandle {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.live.load(Ordering::Acquire)
+    }
+
+    /// Each shard thread's busy time so far (inside its tasks' polls).
+    pub fn shard_busy(&self) -> Vec<Duration> {
+        self.busy
+            .iter()
+            .map(|b| Duration::from_nanos(b.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -193,6 +202,7 @@ where
         StatsHandle {
             calls: self.inner.call_stats.clone(),
             live: self.inner.live.clone(),
+            busy: self.inner.shards.iter().map(|s| s.busy.clone()).collect(),
         }
     }
 

@@ -33,6 +33,7 @@ pub(crate) async fn run(
     shared: &Shared,
     config: &ServerConfig,
     mailbox: Arc<Mailbox>,
+    busy_ns: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let start = Instant::now();
     let mut s = Scheduler::new(Duration::ZERO, start);
@@ -48,7 +49,12 @@ pub(crate) async fn run(
         let lazy = !s.wheel.interval().is_zero() && s.wheel.due().is_some();
         mailbox.take(&mut batch, (!lazy).then_some(cx.waker()));
         let now = Instant::now();
-        if let Some(gap) = pace.update(now, shared.busy.get()) {
+        let busy = shared.busy.get();
+        busy_ns.store(
+            u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Some(gap) = pace.update(now, busy) {
             s.wheel.set_interval(gap);
         }
         let got_mail = !batch.is_empty();

@@ -34,6 +34,9 @@ use super::slot::{timed, Shared, Slots};
 pub(crate) struct Shard {
     conns: Sender<NewConn>,
     pub mailbox: Arc<Mailbox>,
+    /// The time its thread has spent busy (inside its tasks' polls), in
+    /// nanoseconds, as its scheduler last saw it: for metrics.
+    pub busy: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shard {
@@ -56,6 +59,8 @@ pub(crate) fn start<I: Send + 'static>(
         .map(|index| {
             let (tx, rx) = async_channel::unbounded();
             let mailbox = Arc::new(Mailbox::default());
+            let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let shard_busy = busy.clone();
             let (config, to_core, budget) = (config.clone(), to_core.clone(), budget.clone());
             let boot = core.take();
             let mb = mailbox.clone();
@@ -74,10 +79,14 @@ pub(crate) fn start<I: Send + 'static>(
                         shared: Rc::new(Shared::new(phases)),
                         accepted: Cell::new(0),
                     };
-                    run(local, rx, mb, boot)
+                    run(local, rx, mb, shard_busy, boot)
                 })
                 .expect("cannot start a shard thread");
-            Shard { conns: tx, mailbox }
+            Shard {
+                conns: tx,
+                mailbox,
+                busy,
+            }
         })
         .collect()
 }
@@ -88,6 +97,7 @@ fn run<I: Send + 'static>(
     local: Local<I>,
     new_conns: Receiver<NewConn>,
     mailbox: Arc<Mailbox>,
+    busy: Arc<std::sync::atomic::AtomicU64>,
     boot: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 ) {
     let ex = Rc::new(LocalExecutor::new());
@@ -100,7 +110,7 @@ fn run<I: Send + 'static>(
         let (local, shared) = (local.clone(), local.shared.clone());
         let config = local.config.clone();
         let scheduler = async move {
-            scheduler::run(&local.slots, &local.shared, &config, mailbox).await;
+            scheduler::run(&local.slots, &local.shared, &config, mailbox, busy).await;
         };
         ex.spawn(timed(shared, scheduler)).detach();
     }

@@ -9,3 +9,12 @@ pub mod echo;
 pub mod messages;
 pub mod server;
 pub mod time;
+
+/// The chat, with rate limits off: these tests post faster than a person
+/// types (the limits have their own tests in chat-sansio and chat-bins).
+pub fn chat() -> chat_sansio::chat::Chat {
+    chat_sansio::chat::Chat::new(chat_sansio::chat::ChatConfig {
+        limits: chat_sansio::chat::RateLimits::off(),
+        ..Default::default()
+    })
+}

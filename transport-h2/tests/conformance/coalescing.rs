@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_proto::ChatMessage;
-use chat_sansio::chat::{Chat, ChatEvent, ChatInput};
+use chat_sansio::chat::{ChatEvent, ChatInput};
 use h2::SendStream;
 use smol::Timer;
 use transport_h2::ServerConfig;
@@ -31,7 +31,7 @@ fn an_idle_server_never_holds_an_answer() {
     // The test is the engine: rooms open at once, empty; appends are
     // stored when the test says so.
     let (append_tx, append_rx) = smol::channel::unbounded();
-    let (addr, server) = start_with(Chat::default(), config, move |ev| match ev {
+    let (addr, server) = start_with(crate::common::chat(), config, move |ev| match ev {
         ChatEvent::OpenRoom { room } => Some(ChatInput::RoomOpened {
             room,
             epoch: 7,

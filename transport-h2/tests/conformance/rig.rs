@@ -9,7 +9,6 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use chat_proto::ChatMessage;
-use chat_sansio::chat::Chat;
 use chat_sansio::codec;
 use futures_lite::future;
 use h2::client::{self, ResponseFuture, SendRequest};
@@ -28,7 +27,7 @@ pub const JOIN_CHAT: &str = chat_proto::paths::JOIN_CHAT;
 
 /// Our chat server, default configuration.
 pub fn chat_server() -> SocketAddr {
-    start(Chat::default(), ServerConfig::default())
+    start(crate::common::chat(), ServerConfig::default())
 }
 
 /// An [`Echo`] server, default configuration.

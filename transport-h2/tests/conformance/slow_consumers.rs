@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chat_proto::ChatMessage;
-use chat_sansio::chat::Chat;
 use chat_sansio::codec;
 use h2::client;
 use h2::{Reason, RecvStream};
@@ -57,7 +56,7 @@ fn slow_consumer_scenario() -> (Vec<u8>, Option<HeaderMap>) {
         max_queued_bytes_per_call: 8 * 1024,
         ..ServerConfig::default()
     };
-    let addr = start(Chat::default(), config);
+    let addr = start(crate::common::chat(), config);
     run(20, async {
         let slow = Client::connect_with(addr, &tiny_window()).await;
         let (resp, _slow_send) = slow.call(JOIN_CHAT).await;
@@ -156,7 +155,7 @@ fn slow_consumer_cut_mid_message_is_reset_after_grace() {
         stall_grace: Duration::from_millis(300),
         ..ServerConfig::default()
     };
-    let addr = start(Chat::default(), config);
+    let addr = start(crate::common::chat(), config);
     run(20, async {
         let mut body = stalled_mid_message(addr).await;
         let mut received = 0;
@@ -184,7 +183,7 @@ fn slow_consumer_cut_mid_message_gets_the_rest_then_resource_exhausted() {
         stall_grace: Duration::from_secs(5),
         ..ServerConfig::default()
     };
-    let addr = start(Chat::default(), config);
+    let addr = start(crate::common::chat(), config);
     run(20, async {
         let mut body = stalled_mid_message(addr).await;
         let mut data = Vec::new();
@@ -219,7 +218,7 @@ fn burst_does_not_stall_a_fast_reader() {
         max_queued_bytes_per_call: 1024,
         ..ServerConfig::default()
     };
-    let addr = start(Chat::default(), config);
+    let addr = start(crate::common::chat(), config);
     run(10, async {
         let wide = wide_window();
         let b = Client::connect_with(addr, &wide).await;
