@@ -46,6 +46,7 @@ pub mod names;
 mod pages;
 pub mod policy;
 mod post;
+mod reload;
 mod resume;
 mod room;
 mod rooms;
@@ -171,6 +172,8 @@ enum ChatCall {
 struct Session {
     user: User,
     room: String,
+    /// Who its JoinChatRoom call authenticated as (a reload checks it).
+    who: Identity,
 }
 
 /// The chat service state machine. Run it inside a
@@ -497,6 +500,7 @@ impl Handler for Chat {
                     r.set_present(&users);
                 }
             }
+            ChatInput::Policy(policy) => self.replace_policy(now, *policy, out),
         }
     }
 }

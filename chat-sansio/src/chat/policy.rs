@@ -159,7 +159,7 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 /// Users, tokens and room rules.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     accounts: HashMap<String, Account>,
     tokens: HashMap<[u8; 32], String>,
@@ -349,6 +349,16 @@ impl Policy {
     /// user the config marks as admin.
     pub fn is_admin(&self, who: &Identity) -> bool {
         matches!(who, Identity::User(id) if self.admins.contains(id))
+    }
+
+    /// How many users are configured.
+    pub fn user_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// How many rooms are listed (the rule for other rooms not counted).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
     }
 
     /// The account of a configured user.

@@ -176,6 +176,7 @@ impl Chat {
             Session {
                 user: user.clone(),
                 room: room_id.clone(),
+                who: who.clone(),
             },
         );
         if let Some(prev) = previous {
