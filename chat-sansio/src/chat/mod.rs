@@ -51,6 +51,7 @@ mod resume;
 mod room;
 mod rooms;
 mod streams;
+mod tokens;
 
 use crate::idmap::IdMap;
 use std::collections::{HashMap, VecDeque};
@@ -294,7 +295,7 @@ impl Handler for Chat {
                 return Err(status);
             }
         };
-        if let Identity::User(id) = &who {
+        if let Some(id) = who.user_id() {
             if self.banned.contains(id) {
                 return Err(Status::new(
                     Code::PermissionDenied,
