@@ -4,6 +4,7 @@
 pub mod config;
 pub mod console;
 pub mod engines;
+pub mod jwt;
 pub mod reload;
 
 use std::io::Write;
