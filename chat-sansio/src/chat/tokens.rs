@@ -21,7 +21,7 @@ pub struct Claims {
 /// Checks bearer tokens that are not configured static tokens (JWTs from
 /// an identity provider). The core knows nothing of their format: the
 /// driver supplies the verifier, and the core calls it in
-/// [`Policy::authenticate`].
+/// [`Policy::authenticate`](super::policy::Policy::authenticate).
 pub trait TokenVerifier: Send + Sync + fmt::Debug {
     /// Who `token` authenticates, or why it does not
     /// ([`AuthError::Rejected`]).
