@@ -1,5 +1,5 @@
 //! The verifier against tokens made here with `jsonwebtoken::encode`: right
-//! and wrong keys, expiry, audience and issuer, HS256 and ES256 (a key
+//! and wrong keys, expiry, audience and issuer, HS256, ES256 and EdDSA (keys
 //! generated with rcgen), a JWKS file; and the `[jwt]` section in a config.
 
 use super::*;
@@ -160,4 +160,26 @@ fn the_config_section_installs_the_verifier_beside_static_tokens() {
     assert!(crate::config::parse("[jwt]\naudience = \"chat\"\n")
         .unwrap_err()
         .contains("jwt.key"));
+}
+
+#[test]
+fn eddsa_with_a_pem_key() {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let dir = std::env::temp_dir().join(format!("jwt-ed-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ed.pem"), pair.public_key_pem()).unwrap();
+    let keys = "[[key]]\nalg = \"EdDSA\"\npem_file = \"ed.pem\"\n";
+    let v = JwtVerifier::new(&section(keys), &dir).unwrap();
+    let signing = EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let token = encode(&Header::new(Algorithm::EdDSA), &claims(600), &signing).unwrap();
+    assert_eq!(v.verify(&token).unwrap().roles, vec!["ops", "audit"]);
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let forged = encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims(600),
+        &EncodingKey::from_ed_pem(other.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rejected(&v, &forged), "bad signature");
+    let _ = std::fs::remove_dir_all(&dir);
 }
