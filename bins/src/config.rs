@@ -22,6 +22,9 @@ struct File {
     /// Rate limits (the `--messages-per-second` ... flags win over them).
     #[serde(default)]
     limits: Option<LimitsEntry>,
+    /// Bearer JWTs from an identity provider (`crate::jwt`).
+    #[serde(default)]
+    jwt: Option<crate::jwt::JwtConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +53,8 @@ struct UserEntry {
 #[serde(deny_unknown_fields)]
 struct RoomEntry {
     id: String,
-    /// User ids who may read; `"*"` for every authenticated user.
+    /// User ids who may read; `"*"` for every authenticated user;
+    /// `"role:NAME"` for JWTs with that role.
     #[serde(default)]
     readers: Vec<String>,
     /// User ids who may post; `"*"` for every authenticated user.
@@ -68,7 +72,8 @@ fn no_guests() -> String {
 /// Reads a config file into a policy. Errors name the file and the entry.
 pub fn load(path: &Path) -> Result<Policy, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_in(&text, base).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The Redis URL a config file names (`redis = "..."`), if any.
@@ -95,8 +100,15 @@ fn parse_limits(text: &str, base: RateLimits) -> Result<Option<RateLimits>, Stri
     }))
 }
 
-/// Parses a config file's text into a policy.
+/// Parses a config file's text into a policy (key files found from the
+/// current directory).
 pub fn parse(text: &str) -> Result<Policy, String> {
+    parse_in(text, Path::new("."))
+}
+
+/// Parses a config file's text into a policy, with key files named in it
+/// found from `base`.
+pub fn parse_in(text: &str, base: &Path) -> Result<Policy, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
     let mut policy = Policy::empty();
     for u in &file.users {
@@ -125,6 +137,9 @@ pub fn parse(text: &str) -> Result<Policy, String> {
             guests,
         };
         policy.add_room(&r.id, rule).map_err(|e| e.to_string())?;
+    }
+    if let Some(jwt) = &file.jwt {
+        crate::jwt::install(&mut policy, jwt, base)?;
     }
     Ok(policy)
 }

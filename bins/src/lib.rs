@@ -4,7 +4,9 @@
 pub mod config;
 pub mod console;
 pub mod engines;
+pub mod jwt;
 pub mod metrics;
+pub mod reload;
 
 use std::io::Write;
 use std::time::Duration;

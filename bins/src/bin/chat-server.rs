@@ -10,7 +10,8 @@ use chat_bins::console::Console;
 use chat_bins::engines::Log;
 use chat_bins::metrics::{self, ChatCounters, Sources};
 use chat_bins::{
-    config, init_logging, init_runtime, raise_descriptor_limit, say, stop_on_signal, stop_signals,
+    config, init_logging, init_runtime, raise_descriptor_limit, reload, say, stop_on_signal,
+    stop_signals,
 };
 use chat_engine::memory::MemoryLog;
 use chat_engine::redis::{Redis, RedisConfig};
@@ -336,6 +337,14 @@ fn main() {
             threads.start(move |input| inputs.send_blocking(input))?;
         }
         let signals = stop_signals()?;
+        let hangups = reload::hangup_signals()?;
+        smol::spawn(reload::reload_on_hangup(
+            "chat-server",
+            args.config.clone(),
+            hangups,
+            server.inputs(),
+        ))
+        .detach();
         say(format_args!(
             "chat-server listening on {}{}",
             listener.local_addr()?,

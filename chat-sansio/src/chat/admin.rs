@@ -49,13 +49,13 @@ impl Method {
 
 /// Who may call: an admin; a guest is told to authenticate.
 pub(super) fn check_admin(policy: &super::Policy, who: &Identity) -> Result<String, Status> {
-    match who {
-        Identity::User(id) if policy.is_admin(who) => Ok(id.clone()),
-        Identity::User(id) => Err(Status::new(
+    match who.user_id() {
+        Some(id) if policy.is_admin(who) => Ok(id.to_owned()),
+        Some(id) => Err(Status::new(
             Code::PermissionDenied,
             format!("user {id:?} is not an admin"),
         )),
-        Identity::Guest => Err(Status::new(
+        None => Err(Status::new(
             Code::Unauthenticated,
             "the admin service needs an admin's token",
         )),
@@ -188,8 +188,7 @@ impl Chat {
                     ChatCall::Join { conn, who, .. } => (Some(*conn), who),
                     ChatCall::History { who, .. } | ChatCall::Admin { who, .. } => (None, who),
                 };
-                matches!(who, Identity::User(id) if id == user_id)
-                    || conn.is_some_and(|c| conns.contains(&c))
+                who.user_id() == Some(user_id) || conn.is_some_and(|c| conns.contains(&c))
             })
             .map(|(id, _)| *id)
             .collect();

@@ -372,4 +372,10 @@ pub enum ChatInput {
         /// The users present.
         users: Vec<User>,
     },
+    /// The operator changed the config (SIGHUP): this policy replaces the
+    /// chat's users, tokens, rooms and admins from now on. Open JoinChat
+    /// streams whose caller may no longer read their room end with
+    /// PERMISSION_DENIED; sessions whose user may no longer read their room
+    /// leave it (the room hears them go). Nothing else is dropped.
+    Policy(Box<super::policy::Policy>),
 }

@@ -21,20 +21,22 @@ pub(crate) fn sender(policy: &Policy, who: &Identity, claimed: &User) -> Result<
     let user_id = names::check(Kind::User, &claimed.user_id)?;
     let username = names::check(Kind::Name, &claimed.username)?;
     match who {
-        Identity::User(id) => {
-            if !user_id.is_empty() && user_id != *id {
+        Identity::User(_) | Identity::Verified(_) => {
+            let id = who.user_id().unwrap_or_default();
+            if !user_id.is_empty() && user_id != id {
                 return Err(Status::new(
                     Code::PermissionDenied,
                     format!("authenticated as {id:?}; may not act as {user_id:?}"),
                 ));
             }
-            let name = policy
-                .account(id)
-                .map(|a| a.name.clone())
-                .filter(|n| !n.is_empty())
-                .unwrap_or(username);
+            // A configured name, or the token's, wins over the claim.
+            let given = match who {
+                Identity::Verified(c) => Some(c.name.clone()),
+                _ => policy.account(id).map(|a| a.name.clone()),
+            };
+            let name = given.filter(|n| !n.is_empty()).unwrap_or(username);
             Ok(User {
-                user_id: id.clone(),
+                user_id: id.to_owned(),
                 username: name,
                 room_id: String::new(),
             })

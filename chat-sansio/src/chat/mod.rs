@@ -47,10 +47,12 @@ mod pages;
 pub mod policy;
 mod post;
 mod rate;
+mod reload;
 mod resume;
 mod room;
 mod rooms;
 mod streams;
+mod tokens;
 
 use crate::idmap::IdMap;
 use std::collections::{HashMap, VecDeque};
@@ -180,6 +182,8 @@ enum ChatCall {
 struct Session {
     user: User,
     room: String,
+    /// Who its JoinChatRoom call authenticated as (a reload checks it).
+    who: Identity,
 }
 
 /// The chat service state machine. Run it inside a
@@ -312,7 +316,7 @@ impl Handler for Chat {
                 return Err(status);
             }
         };
-        if let Identity::User(id) = &who {
+        if let Some(id) = who.user_id() {
             if self.banned.contains(id) {
                 return Err(Status::new(
                     Code::PermissionDenied,
@@ -519,6 +523,7 @@ impl Handler for Chat {
                     r.set_present(&users);
                 }
             }
+            ChatInput::Policy(policy) => self.replace_policy(now, *policy, out),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -22,7 +23,26 @@ pub enum Identity {
     Guest,
     /// Authenticated as this configured user id.
     User(String),
+    /// Authenticated by a token the policy's [`TokenVerifier`] accepted (an
+    /// identity provider's JWT): who the token says. A variant of its own,
+    /// rather than a role map beside `User`, because the roles belong to
+    /// the token presented, not to a configured account.
+    Verified(Arc<Claims>),
 }
+
+impl Identity {
+    /// The authenticated user's id; `None` for a guest.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Identity::Guest => None,
+            Identity::User(id) => Some(id),
+            Identity::Verified(c) => Some(&c.user_id),
+        }
+    }
+}
+
+use super::tokens::Verifier;
+pub use super::tokens::{Claims, TokenVerifier};
 
 /// What guests (callers without credentials) may do in a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,7 +85,26 @@ impl Users {
             Users::Only(set) => set.contains(user),
         }
     }
+
+    /// Whether `who` is among these users: by id, or (for a verified
+    /// token) by a `role:NAME` entry naming one of its roles.
+    fn admits(&self, who: &Identity) -> bool {
+        match (self, who) {
+            (_, Identity::Guest) => false,
+            (Users::All, _) => true,
+            (_, Identity::User(id)) => self.contains(id),
+            (Users::Only(set), Identity::Verified(c)) => {
+                set.contains(&c.user_id)
+                    || c.roles
+                        .iter()
+                        .any(|r| set.contains(&format!("{ROLE_PREFIX}{r}")))
+            }
+        }
+    }
 }
+
+/// How a readers or posters entry names a role rather than a user id.
+pub const ROLE_PREFIX: &str = "role:";
 
 /// Permissions of one room.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,14 +142,18 @@ pub enum AuthError {
     Malformed,
     /// No user has this token.
     UnknownToken,
+    /// The token verifier refused the token (a bad signature, expired, for
+    /// another audience or issuer, ...): why.
+    Rejected(String),
 }
 
 impl AuthError {
     /// The status to answer with: UNAUTHENTICATED.
     pub fn to_status(&self) -> Status {
         let msg = match self {
-            AuthError::Malformed => "authorization must be \"Bearer <token>\"",
-            AuthError::UnknownToken => "invalid token",
+            AuthError::Malformed => "authorization must be \"Bearer <token>\"".to_owned(),
+            AuthError::UnknownToken => "invalid token".to_owned(),
+            AuthError::Rejected(why) => format!("invalid token: {why}"),
         };
         Status::new(Code::Unauthenticated, msg)
     }
@@ -159,7 +202,7 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 /// Users, tokens and room rules.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     accounts: HashMap<String, Account>,
     tokens: HashMap<[u8; 32], String>,
@@ -173,6 +216,10 @@ pub struct Policy {
     room_lookalikes: HashMap<String, String>,
     /// Users who may call the moderation service (`chat.admin.ChatAdmin`).
     admins: std::collections::HashSet<String>,
+    /// Checks bearer tokens that are not static ones (JWTs).
+    verifier: Option<Verifier>,
+    /// Verified tokens with this role may call the moderation service.
+    admin_role: Option<String>,
 }
 
 impl Default for Policy {
@@ -187,6 +234,8 @@ impl Default for Policy {
             user_lookalikes: HashMap::new(),
             room_lookalikes: HashMap::new(),
             admins: Default::default(),
+            verifier: None,
+            admin_role: None,
         }
     }
 }
@@ -230,6 +279,8 @@ impl Policy {
             user_lookalikes: HashMap::new(),
             room_lookalikes: HashMap::new(),
             admins: Default::default(),
+            verifier: None,
+            admin_role: None,
         }
     }
 
@@ -241,6 +292,10 @@ impl Policy {
         token_sha256: &str,
     ) -> Result<(), PolicyError> {
         check_id(Kind::User, id)?;
+        if id.starts_with(ROLE_PREFIX) {
+            // It would be matched by a room's role entry.
+            return Err(PolicyError::BadId(id.to_owned()));
+        }
         let hash =
             parse_hash(token_sha256).ok_or_else(|| PolicyError::BadTokenHash(id.to_owned()))?;
         if self.accounts.contains_key(id) {
@@ -330,10 +385,35 @@ impl Policy {
             return Err(AuthError::Malformed);
         }
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.tokens
-            .get(&hash)
-            .map(|id| Identity::User(id.clone()))
-            .ok_or(AuthError::UnknownToken)
+        if let Some(id) = self.tokens.get(&hash) {
+            return Ok(Identity::User(id.clone()));
+        }
+        match &self.verifier {
+            Some(v) => {
+                let claims = v.0.verify(token)?;
+                check_id(Kind::User, &claims.user_id).map_err(|_| {
+                    AuthError::Rejected("the subject is not a valid user id".into())
+                })?;
+                if names::check(Kind::Name, &claims.name).is_err() {
+                    return Err(AuthError::Rejected(
+                        "the name claim is not a valid name".into(),
+                    ));
+                }
+                Ok(Identity::Verified(Arc::new(claims)))
+            }
+            None => Err(AuthError::UnknownToken),
+        }
+    }
+
+    /// Tokens that are not static ones are checked by `verifier` (JWTs
+    /// from an identity provider); the static tokens keep working.
+    pub fn set_verifier(&mut self, verifier: Arc<dyn TokenVerifier>) {
+        self.verifier = Some(Verifier(verifier));
+    }
+
+    /// Verified tokens carrying `role` may call the moderation service.
+    pub fn set_admin_role(&mut self, role: &str) {
+        self.admin_role = Some(role.to_owned());
     }
 
     /// Lets configured user `id` call the moderation service.
@@ -348,7 +428,24 @@ impl Policy {
     /// Whether `who` may call the moderation service: an authenticated
     /// user the config marks as admin.
     pub fn is_admin(&self, who: &Identity) -> bool {
-        matches!(who, Identity::User(id) if self.admins.contains(id))
+        match who {
+            Identity::Guest => false,
+            Identity::User(id) => self.admins.contains(id),
+            Identity::Verified(c) => self
+                .admin_role
+                .as_ref()
+                .is_some_and(|role| c.roles.contains(role)),
+        }
+    }
+
+    /// How many users are configured.
+    pub fn user_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// How many rooms are listed (the rule for other rooms not counted).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
     }
 
     /// The account of a configured user.
@@ -373,7 +470,7 @@ impl Policy {
         let rule = self.existing(room)?;
         let allowed = match who {
             Identity::Guest => rule.guests >= GuestAccess::Read,
-            Identity::User(id) => rule.readers.contains(id),
+            _ => rule.readers.admits(who),
         };
         if allowed {
             Ok(())
@@ -391,7 +488,7 @@ impl Policy {
         let rule = self.existing(room)?;
         let allowed = match who {
             Identity::Guest => rule.guests >= GuestAccess::Post,
-            Identity::User(id) => rule.posters.contains(id),
+            _ => rule.posters.admits(who),
         };
         if allowed {
             Ok(())
@@ -410,9 +507,9 @@ impl Policy {
 }
 
 fn describe(who: &Identity) -> String {
-    match who {
-        Identity::Guest => "a guest".to_owned(),
-        Identity::User(id) => format!("user {id:?}"),
+    match who.user_id() {
+        None => "a guest".to_owned(),
+        Some(id) => format!("user {id:?}"),
     }
 }
 

@@ -153,9 +153,9 @@ impl Limiter {
         conn_bucket.refill(now, rate, burst);
         let conn_ok = conn_bucket.micro >= MICRO;
         let conn_wait = conn_bucket.wait(rate);
-        let user = match who {
-            Identity::User(id) => self.user_bucket(now, id),
-            Identity::Guest => None,
+        let user = match who.user_id() {
+            Some(id) => self.user_bucket(now, id),
+            None => None,
         };
         let user_ok = user.as_ref().is_none_or(|b| b.micro >= MICRO);
         if !(conn_ok && user_ok) {
@@ -166,7 +166,7 @@ impl Limiter {
         if let Some((c, _)) = self.conns.get_mut(&conn) {
             c.micro -= MICRO;
         }
-        if let Identity::User(id) = who {
+        if let Some(id) = who.user_id() {
             if let Some(b) = self.users.get_mut(id) {
                 b.micro -= MICRO;
             }

@@ -180,9 +180,9 @@ impl Chat {
         let user = match checked.and_then(|u| self.room_mut(&room_id, out).map(|_| u)) {
             Ok(u) => u,
             Err(status) => {
-                let id = match who {
-                    Identity::User(id) => id.as_str(),
-                    Identity::Guest => names::clip(&claimed.user_id, MAX_USER_FIELD_LEN),
+                let id = match who.user_id() {
+                    Some(id) => id,
+                    None => names::clip(&claimed.user_id, MAX_USER_FIELD_LEN),
                 };
                 record(id, Err(status.clone()), out);
                 return Err(status);
@@ -196,6 +196,7 @@ impl Chat {
             Session {
                 user: user.clone(),
                 room: room_id.clone(),
+                who: who.clone(),
             },
         );
         if let Some(prev) = previous {

@@ -1,0 +1,58 @@
+//! Live config: on SIGHUP the server reads its `--config` file again and
+//! hands the new policy to the running chat ([`ChatInput::Policy`]), which
+//! swaps it without dropping connections. A file that does not load leaves
+//! the old config in force, and one line says why. README, "Live config
+//! (SIGHUP)".
+
+use std::path::{Path, PathBuf};
+
+use async_signal::{Signal, Signals};
+use chat_sansio::chat::ChatInput;
+use futures_lite::StreamExt;
+use transport_h2::InputSender;
+
+use crate::{config, say};
+
+/// SIGHUP, caught from now on (call it before announcing the server, so a
+/// SIGHUP right after cannot kill it: its default action ends the process).
+pub fn hangup_signals() -> std::io::Result<Signals> {
+    Signals::new([Signal::Hup])
+}
+
+/// Reloads `path` on each SIGHUP until the server is gone; without a path
+/// there is nothing to reload, and each SIGHUP says so.
+pub async fn reload_on_hangup(
+    name: &str,
+    path: Option<PathBuf>,
+    mut signals: Signals,
+    inputs: InputSender<ChatInput>,
+) {
+    while let Some(Ok(_)) = signals.next().await {
+        let Some(path) = &path else {
+            say(format_args!("{name}: SIGHUP: no --config to reload"));
+            continue;
+        };
+        if !reload(name, path, &inputs).await {
+            return;
+        }
+    }
+}
+
+/// Loads the file and hands it over; false if the server is gone.
+async fn reload(name: &str, path: &Path, inputs: &InputSender<ChatInput>) -> bool {
+    match config::load(path) {
+        Ok(policy) => {
+            let (users, rooms) = (policy.user_count(), policy.room_count());
+            if !inputs.send(ChatInput::Policy(Box::new(policy))).await {
+                return false;
+            }
+            say(format_args!(
+                "{name}: config reloaded: {users} users, {rooms} rooms"
+            ));
+        }
+        Err(e) => say(format_args!(
+            "{name}: config not reloaded, the old one stays in force: {e}"
+        )),
+    }
+    true
+}
