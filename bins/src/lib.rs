@@ -4,6 +4,7 @@
 pub mod config;
 pub mod console;
 pub mod engines;
+pub mod interop;
 
 use std::io::Write;
 use std::time::Duration;
