@@ -12,7 +12,11 @@ const PROTOS: &[&str] = &[
     "health.proto",
     "reflection.proto",
     "reflection_v1alpha.proto",
+    "grpc/testing/test.proto",
 ];
+
+/// Files the ones above import, watched for changes too.
+const IMPORTED: &[&str] = &["grpc/testing/empty.proto", "grpc/testing/messages.proto"];
 
 fn main() {
     // Read when the script runs, not when it is compiled: cargo reuses a
@@ -20,7 +24,7 @@ fn main() {
     // (another checkout sharing the target directory).
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let proto_dir = PathBuf::from(manifest).join("../proto");
-    for file in PROTOS {
+    for file in PROTOS.iter().chain(IMPORTED) {
         println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());
     }
     let fds = match protox::compile(PROTOS, [&proto_dir]) {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod console;
 pub mod engines;
+pub mod interop;
 pub mod jwt;
 pub mod metrics;
 pub mod reload;

@@ -78,6 +78,35 @@ pub mod reflection {
     }
 }
 
+/// gRPC's interop test service, `grpc.testing.TestService`
+/// (doc/interop-test-descriptions.md in grpc/grpc).
+pub mod testing {
+    include!(concat!(env!("OUT_DIR"), "/grpc.testing.rs"));
+
+    /// Paths of `grpc.testing.TestService` and `UnimplementedService`.
+    pub mod paths {
+        /// The service's full name.
+        pub const SERVICE: &str = "grpc.testing.TestService";
+        /// Unary, empty in and out.
+        pub const EMPTY_CALL: &str = "/grpc.testing.TestService/EmptyCall";
+        /// Unary.
+        pub const UNARY_CALL: &str = "/grpc.testing.TestService/UnaryCall";
+        /// Server streaming.
+        pub const STREAMING_OUTPUT_CALL: &str = "/grpc.testing.TestService/StreamingOutputCall";
+        /// Client streaming.
+        pub const STREAMING_INPUT_CALL: &str = "/grpc.testing.TestService/StreamingInputCall";
+        /// Bidirectional streaming, answered as requests come.
+        pub const FULL_DUPLEX_CALL: &str = "/grpc.testing.TestService/FullDuplexCall";
+        /// Bidirectional streaming, answered after the client half-closes.
+        pub const HALF_DUPLEX_CALL: &str = "/grpc.testing.TestService/HalfDuplexCall";
+        /// Declared, never implemented.
+        pub const UNIMPLEMENTED_CALL: &str = "/grpc.testing.TestService/UnimplementedCall";
+        /// A service no server implements.
+        pub const UNIMPLEMENTED_SERVICE_CALL: &str =
+            "/grpc.testing.UnimplementedService/UnimplementedCall";
+    }
+}
+
 /// Every proto file of `proto/` and what they import, as an encoded
 /// `google.protobuf.FileDescriptorSet` (without source info): what the
 /// reflection service describes.

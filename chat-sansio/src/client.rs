@@ -21,6 +21,8 @@ pub struct ResponseReader {
     /// `Err` for one we do not speak (then a compressed message is
     /// INTERNAL, GRPC-CONFORMANCE Z-C2).
     encoding: Result<Option<Encoding>, UnknownEncoding>,
+    /// The Compressed-Flag of the message `next_message` returned last.
+    last_compressed: bool,
 }
 
 impl ResponseReader {
@@ -31,6 +33,7 @@ impl ResponseReader {
             decoder: Decoder::new(max_message_size),
             max_message_size,
             encoding: Ok(None),
+            last_compressed: false,
         }
     }
 
@@ -78,7 +81,11 @@ impl ResponseReader {
 
     /// The next whole response message, if one is buffered.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
-        match self.decoder.next_message() {
+        let next = self.decoder.next_message();
+        if let Ok(Some(m)) = &next {
+            self.last_compressed = m.compressed;
+        }
+        match next {
             Ok(Some(m)) if m.compressed => match &self.encoding {
                 Ok(Some(enc)) => inflate(*enc, &m.payload, self.max_message_size)
                     .map(Some)
@@ -99,6 +106,13 @@ impl ResponseReader {
             Ok(None) => Ok(None),
             Err(e) => Err(e.to_status()),
         }
+    }
+
+    /// Whether the message [`next_message`](Self::next_message) returned
+    /// last arrived compressed (its Compressed-Flag; PROTOCOL-HTTP2.md
+    /// "Length-Prefixed-Message").
+    pub fn last_was_compressed(&self) -> bool {
+        self.last_compressed
     }
 
     /// The trailers arrived: the call's final status.

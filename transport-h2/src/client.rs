@@ -17,6 +17,7 @@ use bytes::Bytes;
 use chat_sansio::client::{status_from_reset, ResponseReader};
 use chat_sansio::compression::{compress_frame, Encoding, ACCEPT_ENCODING};
 use chat_sansio::limits::DEFAULT_MAX_MESSAGE_SIZE;
+use chat_sansio::metadata::Metadata;
 use chat_sansio::timeout::encode_timeout;
 use chat_sansio::{codec, Code, Status};
 use futures_lite::{future, AsyncRead, AsyncWrite};
@@ -203,6 +204,8 @@ impl Channel {
                 reader: ResponseReader::new(DEFAULT_MAX_MESSAGE_SIZE),
                 deadline,
                 status: None,
+                headers: None,
+                trailers: None,
             },
         })
     }
@@ -271,11 +274,25 @@ impl CallSender {
         Ok(())
     }
 
-    /// Encodes and sends one message, waiting for flow-control window.
+    /// Encodes and sends one message, waiting for flow-control window;
+    /// compressed if the call has an encoding
+    /// ([`CallOptions::compression`]).
     pub async fn send<M: prost::Message>(&mut self, msg: &M) -> Result<(), Status> {
+        self.send_with(msg, true).await
+    }
+
+    /// [`send`](Self::send), choosing for this message whether to compress
+    /// it with the call's encoding: the Compressed-Flag is per message
+    /// (PROTOCOL-HTTP2.md "Compressed-Flag"), and the interop tests send
+    /// plain messages on compressed calls.
+    pub async fn send_with<M: prost::Message>(
+        &mut self,
+        msg: &M,
+        compress: bool,
+    ) -> Result<(), Status> {
         let mut frame =
             codec::encode(msg).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-        if let Some(enc) = self.compression {
+        if let Some(enc) = self.compression.filter(|_| compress) {
             frame = compress_frame(enc, &frame).unwrap_or(frame);
         }
         self.send_frame(frame).await
@@ -357,9 +374,31 @@ pub struct CallReceiver {
     reader: ResponseReader,
     deadline: Option<Instant>,
     status: Option<Status>,
+    /// The response headers, once they have arrived.
+    headers: Option<Metadata>,
+    /// The trailers (or the Trailers-Only block), once they have arrived.
+    trailers: Option<Metadata>,
 }
 
 impl CallReceiver {
+    /// The response headers (initial metadata, protocol fields included),
+    /// once they have arrived; a Trailers-Only response has them too.
+    pub fn headers(&self) -> Option<&Metadata> {
+        self.headers.as_ref()
+    }
+
+    /// The trailers (trailing metadata, `grpc-status` included), once the
+    /// call has ended with them; for a Trailers-Only response, its single
+    /// block.
+    pub fn trailers(&self) -> Option<&Metadata> {
+        self.trailers.as_ref()
+    }
+
+    /// Whether the message last returned arrived compressed.
+    pub fn last_was_compressed(&self) -> bool {
+        self.reader.last_was_compressed()
+    }
+
     /// The next response message, decoded; `Ok(None)` when the call ended
     /// with OK, `Err` with the status when it ended otherwise.
     pub async fn message<M: prost::Message + Default>(&mut self) -> Result<Option<M>, Status> {
@@ -443,6 +482,10 @@ impl CallReceiver {
                     let end = self
                         .reader
                         .headers(parts.status.as_u16(), &md, body.is_end_stream());
+                    if end.is_some() {
+                        self.trailers = Some(md.clone());
+                    }
+                    self.headers = Some(md);
                     match end {
                         Some(status) => self.end(status),
                         None => self.state = RecvState::Body(body),
@@ -458,7 +501,12 @@ impl CallReceiver {
                 Some(Err(e)) => self.end(status_from_h2(&e)),
                 None => {
                     let status = match body.trailers().await {
-                        Ok(Some(t)) => self.reader.trailers(&headers::to_metadata(&t)),
+                        Ok(Some(t)) => {
+                            let md = headers::to_metadata(&t);
+                            let status = self.reader.trailers(&md);
+                            self.trailers = Some(md);
+                            status
+                        }
                         Ok(None) => self.reader.ended_without_trailers(),
                         Err(e) => status_from_h2(&e),
                     };

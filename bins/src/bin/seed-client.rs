@@ -30,6 +30,35 @@ enum Service {
     Numbers,
     /// Seed 004: send six notes, print every note received.
     Routeguide,
+    /// gRPC's interop test client (doc/interop-test-descriptions.md in
+    /// grpc/grpc), against a `grpc.testing.TestService` server.
+    Interop {
+        /// The case to run, by its name in the descriptions, or `all`.
+        #[arg(long = "test_case")]
+        test_case: String,
+        /// The server's host.
+        #[arg(long = "server_host", default_value = "127.0.0.1")]
+        server_host: String,
+        /// The server's port.
+        #[arg(long = "server_port", default_value_t = 10000)]
+        server_port: u16,
+    },
+}
+
+/// Runs one interop case, or every one for `all`, printing each verdict.
+async fn interop(channel: Channel, case: &str) -> Result<(), String> {
+    let cases: Vec<&str> = if case == "all" {
+        chat_bins::interop::CASES.to_vec()
+    } else {
+        vec![case]
+    };
+    for case in cases {
+        chat_bins::interop::run(&channel, case)
+            .await
+            .map_err(|e| format!("{case} failed: {e}"))?;
+        say(format_args!("{case}: passed"));
+    }
+    Ok(())
 }
 
 async fn chat(channel: Channel) -> Result<(), Status> {
@@ -109,24 +138,31 @@ async fn routeguide(channel: Channel) -> Result<(), Status> {
 fn main() {
     chat_bins::init_runtime();
     let args = Args::parse();
-    let (default_addr, name) = match args.service {
-        Service::Chat => ("127.0.0.1:9090", "chat"),
-        Service::Numbers => ("127.0.0.1:50051", "numbers"),
-        Service::Routeguide => ("127.0.0.1:10000", "routeguide"),
+    let (default_addr, name) = match &args.service {
+        Service::Chat => ("127.0.0.1:9090".to_owned(), "chat"),
+        Service::Numbers => ("127.0.0.1:50051".to_owned(), "numbers"),
+        Service::Routeguide => ("127.0.0.1:10000".to_owned(), "routeguide"),
+        Service::Interop {
+            server_host,
+            server_port,
+            ..
+        } => (format!("{server_host}:{server_port}"), "interop"),
     };
-    let addr = args.addr.unwrap_or_else(|| default_addr.to_owned());
+    let addr = args.addr.unwrap_or(default_addr);
     let result = smol::block_on(async {
         let channel = Channel::connect(&addr)
             .await
-            .map_err(|e| Status::new(chat_sansio::Code::Unavailable, e.to_string()))?;
-        match args.service {
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let status = match args.service {
             Service::Chat => chat(channel).await,
             Service::Numbers => numbers(channel).await,
             Service::Routeguide => routeguide(channel).await,
-        }
+            Service::Interop { test_case, .. } => return interop(channel, &test_case).await,
+        };
+        status.map_err(|s| s.to_string())
     });
-    if let Err(status) = result {
-        eprintln!("seed-client {name}: {status}");
+    if let Err(e) = result {
+        eprintln!("seed-client {name}: {e}");
         std::process::exit(1);
     }
 }

@@ -1,6 +1,8 @@
 //! The seeds' other services on our transport, one per run:
 //! `seed-server chat` (seed 002, port 9090), `seed-server numbers` (seed
-//! 003, port 50051), `seed-server routeguide` (seed 004, port 10000).
+//! 003, port 50051), `seed-server routeguide` (seed 004, port 10000), and
+//! `seed-server interop` (gRPC's interop `grpc.testing.TestService`, port
+//! 10000 as in grpc/grpc's interop server).
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use chat_bins::{init_logging, init_runtime, say, stop_on_signal, stop_signals};
 use chat_sansio::server::{Handler, Server as Core};
-use chat_sansio::services::{BidiChat, Numbers, RouteGuide, RouteGuideConfig};
+use chat_sansio::services::{BidiChat, Interop, Numbers, RouteGuide, RouteGuideConfig};
 use clap::{Parser, Subcommand};
 use futures_lite::future;
 use transport_h2::{Server, ServerConfig};
@@ -40,6 +42,9 @@ enum Service {
         #[arg(long)]
         features: Option<PathBuf>,
     },
+    /// gRPC's interop test server: `grpc.testing.TestService`
+    /// (doc/interop-test-descriptions.md in grpc/grpc).
+    Interop,
 }
 
 fn serve<H>(name: &str, addr: &str, handler: H) -> std::io::Result<()>
@@ -113,6 +118,11 @@ fn main() {
             let addr = args.addr.as_deref().unwrap_or("127.0.0.1:10000");
             serve("routeguide", addr, RouteGuide::new(config))
         }
+        Service::Interop => serve(
+            "interop",
+            args.addr.as_deref().unwrap_or("127.0.0.1:10000"),
+            Interop::default(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("seed-server: {e}");

@@ -21,6 +21,12 @@ pub(crate) struct Call {
     /// The encoding of responses, and the smallest message compressed;
     /// `None`: responses go plain.
     pub compress: Option<(Encoding, usize)>,
+    /// Our preferred encoding among those the client accepts for
+    /// responses, whether or not the server compresses.
+    pub accepts: Option<Encoding>,
+    /// The Compressed-Flag of the request message last given to the
+    /// handler.
+    pub last_compressed: bool,
     pub headers_sent: bool,
     pub deadline: Option<Time>,
     /// The client has half-closed; anything more from it is ignored.

@@ -16,6 +16,11 @@ use super::calls::{Call, Calls};
 use super::ids::{CallId, ConnId, GroupId};
 use super::output::Output;
 
+/// The smallest message [`Outbox::send`] compresses on a call that has a
+/// response encoding only from [`Outbox::offer_compression`]: none is that
+/// large, so only [`Outbox::send_compressed`] compresses there.
+const ONLY_WHEN_ASKED: usize = usize::MAX;
+
 /// A call the server has accepted at the protocol level, offered to the
 /// handler.
 #[derive(Debug)]
@@ -146,13 +151,55 @@ impl<E> Outbox<'_, E> {
         }
         let compress = self.calls.get_mut(call).and_then(|c| c.compress);
         let frame = match compress {
-            Some((enc, min)) if frame.len() >= MESSAGE_HEADER_LEN + min => {
+            Some((enc, min)) if frame.len() >= MESSAGE_HEADER_LEN.saturating_add(min) => {
                 compression::compress_frame(enc, &frame).unwrap_or(frame)
             }
             _ => frame,
         };
         self.queue.push_back(Output::Message { call, frame });
         true
+    }
+
+    /// Queues an already framed, uncompressed message on `call` compressed
+    /// with the call's response encoding, whatever its size: for a handler
+    /// that decides per message (PROTOCOL-HTTP2.md "Compressed-Flag" is
+    /// per message). It goes plain if the call has no response encoding
+    /// (see [`offer_compression`](Self::offer_compression)) or if
+    /// compressing would not make it smaller. Returns false, sending
+    /// nothing, if the call has ended.
+    pub fn send_compressed(&mut self, call: CallId, frame: Bytes) -> bool {
+        if !self.answer(call) {
+            return false;
+        }
+        let enc = self.calls.get_mut(call).and_then(|c| c.compress);
+        let frame = match enc {
+            Some((enc, _)) => compression::compress_frame(enc, &frame).unwrap_or(frame),
+            None => frame,
+        };
+        self.queue.push_back(Output::Message { call, frame });
+        true
+    }
+
+    /// Gives `call` a response encoding, announced in its response headers
+    /// (`grpc-encoding`), if the client accepts one of ours and the call
+    /// has none yet: then [`send_compressed`](Self::send_compressed) can
+    /// compress, while [`send`](Self::send) still compresses only as the
+    /// server's config says. Only from [`Handler::open`], before anything
+    /// is sent: the headers carry the encoding. Returns the call's
+    /// response encoding.
+    pub fn offer_compression(&mut self, call: CallId) -> Option<compression::Encoding> {
+        let c = self.calls.get_mut(call)?;
+        if c.compress.is_none() && !c.headers_sent {
+            c.compress = c.accepts.map(|enc| (enc, ONLY_WHEN_ASKED));
+        }
+        c.compress.map(|(enc, _)| enc)
+    }
+
+    /// Whether the request message last given to [`Handler::message`] for
+    /// `call` arrived compressed (its Compressed-Flag): what a handler
+    /// needs to check a client's compression. False for an ended call.
+    pub fn message_was_compressed(&mut self, call: CallId) -> bool {
+        self.calls.get_mut(call).is_some_and(|c| c.last_compressed)
     }
 
     /// Makes sure response headers went out before anything else on an open

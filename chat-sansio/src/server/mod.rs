@@ -312,6 +312,8 @@ impl<H: Handler> Server<H> {
                 decoder: crate::codec::Decoder::new(self.config.max_message_size),
                 encoding: checked.encoding,
                 compress: checked.accepts.zip(self.config.compress_min_bytes),
+                accepts: checked.accepts,
+                last_compressed: false,
                 held: 0,
                 headers_sent: false,
                 deadline,
@@ -397,6 +399,7 @@ impl<H: Handler> Server<H> {
                             Status::new(Code::Internal, "compressed message without grpc-encoding");
                         return self.fail(now, call, status);
                     };
+                    c.last_compressed = m.compressed;
                     let by = c.by;
                     let (services, mut out) = self.split();
                     services.message(by, now, call, payload, &mut out);

@@ -7,13 +7,17 @@
 //! - [`RouteGuide`]: the standard `routeguide.RouteGuide` (seed 004's
 //!   `RouteChat`, plus the unary, server-streaming and client-streaming
 //!   methods of the same proto).
+//! - [`Interop`]: gRPC's interop test service, `grpc.testing.TestService`.
 //!
 //! [`Handler`]: crate::server::Handler
 
 mod bidi_chat;
+mod interop;
+pub mod interop_reply;
 mod numbers;
 mod route_guide;
 
 pub use bidi_chat::BidiChat;
+pub use interop::Interop;
 pub use numbers::Numbers;
 pub use route_guide::{RouteGuide, RouteGuideConfig};
