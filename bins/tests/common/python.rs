@@ -225,6 +225,11 @@ pub struct ScriptRun {
 }
 
 impl ScriptRun {
+    /// Whether the script exited 0.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
     /// Fails the test, with everything the script printed and `report`
     /// (the server's side), unless the script exited 0; returns its stdout.
     pub fn passed(self, script: &str, report: &str) -> String {
