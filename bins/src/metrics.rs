@@ -5,7 +5,7 @@
 //! `prometheus-client` (OpenMetrics text, which Prometheus reads).
 //!
 //! The HTTP side is as small as it can be and defensive: one request per
-//! connection, at most [`MAX_REQUEST`] bytes read, [`IO_TIMEOUT`] to send it,
+//! connection, at most `MAX_REQUEST` (8 KiB) bytes read, `IO_TIMEOUT` (5 s) to send it,
 //! `GET /metrics` answered, anything else 404 (405 for another method), the
 //! connection closed after each answer. Scrapes are served one at a time.
 

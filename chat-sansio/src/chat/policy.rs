@@ -42,7 +42,7 @@ impl Identity {
 }
 
 use super::tokens::Verifier;
-pub use super::tokens::{Claims, TokenVerifier};
+pub use super::tokens::{AuthError, Claims, TokenVerifier};
 
 /// What guests (callers without credentials) may do in a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,30 +133,6 @@ impl RoomRule {
 pub struct Account {
     /// The display name delivered with their messages.
     pub name: String,
-}
-
-/// Why a call's credentials were refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthError {
-    /// The `authorization` value is not `Bearer <token>`.
-    Malformed,
-    /// No user has this token.
-    UnknownToken,
-    /// The token verifier refused the token (a bad signature, expired, for
-    /// another audience or issuer, ...): why.
-    Rejected(String),
-}
-
-impl AuthError {
-    /// The status to answer with: UNAUTHENTICATED.
-    pub fn to_status(&self) -> Status {
-        let msg = match self {
-            AuthError::Malformed => "authorization must be \"Bearer <token>\"".to_owned(),
-            AuthError::UnknownToken => "invalid token".to_owned(),
-            AuthError::Rejected(why) => format!("invalid token: {why}"),
-        };
-        Status::new(Code::Unauthenticated, msg)
-    }
 }
 
 /// A policy entry that cannot be used.

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::policy::AuthError;
+use crate::status::{Code, Status};
 
 /// What a verified token says of its bearer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -40,3 +40,27 @@ impl PartialEq for Verifier {
 }
 
 impl Eq for Verifier {}
+
+/// Why a call's credentials were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// The `authorization` value is not `Bearer <token>`.
+    Malformed,
+    /// No user has this token.
+    UnknownToken,
+    /// The token verifier refused the token (a bad signature, expired, for
+    /// another audience or issuer, ...): why.
+    Rejected(String),
+}
+
+impl AuthError {
+    /// The status to answer with: UNAUTHENTICATED.
+    pub fn to_status(&self) -> Status {
+        let msg = match self {
+            AuthError::Malformed => "authorization must be \"Bearer <token>\"".to_owned(),
+            AuthError::UnknownToken => "invalid token".to_owned(),
+            AuthError::Rejected(why) => format!("invalid token: {why}"),
+        };
+        Status::new(Code::Unauthenticated, msg)
+    }
+}

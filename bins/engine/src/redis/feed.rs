@@ -6,13 +6,13 @@
 //! thread (`super::nodes`) catches up after a reconnect and checks quiet
 //! rooms, so a lost message is never lost for long.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
-use super::nodes::Control;
+use super::messages::{Control, Seen, Sub};
 use super::stats::RedisStats;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_sansio::chat::ChatInput;
@@ -29,18 +29,6 @@ const POLL: Duration = Duration::from_millis(20);
 /// the second.
 const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 const RECONNECT_MOST: Duration = Duration::from_millis(2000);
-
-/// What the subscriber is asked to do.
-pub enum Sub {
-    /// Follow a room.
-    Follow(String),
-    /// Stop following it.
-    Drop(String),
-}
-
-/// The highest seq seen published per room, shared with the control
-/// thread's checks.
-pub type Seen = Arc<Mutex<HashMap<String, u64>>>;
 
 /// The thread's body: runs until the requests' sender or the core is gone.
 pub fn run<D: Deliver>(

@@ -28,6 +28,7 @@
 
 mod feed;
 mod link;
+mod messages;
 mod nodes;
 mod scripts;
 mod stats;
@@ -42,9 +43,9 @@ use chat_sansio::chat::ChatEvent;
 
 use crate::backend::Retention;
 use crate::writer::{start_writer, Deliver, Requests, Writer};
-use feed::Sub;
 pub use link::{RedisError, CONNECT_TIMEOUT, IO_TIMEOUT};
-use nodes::{Control, Nodes};
+use messages::{Control, Sub};
+use nodes::Nodes;
 pub use nodes::{CHECK_EVERY, HEARTBEAT, NODE_TTL, REAP_EVERY};
 pub use stats::RedisStats;
 pub use store::RedisLog;

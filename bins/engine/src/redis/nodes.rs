@@ -31,8 +31,8 @@ use chat_sansio::chat::ChatInput;
 use redis::streams::StreamRangeReply;
 use redis::RedisResult;
 
-use super::feed::{Seen, Sub};
 use super::link::Link;
+use super::messages::{Control, Seen, Sub};
 use super::stats::RedisStats;
 use super::wire;
 use crate::writer::Deliver;
@@ -46,23 +46,6 @@ pub const HEARTBEAT: Duration = Duration::from_millis(3000);
 pub const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How often the rooms followed are checked against their logs.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// What the control thread is asked to do (by the chat's side, and by the
-/// subscriber).
-pub enum Control {
-    /// The chat opened a room here.
-    Open(String),
-    /// The chat let a room go.
-    Close(String),
-    /// A user arrived in a room here (true) or left it here (false).
-    Presence(String, User, bool),
-    /// The subscriber follows the room's channel: read where it stands now,
-    /// then run the presence changes that waited for it.
-    Following(String),
-    /// The subscriber connected again and subscribed every room again:
-    /// catch up on all of them.
-    Reconnected,
-}
 
 /// A room followed here.
 #[derive(Default)]
