@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::python::{run_script, script_passes, spawn_script};
+use common::python::{script_passes, spawn_script};
 use common::ChatServer;
 
 const CASES: &[&str] = &[
@@ -37,12 +37,8 @@ const CASES: &[&str] = &[
     "timeout_on_sleeping_server",
 ];
 
-/// The longest one try of a case may take.
+/// The longest one case may take.
 const CASE_LIMIT: Duration = Duration::from_secs(10);
-/// Tries of a case before it fails: a known, open bug stalls about one
-/// large unary call in thirty against our server (the README, "The seeds'
-/// other services", says so); a case must pass in one of these.
-const TRIES: usize = 3;
 
 /// Cases a grpcio server cannot serve as the descriptions ask: its
 /// servicer does not see a request's compressed flag, so it cannot refuse
@@ -52,26 +48,14 @@ const NOT_WITH_GRPCIO_SERVER: &[&str] = &["client_compressed_unary", "client_com
 /// Runs `cases` with our interop client against the server on `port`;
 /// the failures, with what the client said.
 fn run_cases(cases: &[&str], port: &str) -> Vec<String> {
-    let mut failed = Vec::new();
-    for case in cases {
-        let mut last = String::new();
-        let passed = (1..=TRIES).any(|attempt| match try_case(case, port) {
-            Ok(()) => true,
-            Err(why) => {
-                eprintln!("{case}: try {attempt} failed: {why}");
-                last = why;
-                false
-            }
-        });
-        if !passed {
-            failed.push(format!("{case}: {last}"));
-        }
-    }
-    failed
+    cases
+        .iter()
+        .filter_map(|case| run_case(case, port).err().map(|why| format!("{case}: {why}")))
+        .collect()
 }
 
-/// One try of `case`: its output if it failed (or hung past the limit).
-fn try_case(case: &str, port: &str) -> Result<(), String> {
+/// Runs `case`: its output if it failed (or hung past the limit).
+fn run_case(case: &str, port: &str) -> Result<(), String> {
     let began = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_seed-client"))
         .args(["interop", "--test_case", case, "--server_host", "127.0.0.1"])
@@ -113,14 +97,6 @@ fn our_client_passes_every_case_against_our_server() {
 fn grpcio_as_the_client_passes_against_our_server() {
     let mut server =
         ChatServer::start_binary(env!("CARGO_BIN_EXE_seed-server"), &["interop"], false, &[]);
-    // The known stall (see TRIES): the script must pass in one of these.
-    for attempt in 1..TRIES {
-        let run = run_script("interop_client.py", &server.addr().to_string(), &[]);
-        if run.succeeded() {
-            return server.assert_healthy();
-        }
-        eprintln!("interop_client.py: try {attempt} failed");
-    }
     script_passes(&mut server, "interop_client.py", &[]);
     server.assert_healthy();
 }
