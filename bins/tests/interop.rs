@@ -50,7 +50,11 @@ const NOT_WITH_GRPCIO_SERVER: &[&str] = &["client_compressed_unary", "client_com
 fn run_cases(cases: &[&str], port: &str) -> Vec<String> {
     cases
         .iter()
-        .filter_map(|case| run_case(case, port).err().map(|why| format!("{case}: {why}")))
+        .filter_map(|case| {
+            run_case(case, port)
+                .err()
+                .map(|why| format!("{case}: {why}"))
+        })
         .collect()
 }
 

@@ -176,7 +176,10 @@ fn large_requests_never_wait_for_a_lost_wake_up() {
             .await;
             assert_eq!(reply.grpc_status(), Some("0"), "call {i}");
             let echoed = reply.messages();
-            assert!(echoed.len() == 1 && echoed[0][..] == payload[..], "call {i}");
+            assert!(
+                echoed.len() == 1 && echoed[0][..] == payload[..],
+                "call {i}"
+            );
         }
     });
 }
