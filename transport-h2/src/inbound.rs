@@ -126,6 +126,10 @@ pub(crate) struct Meter {
     written: AtomicU64,
     /// Reading is paused (the core's queue is full for this connection).
     paused: AtomicBool,
+    /// h2 asked to read while reading was paused: the socket may hold
+    /// bytes whose readiness was already signalled, so the task must let h2
+    /// read again once it resumes.
+    refused: AtomicBool,
     /// A [`Flood`] code once the peer has gone over a rate; reading stops.
     flood: AtomicU8,
 }
@@ -159,6 +163,16 @@ impl Meter {
     /// Whether reading is paused.
     pub(crate) fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
+    }
+
+    /// A read was refused because reading was paused.
+    pub(crate) fn note_refused(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a read was refused since the last call.
+    pub(crate) fn take_refused(&self) -> bool {
+        self.refused.swap(false, Ordering::Relaxed)
     }
 
     /// The flood the peer was caught at, if any.

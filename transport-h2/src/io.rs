@@ -128,8 +128,13 @@ impl<T: AsyncRead + Unpin> tokio::io::AsyncRead for Io<T> {
             }
         }
         if let Some((_, turn_bytes)) = &self.guard {
-            if self.meter.is_paused() || self.meter.flood().is_some() {
-                // The task resumes reading itself (or closes).
+            if self.meter.flood().is_some() {
+                // The task closes the connection.
+                return Poll::Pending;
+            }
+            if self.meter.is_paused() {
+                // The task lets h2 read again when it resumes.
+                self.meter.note_refused();
                 return Poll::Pending;
             }
             if self.meter.turn_spent(*turn_bytes) {

@@ -575,10 +575,10 @@ where
             // Another round only if something arrived or was asked for in
             // this one (new streams, data, a wake-up from h2 or the socket)
             // and this turn's share of input is not spent.
-            // Streams left unread while the core's queue was full are
-            // read again as soon as it has room: the wake-up that said so
-            // may have come during this poll and been taken above.
-            let unread = this.streams_pending && clear;
+            // Streams (or a socket) left unread while the core's queue was
+            // full are read again as soon as it has room: the wake-up that
+            // said so may have come during this poll and been taken above.
+            let unread = clear && (this.streams_pending || this.meter.take_refused());
             again = asked || unread || (progress && this.waker.take_woken());
             if !again || this.meter.turn_spent(this.config.input.turn_bytes) {
                 break;
