@@ -37,6 +37,7 @@ mod inbox;
 mod local;
 pub(crate) mod messages;
 mod pace;
+mod poller;
 mod reactor;
 mod scheduler;
 mod shard;

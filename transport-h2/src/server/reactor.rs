@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use chat_sansio::idmap::IdMap;
 use futures_lite::{AsyncRead, AsyncWrite};
-use polling::{Event, Events, PollMode, Poller};
+
+use super::poller::{Notify, Poller, Ready};
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Reactor>>> = const { RefCell::new(None) };
@@ -39,7 +40,7 @@ thread_local! {
 
 /// A shard's poller, the sockets registered with it, and its timers.
 pub(crate) struct Reactor {
-    poller: Arc<Poller>,
+    poller: Poller,
     sources: RefCell<IdMap<usize, Rc<Source>>>,
     next_key: Cell<usize>,
     /// Wakers by deadline (and a number, for equal deadlines).
@@ -60,7 +61,7 @@ impl Reactor {
     /// A reactor for the calling thread (a shard's).
     pub(crate) fn new() -> io::Result<Rc<Reactor>> {
         Ok(Rc::new(Reactor {
-            poller: Arc::new(Poller::new()?),
+            poller: Poller::new()?,
             sources: RefCell::default(),
             next_key: Cell::new(0),
             timers: RefCell::default(),
@@ -84,9 +85,9 @@ impl Reactor {
         CURRENT.with(|c| c.borrow().clone())
     }
 
-    fn dispatch(&self, events: &Events) {
+    fn dispatch(&self, events: &[Ready]) {
         let sources = self.sources.borrow();
-        for ev in events.iter() {
+        for ev in events {
             let Some(source) = sources.get(&ev.key) else {
                 continue; // Gone since.
             };
@@ -109,7 +110,7 @@ impl Reactor {
 /// Wakes the shard's thread: marks the loop as woken and, if it is waiting
 /// on the poller, interrupts the wait.
 struct Notifier {
-    poller: Arc<Poller>,
+    poller: Notify,
     woken: AtomicBool,
     sleeping: AtomicBool,
 }
@@ -131,14 +132,14 @@ impl Wake for Notifier {
 pub(crate) fn block_on<T>(reactor: Rc<Reactor>, fut: impl Future<Output = T>) -> T {
     CURRENT.with(|c| *c.borrow_mut() = Some(reactor.clone()));
     let notifier = Arc::new(Notifier {
-        poller: reactor.poller.clone(),
+        poller: reactor.poller.notifier(),
         woken: AtomicBool::new(false),
         sleeping: AtomicBool::new(false),
     });
     let waker = Waker::from(notifier.clone());
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
-    let mut events = Events::new();
+    let mut events = Vec::new();
     loop {
         notifier.woken.store(false, SeqCst);
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
@@ -150,13 +151,13 @@ pub(crate) fn block_on<T>(reactor: Rc<Reactor>, fut: impl Future<Output = T>) ->
         // executor is always busy).
         notifier.sleeping.store(true, SeqCst);
         let next_timer = reactor.fire_timers(Instant::now());
-        let timeout = if notifier.woken.load(SeqCst) {
-            Some(Duration::ZERO)
+        let deadline = if notifier.woken.load(SeqCst) {
+            Some(Instant::now())
         } else {
-            next_timer.map(|at| at.saturating_duration_since(Instant::now()))
+            next_timer
         };
         events.clear();
-        if let Err(e) = reactor.poller.wait(&mut events, timeout) {
+        if let Err(e) = reactor.poller.wait(&mut events, deadline) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!("shard poller failed: {e}");
                 std::thread::sleep(Duration::from_millis(10));
@@ -254,14 +255,9 @@ impl ShardTcp {
             writable: Cell::new(true),
             ..Source::default()
         });
-        // SAFETY: the socket is deleted from the poller in `Drop`, before
-        // it is closed (`io` drops after `drop` returns).
-        #[allow(unsafe_code)]
-        unsafe {
-            reactor
-                .poller
-                .add_with_mode(&io, Event::all(key), PollMode::Edge)?;
-        }
+        // Deleted from the poller in `Drop`, before it is closed (`io`
+        // drops after `drop` returns).
+        reactor.poller.add(&io, key)?;
         reactor.sources.borrow_mut().insert(key, source.clone());
         Ok(ShardTcp {
             io,
