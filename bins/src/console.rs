@@ -7,7 +7,8 @@
 //! recolour a terminal or set its title. Texts are trimmed to a line's
 //! worth, with their length, so a flood of large messages cannot flood the
 //! log with them. Refused logins are counted per peer and summarized once
-//! per interval rather than printed one line each.
+//! per interval rather than printed one line each. Lines are queued for
+//! stdout, never written on the core's thread (`crate::stdout`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chat_sansio::chat::ChatEvent;
 
-use crate::say;
+use crate::stdout::line as say;
 
 /// Longest text printed whole, in characters; a longer one is cut there
 /// and its length in bytes given.

@@ -8,8 +8,8 @@ pub mod interop;
 pub mod jwt;
 pub mod metrics;
 pub mod reload;
+pub mod stdout;
 
-use std::io::Write;
 use std::time::Duration;
 
 use async_signal::{Signal, Signals};
@@ -69,13 +69,7 @@ pub fn init_logging() {
         .init();
 }
 
-/// Prints a line to stdout and flushes it at once (tests and pipes read it).
-pub fn say(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(line);
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
-}
+pub use stdout::say;
 
 /// SIGTERM and SIGINT, caught from now on (call it before announcing the
 /// server, so a signal right after cannot kill it abruptly).

@@ -361,6 +361,9 @@ fn main() {
         future::try_zip(serve, stop).await?;
         Ok::<_, std::io::Error>(())
     });
+    // The console's last lines (the store may have printed after the
+    // server stopped).
+    chat_bins::stdout::flush();
     if let Err(e) = result {
         fail(e);
     }

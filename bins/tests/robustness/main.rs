@@ -28,6 +28,7 @@ mod ids;
 mod output;
 mod poster;
 mod rooms;
+mod stdout;
 
 use std::time::Duration;
 
