@@ -25,7 +25,7 @@ use std::time::Duration;
 pub const MAX_PENDING: usize = 1024 * 1024;
 
 /// How long the writer waits after a write before it looks again.
-const LINGER: Duration = Duration::from_millis(20);
+const LINGER: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct Pending {
