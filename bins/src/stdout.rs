@@ -3,7 +3,7 @@
 //! The console prints a line per chat message, on the core's thread. A
 //! write to stdout blocks while whatever reads it (a terminal, a pipe, a
 //! log collector) does not keep up, and a blocked core stops every call of
-//! the server. So those lines ([`line`]) go into a bounded buffer that a
+//! the server. So those lines ([`line()`](fn@line)) go into a bounded buffer that a
 //! thread of its own writes out: the core only appends to a string. When
 //! the reader falls more than [`MAX_PENDING`] bytes behind, lines are
 //! dropped and counted, and one line says how many once it catches up.
@@ -25,7 +25,7 @@ use std::time::Duration;
 pub const MAX_PENDING: usize = 1024 * 1024;
 
 /// How long the writer waits after a write before it looks again.
-const LINGER: Duration = Duration::from_millis(100);
+pub const LINGER: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct Pending {
