@@ -35,12 +35,15 @@ pub const CASES: &[&str] = &[
     "cancel_after_begin",
     "cancel_after_first_response",
     "timeout_on_sleeping_server",
+    "pick_first_unary",
 ];
 
 /// The request sizes of client_streaming and ping_pong.
 const REQUEST_SIZES: [usize; 4] = [27_182, 8, 1_828, 45_904];
 /// The response sizes of server_streaming and ping_pong.
 const RESPONSE_SIZES: [i32; 4] = [31_415, 9, 2_653, 58_979];
+/// How many calls pick_first_unary makes.
+const PICK_FIRST_CALLS: usize = 100;
 /// large_unary's request and response sizes.
 const LARGE_REQUEST: usize = 271_828;
 const LARGE_RESPONSE: i32 = 314_159;
@@ -75,6 +78,7 @@ pub async fn run(channel: &Channel, name: &str) -> Outcome {
         "cancel_after_begin" => cancel_after_begin(channel).await,
         "cancel_after_first_response" => cancel_after_first_response(channel).await,
         "timeout_on_sleeping_server" => timeout_on_sleeping_server(channel).await,
+        "pick_first_unary" => pick_first_unary(channel).await,
         other => Err(format!("unknown test case {other:?}")),
     }
 }
@@ -572,4 +576,32 @@ async fn timeout_on_sleeping_server(channel: &Channel) -> Outcome {
         Err(s) => Err(failed("want DEADLINE_EXCEEDED", &s)),
         Ok(_) => Err("the call did not end DEADLINE_EXCEEDED".into()),
     }
+}
+
+/// 100 unary calls on one channel asking for `server_id`: every response
+/// names the same, non-empty server.
+async fn pick_first_unary(channel: &Channel) -> Outcome {
+    let req = SimpleRequest {
+        response_size: 1,
+        payload: zeros(1),
+        fill_server_id: true,
+        ..SimpleRequest::default()
+    };
+    let mut first: Option<String> = None;
+    for i in 0..PICK_FIRST_CALLS {
+        let options = CallOptions::default().timeout(Duration::from_secs(10));
+        let (res, _) = unary::<_, SimpleResponse>(channel, paths::UNARY_CALL, &req, options, false)
+            .await
+            .map_err(|s| failed(&format!("UnaryCall {i}"), &s))?;
+        check(!res.server_id.is_empty(), || {
+            format!("call {i}: empty server_id")
+        })?;
+        match &first {
+            None => first = Some(res.server_id),
+            Some(id) => check(*id == res.server_id, || {
+                format!("call {i}: server_id {:?}, not {id:?}", res.server_id)
+            })?,
+        }
+    }
+    Ok(())
 }

@@ -118,11 +118,13 @@ fn main() {
             let addr = args.addr.as_deref().unwrap_or("127.0.0.1:10000");
             serve("routeguide", addr, RouteGuide::new(config))
         }
-        Service::Interop => serve(
-            "interop",
-            args.addr.as_deref().unwrap_or("127.0.0.1:10000"),
-            Interop::default(),
-        ),
+        Service::Interop => {
+            let addr = args.addr.as_deref().unwrap_or("127.0.0.1:10000");
+            // pick_first_unary's server_id: the one address this server
+            // listens on, with its process id to tell restarts apart.
+            let id = format!("seed-server@{addr}#{}", std::process::id());
+            serve("interop", addr, Interop::with_server_id(id))
+        }
     };
     if let Err(e) = result {
         eprintln!("seed-server: {e}");

@@ -201,6 +201,12 @@ def timeout_on_sleeping_server(stub):
     reqs.close()
 
 
+def pick_first_unary(stub):
+    req = M.SimpleRequest(response_size=1, payload=zeros(1), fill_server_id=True)
+    ids = {stub.UnaryCall(req, timeout=10).server_id for _ in range(100)}
+    check(len(ids) == 1 and "" not in ids, f"pick_first_unary: one non-empty server_id, got {ids}")
+
+
 def main(addr):
     ch = channel(addr)
     stub = test_grpc.TestServiceStub(ch)
@@ -217,6 +223,7 @@ def main(addr):
     cancel_after_begin(stub)
     cancel_after_first_response(stub)
     timeout_on_sleeping_server(stub)
+    pick_first_unary(stub)
     ch.close()
 
 

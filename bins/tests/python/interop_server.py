@@ -8,6 +8,7 @@ compresses responses per message with set_compression and
 disable_next_message_compression (CompressedResponse).
 """
 
+import os
 import sys
 import threading
 import time
@@ -20,6 +21,8 @@ from interop_pb import empty, messages, test_grpc
 M = messages
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
+# pick_first_unary's SimpleResponse.server_id.
+SERVER_ID = f"grpcio-interop-server#{os.getpid()}"
 
 
 def echo_metadata(context):
@@ -51,7 +54,8 @@ class TestService(test_grpc.TestServiceServicer):
         echo_status(request.response_status, context)
         if request.response_compressed.value:
             context.set_compression(grpc.Compression.Gzip)
-        return M.SimpleResponse(payload=zeros(request.response_size))
+        server_id = SERVER_ID if request.fill_server_id else ""
+        return M.SimpleResponse(payload=zeros(request.response_size), server_id=server_id)
 
     def _respond(self, request, context):
         echo_status(request.response_status, context)

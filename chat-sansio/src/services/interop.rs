@@ -60,12 +60,35 @@ struct Call {
 /// UNIMPLEMENTED. Intervals are kept with the time the server passes in:
 /// the handler asks for a wake-up ([`Handler::poll_timeout`]) at the next
 /// response due.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Interop {
     calls: HashMap<CallId, Call>,
+    /// What `SimpleResponse.server_id` says when a request sets
+    /// `fill_server_id` (the descriptions' pick_first_unary case checks
+    /// that it is non-empty and the same on every call of a channel).
+    server_id: String,
 }
 
+impl Default for Interop {
+    fn default() -> Self {
+        Self::with_server_id(DEFAULT_SERVER_ID)
+    }
+}
+
+/// The `server_id` of [`Interop::default`].
+pub const DEFAULT_SERVER_ID: &str = "chat-sansio-interop";
+
 impl Interop {
+    /// A test service whose responses carry `server_id` when a request
+    /// sets `fill_server_id`: a name that tells this server from the
+    /// others behind one address (a host and port, a process id).
+    pub fn with_server_id(server_id: impl Into<String>) -> Self {
+        Self {
+            calls: HashMap::new(),
+            server_id: server_id.into(),
+        }
+    }
+
     /// Ends `id` with `status` and its echoed trailing metadata.
     fn finish(&mut self, id: CallId, status: Status, out: &mut Outbox<'_, Infallible>) {
         let trailing = self
@@ -106,6 +129,11 @@ impl Interop {
                 }
                 let res = SimpleResponse {
                     payload: payload(req.response_size)?,
+                    server_id: if req.fill_server_id {
+                        self.server_id.clone()
+                    } else {
+                        String::new()
+                    },
                     ..SimpleResponse::default()
                 };
                 let frame =

@@ -18,6 +18,6 @@ mod numbers;
 mod route_guide;
 
 pub use bidi_chat::BidiChat;
-pub use interop::Interop;
+pub use interop::{Interop, DEFAULT_SERVER_ID};
 pub use numbers::Numbers;
 pub use route_guide::{RouteGuide, RouteGuideConfig};
