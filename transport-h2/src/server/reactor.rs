@@ -45,6 +45,9 @@ pub(crate) struct Reactor {
     next_key: Cell<usize>,
     /// Wakers by deadline (and a number, for equal deadlines).
     timers: RefCell<BTreeMap<(Instant, usize), Waker>>,
+    /// Time spent in the sockets' write calls so far (the part of the
+    /// shard's work that batching writes saves: [`super::pace`]).
+    writing: Cell<Duration>,
 }
 
 /// One socket's readiness, as the poller last reported it, and the tasks
@@ -65,6 +68,7 @@ impl Reactor {
             sources: RefCell::default(),
             next_key: Cell::new(0),
             timers: RefCell::default(),
+            writing: Cell::new(Duration::ZERO),
         }))
     }
 
@@ -105,6 +109,12 @@ impl Reactor {
             }
         }
     }
+}
+
+/// The time the calling shard has spent in its sockets' write calls so
+/// far; `None` off a shard.
+pub(crate) fn write_time() -> Option<Duration> {
+    Reactor::current().map(|r| r.writing.get())
 }
 
 /// Wakes the shard's thread: marks the loop as woken and, if it is waiting
@@ -292,7 +302,13 @@ impl ShardTcp {
                 waiter.set(Some(cx.waker().clone()));
                 return Poll::Pending;
             }
-            match op(&mut self.io) {
+            let started = write.then(Instant::now);
+            let result = op(&mut self.io);
+            if let Some(started) = started {
+                let writing = &self.reactor.writing;
+                writing.set(writing.get() + started.elapsed());
+            }
+            match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.set(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(n) if n > 0 && n < len => {

@@ -15,7 +15,7 @@ use super::groups::Arrival;
 use super::inbox::Mailbox;
 use super::messages::{ToConn, ToShard};
 use super::pace::Pace;
-use super::reactor::LocalTimer;
+use super::reactor::{self, LocalTimer};
 use super::slot::{leave, Shared, Slot, Slots};
 
 /// What the wheel defers: one connection, or a group's members in one
@@ -54,7 +54,8 @@ pub(crate) async fn run(
             u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
-        if let Some(gap) = pace.update(now, busy) {
+        let writing = reactor::write_time().unwrap_or(busy);
+        if let Some(gap) = pace.update(now, busy, writing) {
             s.wheel.set_interval(gap);
         }
         let got_mail = !batch.is_empty();
