@@ -1,6 +1,7 @@
 //! The verifier against tokens made here with `jsonwebtoken::encode`: right
-//! and wrong keys, expiry, audience and issuer, HS256, ES256 and EdDSA (keys
-//! generated with rcgen), a JWKS file; and the `[jwt]` section in a config.
+//! and wrong keys, expiry, audience and issuer, HS256, ES256, EdDSA (keys
+//! generated with rcgen) and RS256 (a fixed key in `testdata/`), JWKS
+//! files; and the `[jwt]` section in a config.
 
 use super::*;
 use chat_sansio::chat::policy::Identity;
@@ -181,5 +182,51 @@ fn eddsa_with_a_pem_key() {
     )
     .unwrap();
     assert_eq!(rejected(&v, &forged), "bad signature");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rs256_with_a_pem_key_and_the_same_key_in_a_jwks_file() {
+    let private = include_str!("testdata/rs256-test-private.pem");
+    let dir = std::env::temp_dir().join(format!("jwt-rsa-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rs256.pem"),
+        include_str!("testdata/rs256-test-public.pem"),
+    )
+    .unwrap();
+    let keys = "[[key]]\nalg = \"RS256\"\npem_file = \"rs256.pem\"\n";
+    let v = JwtVerifier::new(&section(keys), &dir).unwrap();
+    let signing = EncodingKey::from_rsa_pem(private.as_bytes()).unwrap();
+    let token = encode(&Header::new(Algorithm::RS256), &claims(600), &signing).unwrap();
+    assert_eq!(v.verify(&token).unwrap().user_id, "zed");
+
+    // Signed with the right key but tampered with: a bad signature. An
+    // ES256 or HS256 token: no key for it.
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+    body["roles"] = json!(["chat-admin"]);
+    parts[1] = b64.encode(body.to_string());
+    assert_eq!(rejected(&v, &parts.join(".")), "bad signature");
+    assert!(rejected(&v, &hs_token(&claims(600), SECRET)).contains("no key for algorithm"));
+    // A PEM key whose alg is not one a PEM can carry is refused at load.
+    let bad = "[[key]]\nalg = \"HS256\"\npem_file = \"rs256.pem\"\n";
+    assert!(JwtVerifier::new(&section(bad), &dir).is_err());
+
+    // The same public key as a JWK (n and e), chosen by its kid; a JWK
+    // without "alg" gets RS256 from its key type.
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&signing, Algorithm::RS256).unwrap();
+    let mut jwk = serde_json::to_value(&jwk).unwrap();
+    jwk["kid"] = json!("r1");
+    jwk.as_object_mut().unwrap().remove("alg");
+    std::fs::write(dir.join("jwks.json"), json!({ "keys": [jwk] }).to_string()).unwrap();
+    let v = JwtVerifier::new(&section("[[key]]\njwks_file = \"jwks.json\"\n"), &dir).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("r1".into());
+    let token = encode(&header, &claims(600), &signing).unwrap();
+    assert_eq!(v.verify(&token).unwrap().name, "Zed");
     let _ = std::fs::remove_dir_all(&dir);
 }
