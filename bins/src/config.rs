@@ -90,6 +90,41 @@ pub fn limits(path: &Path, base: RateLimits) -> Result<Option<RateLimits>, Strin
     parse_limits(&text, base).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The rate limits given on the command line; each one set wins over the
+/// config file's, at start and on every reload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitFlags {
+    /// `--messages-per-second`.
+    pub messages_per_second: Option<u32>,
+    /// `--message-burst`.
+    pub message_burst: Option<u32>,
+    /// `--joins-per-second`.
+    pub joins_per_second: Option<u32>,
+    /// `--join-burst`.
+    pub join_burst: Option<u32>,
+}
+
+impl LimitFlags {
+    /// The limits in force: each flag given, else the file's `[limits]`
+    /// (when there is a file), else the default.
+    pub fn resolve(&self, file: Option<&Path>) -> Result<RateLimits, String> {
+        let base = match file {
+            Some(path) => limits(path, RateLimits::default())?.unwrap_or_default(),
+            None => RateLimits::default(),
+        };
+        Ok(self.over(base))
+    }
+
+    fn over(&self, base: RateLimits) -> RateLimits {
+        RateLimits {
+            messages_per_second: self.messages_per_second.unwrap_or(base.messages_per_second),
+            message_burst: self.message_burst.unwrap_or(base.message_burst),
+            joins_per_second: self.joins_per_second.unwrap_or(base.joins_per_second),
+            join_burst: self.join_burst.unwrap_or(base.join_burst),
+        }
+    }
+}
+
 fn parse_limits(text: &str, base: RateLimits) -> Result<Option<RateLimits>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
     Ok(file.limits.map(|l| RateLimits {
@@ -181,6 +216,17 @@ mod tests {
         assert_eq!(got.messages_per_second, 5);
         assert_eq!(got.message_burst, base.message_burst);
         assert!(parse_limits("[limits]\nper_day = 5\n", base).is_err());
+        let flags = LimitFlags {
+            message_burst: Some(9),
+            ..LimitFlags::default()
+        };
+        let file = parse_limits(
+            "[limits]\nmessages_per_second = 5\nmessage_burst = 3\n",
+            base,
+        );
+        let both = flags.over(file.unwrap().unwrap());
+        assert_eq!((both.messages_per_second, both.message_burst), (5, 9));
+        assert_eq!(flags.over(base).message_burst, 9);
         let p = parse(include_str!("../chat.example.toml")).unwrap();
         let alice = p.authenticate(Some(b"Bearer alice-secret-token")).unwrap();
         assert!(p.is_admin(&alice));

@@ -2,7 +2,8 @@
 //! server: the config file is rewritten and SIGHUP sent; a reader who lost
 //! permission has their stream ended with PERMISSION_DENIED, others go on;
 //! a broken file leaves the reloaded config in force and the server says
-//! why, naming the file.
+//! why, naming the file; `[limits]` added to the file takes over at once
+//! (`python/rate_limits.py`), with the command line's limits still winning.
 
 #![cfg(unix)]
 
@@ -67,7 +68,8 @@ fn sighup_withdraws_a_readers_permission_and_a_broken_file_changes_nothing() {
     assert!(streaming, "reload.py never got to stream");
     run.passed("reload.py", &server.output_report());
     server.expect_line(
-        "chat-server: config reloaded: 2 users, 2 rooms",
+        "chat-server: config reloaded: 2 users, 2 rooms; limits: 0 messages/s (burst 40), \
+         0 joins/s (burst 20) (0: none)",
         Duration::from_secs(5),
     );
 
@@ -91,5 +93,36 @@ fn sighup_withdraws_a_readers_permission_and_a_broken_file_changes_nothing() {
         "{}",
         server.output_report()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sighup_puts_the_files_new_limits_in_force_and_flags_still_win() {
+    let dir = fresh_dir("reload-limits");
+    let file = dir.join("chat.toml");
+    std::fs::write(&file, config("\"alice\"")).expect("write the config");
+    let file_arg = file.to_str().expect("a UTF-8 path").to_owned();
+    // The defaults (20 a second, burst 40) would let rate_limits.py's
+    // flood through; the join burst comes from the command line, and wins
+    // over the file's.
+    let mut server = ChatServer::start_binary(
+        SERVER,
+        &[],
+        false,
+        &["--memory", "--config", &file_arg, "--join-burst", "1"],
+    );
+    let limits =
+        "[[room]]\nid = \"limits\"\nreaders = [\"*\"]\nposters = [\"*\"]\nguests = \"post\"\n\
+                  [limits]\nmessages_per_second = 5\nmessage_burst = 2\n\
+                  joins_per_second = 1\njoin_burst = 7\n";
+    std::fs::write(&file, config("\"alice\"") + limits).expect("rewrite the config");
+    hangup(&server);
+    server.expect_line(
+        "chat-server: config reloaded: 2 users, 3 rooms; limits: 5 messages/s (burst 2), \
+         1 joins/s (burst 1) (0: none)",
+        Duration::from_secs(10),
+    );
+    script_passes(&mut server, "rate_limits.py", &[]);
+    server.assert_healthy();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
 //! Rate limits in the chat (`chat::RateLimits`): posts over the limit are
 //! refused in band and the stream stays open; joins over the limit end
-//! their call with RESOURCE_EXHAUSTED and a retry hint.
+//! their call with RESOURCE_EXHAUSTED and a retry hint; new limits
+//! (`ChatInput::Limits`, the server's SIGHUP) take over at once.
 
 mod util;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use chat_proto::paths::{JOIN_CHAT, JOIN_CHAT_ROOM};
 use chat_proto::{ChatMessage, User};
-use chat_sansio::chat::{Chat, ChatConfig, RateLimits};
+use chat_sansio::chat::{Chat, ChatConfig, ChatInput, RateLimits};
 use chat_sansio::server::Server;
 use chat_sansio::Code;
 use util::{chat_message, chat_with, message_texts, Harness};
@@ -87,4 +88,41 @@ fn joins_over_the_limit_end_with_a_retry_hint() {
     let status = h.status(call);
     assert_eq!(status.code, Code::ResourceExhausted);
     assert!(status.message.contains("try again in 500 ms"), "{status:?}");
+}
+
+#[test]
+fn new_limits_take_over_at_once_and_buckets_keep_at_most_the_new_burst() {
+    let mut h = limited(RateLimits::default());
+    let poster = h.open(1, JOIN_CHAT);
+    let reader = h.open(2, JOIN_CHAT);
+    let post = |h: &mut Harness<Chat>, text: &str| h.send(poster, &chat_message("guest", text));
+    for i in 0..5 {
+        post(&mut h, &format!("a{i}"));
+    }
+    assert_eq!(
+        message_texts(&h, reader).len(),
+        5,
+        "under the default burst"
+    );
+    // Down to 2 a second, burst 1: the full bucket holds two now.
+    h.input(ChatInput::Limits(RateLimits {
+        messages_per_second: 2,
+        message_burst: 1,
+        ..RateLimits::default()
+    }));
+    for i in 0..4 {
+        post(&mut h, &format!("b{i}"));
+    }
+    assert_eq!(message_texts(&h, reader).len(), 7);
+    let refused = refusals(&h, poster);
+    assert_eq!(refused.len(), 2);
+    let r = refused[0].refused.as_ref().unwrap();
+    assert_eq!(r.retry_after_ms, 500, "2 a second: one every 500 ms");
+    // Off: nothing is refused any more.
+    h.input(ChatInput::Limits(RateLimits::off()));
+    for i in 0..100 {
+        post(&mut h, &format!("c{i}"));
+    }
+    assert_eq!(message_texts(&h, reader).len(), 107);
+    assert_eq!(refusals(&h, poster).len(), 2);
 }

@@ -18,7 +18,7 @@ use chat_engine::redis::{Redis, RedisConfig};
 use chat_engine::sqlite::{self, NewDatabase, SqliteStore};
 use chat_engine::{start_writer, Backend, Engine, Retention, Writer};
 use chat_sansio::chat::policy::{hash_token, Policy};
-use chat_sansio::chat::{Chat, ChatConfig, RateLimits};
+use chat_sansio::chat::{Chat, ChatConfig};
 use chat_sansio::server::{Server as Core, ServerConfig as CoreConfig};
 use clap::{Parser, Subcommand};
 use futures_lite::future;
@@ -203,18 +203,16 @@ fn main() {
     };
     let shared_presence = redis_url.is_some();
     // Rate limits: a flag, else the config file's [limits], else the
-    // defaults.
-    let from_file = match &args.config {
-        Some(path) => config::limits(path, RateLimits::default()).unwrap_or_else(|e| fail(e)),
-        None => None,
+    // defaults (again on each SIGHUP).
+    let limit_flags = config::LimitFlags {
+        messages_per_second: args.messages_per_second,
+        message_burst: args.message_burst,
+        joins_per_second: args.joins_per_second,
+        join_burst: args.join_burst,
     };
-    let base = from_file.unwrap_or_default();
-    let limits = RateLimits {
-        messages_per_second: args.messages_per_second.unwrap_or(base.messages_per_second),
-        message_burst: args.message_burst.unwrap_or(base.message_burst),
-        joins_per_second: args.joins_per_second.unwrap_or(base.joins_per_second),
-        join_burst: args.join_burst.unwrap_or(base.join_burst),
-    };
+    let limits = limit_flags
+        .resolve(args.config.as_deref())
+        .unwrap_or_else(|e| fail(e));
     let retention = Retention {
         messages_per_room: args.retain_messages.max(1),
         max_age: (args.retain_days > 0).then(|| Duration::from_secs(args.retain_days * 24 * 3600)),
@@ -341,6 +339,7 @@ fn main() {
         smol::spawn(reload::reload_on_hangup(
             "chat-server",
             args.config.clone(),
+            limit_flags,
             hangups,
             server.inputs(),
         ))

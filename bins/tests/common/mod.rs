@@ -126,14 +126,23 @@ impl ChatServer {
         data_dir: PathBuf,
         owns_data_dir: bool,
     ) -> Result<ChatServer, String> {
-        // The chat servers' rate limits are off unless a test sets them:
-        // tests post faster than a person types (and tests/rate_limits.rs
-        // has them on).
+        // The chat servers' rate limits are off unless a test sets one of
+        // them (then the others come from its config file or the
+        // defaults): tests post faster than a person types (and
+        // tests/limits.rs and tests/reload.rs have them on).
         let program = command.get_program().to_string_lossy().into_owned();
         let chat = program.ends_with("chat-server") || program.ends_with("chat-server-tokio");
-        let set = command
-            .get_args()
-            .any(|a| a.to_string_lossy().starts_with("--messages-per-second"));
+        let set = command.get_args().any(|a| {
+            let a = a.to_string_lossy();
+            [
+                "--messages-per-second",
+                "--message-burst",
+                "--joins-per-second",
+                "--join-burst",
+            ]
+            .iter()
+            .any(|flag| a.starts_with(flag))
+        });
         if chat && !set {
             command.args(["--messages-per-second", "0", "--joins-per-second", "0"]);
         }

@@ -378,4 +378,8 @@ pub enum ChatInput {
     /// PERMISSION_DENIED; sessions whose user may no longer read their room
     /// leave it (the room hears them go). Nothing else is dropped.
     Policy(Box<super::policy::Policy>),
+    /// The operator changed the rate limits (SIGHUP): in force from the
+    /// next post or join on. A bucket keeps what it holds, up to the new
+    /// burst; a limit of 0 turns that limit off.
+    Limits(super::RateLimits),
 }

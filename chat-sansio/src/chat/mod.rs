@@ -524,6 +524,7 @@ impl Handler for Chat {
                 }
             }
             ChatInput::Policy(policy) => self.replace_policy(now, *policy, out),
+            ChatInput::Limits(limits) => self.set_limits(limits),
         }
     }
 }
