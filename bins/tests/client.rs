@@ -217,6 +217,50 @@ fn commands_switch_left_then_joined_and_one_end_of_input_quits() {
     alice.wait_for("the line delivered", own("there", "Alice", "last words"));
 }
 
+/// `/history [N]` pages back from the oldest message shown, page after
+/// page, to the room's first message.
+#[test]
+fn history_pages_back_to_the_first_message() {
+    let server = in_memory(&["--history-on-join", "3"]);
+    let addr = server.addr().to_string();
+    let mut alice = User::start(&addr, "alice", "Alice", "pages");
+    alice.wait_line("Joined chat room pages");
+    for i in 1..=8 {
+        let text = format!("line {i}");
+        alice.type_line(&text);
+        alice.wait_for("her line", own("pages", "Alice", &text));
+    }
+    let mut bob = User::start(&addr, "bob", "Bob", "pages");
+    bob.wait_for("the last three", plain("pages", "Alice", "line 8"));
+    assert_eq!(bob.count(any("pages", "Alice", "line 5")), 0);
+
+    bob.type_line("/history 0");
+    bob.wait_line("usage: /history [N], N from 1 to 1000");
+    bob.type_line("/history 3");
+    bob.wait_line("-- 3 earlier messages in pages:");
+    bob.wait_line("-- /history for more");
+    bob.type_line("/history");
+    bob.wait_line("-- 2 earlier messages in pages:");
+    bob.wait_line("-- that is the room's first message");
+    bob.type_line("/history");
+    bob.wait_line("-- no earlier messages in pages");
+    // Every line once; each page oldest first.
+    let lines = bob.lines();
+    let at = |text: &str| {
+        let found: Vec<usize> = (0..lines.len())
+            .filter(|&i| any("pages", "Alice", text)(&lines[i]))
+            .collect();
+        assert_eq!(found.len(), 1, "{text}\n{}", bob.report());
+        found[0]
+    };
+    let order: Vec<usize> = [3, 4, 5, 1, 2]
+        .iter()
+        .map(|i| at(&format!("line {i}")))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{}", bob.report());
+    assert!(at("line 6") < order[0]);
+}
+
 #[test]
 fn one_ctrl_d_on_a_terminal_quits() {
     let server = in_memory(&[]);

@@ -28,7 +28,7 @@ use crate::log::RoomLog;
 use crate::retry::{Backoff, MsgIds, MAX_WAIT};
 
 /// What the commands are.
-pub const HELP: &str = "commands: /join ROOM (switch rooms), /who (who is here), /help, /quit (or Ctrl-D); anything else is sent";
+pub const HELP: &str = "commands: /join ROOM (switch rooms), /who (who is here), /history [N] (N earlier messages, default 20), /help, /quit (or Ctrl-D); anything else is sent";
 
 /// How long quitting waits for lines the server has not acknowledged.
 const QUIT_WAIT: Duration = Duration::from_secs(3);
@@ -86,6 +86,8 @@ pub struct Client {
     pub(crate) joined: bool,
     /// Told the user that lines wait for the connection.
     told_offline: bool,
+    /// The room whose `/history` page is being fetched.
+    pub(crate) paging: Option<String>,
     /// Quitting once everything is acknowledged, or at this time.
     quit_by: Option<Instant>,
     done: Option<i32>,
@@ -118,6 +120,7 @@ impl Client {
             next_stream: 1,
             joined: false,
             told_offline: false,
+            paging: None,
             quit_by: None,
             done: None,
         }
@@ -156,6 +159,7 @@ impl Client {
             }
             Event::Chat { stream, msg } => self.chat(stream, msg),
             Event::ChatEnded { stream, status } => self.chat_ended(stream, status).await,
+            Event::History { room, result } => self.history_page(room, result),
             _ => {} // about an earlier connection
         }
         if self.quit_by.is_some() && self.unacked() == 0 {
@@ -259,6 +263,7 @@ impl Client {
                 let room = self.room.clone();
                 self.ask(&room, Join::Who).await;
             }
+            "/history" if self.is_up() => self.ask_history(arg),
             "/join" if arg.is_empty() => say(format_args!("usage: /join ROOM")),
             "/join" if self.is_up() => {
                 let from = self.room.clone();
@@ -266,7 +271,7 @@ impl Client {
                 let to = arg.to_owned();
                 self.ask(&to.clone(), Join::Switch { from, to }).await;
             }
-            "/who" | "/join" => say(format_args!(
+            "/who" | "/join" | "/history" => say(format_args!(
                 "-- not connected: {} not done (you are still in {}); try again once reconnected",
                 crate::show::plain(line),
                 crate::show::room(&self.room)

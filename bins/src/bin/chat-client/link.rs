@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::{paths, ChatMessage, ChatRoom};
+use chat_proto::{paths, ChatMessage, ChatRoom, HistoryPage, HistoryRequest};
 use chat_sansio::chat::{RESUME_METADATA, ROOM_METADATA};
 use chat_sansio::{Code, Status};
 use futures_lite::future;
@@ -38,6 +38,11 @@ pub enum Event {
     Chat { stream: u64, msg: ChatMessage },
     /// JoinChat stream `stream` has ended.
     ChatEnded { stream: u64, status: Status },
+    /// A `/history` call for `room` has ended: the page, or why not.
+    History {
+        room: String,
+        result: Result<HistoryPage, Status>,
+    },
     /// A wait has ended (reconnecting, quitting).
     Timer,
 }
@@ -91,7 +96,37 @@ impl Target {
         }
         channel.call(paths::JOIN_CHAT, options).await
     }
+
+    /// The page of `room`'s history before `before_seq` (`limit` entries
+    /// at most), as a History call.
+    pub async fn history(
+        &self,
+        channel: &Channel,
+        room: &str,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<HistoryPage, Status> {
+        let options = self.options.clone().timeout(HISTORY_TIMEOUT);
+        let (mut tx, mut rx) = channel.call(paths::HISTORY, options).await?.split();
+        let request = HistoryRequest {
+            room_id: room.to_owned(),
+            before_seq,
+            limit,
+        };
+        // A send refused because the call has ended leaves its status on
+        // the receiver.
+        if tx.send(&request).await.is_ok() {
+            let _ = tx.close();
+        }
+        match rx.message::<HistoryPage>().await? {
+            Some(page) => Ok(page),
+            None => Err(Status::new(Code::Internal, "History ended without a page")),
+        }
+    }
 }
+
+/// How long a `/history` call may take.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the JoinChatRoom call's answers until it ends.
 pub fn read_answers(attempt: u64, mut rx: CallReceiver, events: Sender<Event>) -> Task<()> {

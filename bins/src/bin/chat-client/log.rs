@@ -48,6 +48,9 @@ pub struct RoomLog {
     /// Entries above `last` shown already: echoes that came before their
     /// turn.
     ahead: BTreeSet<u64>,
+    /// The lowest seq of this epoch shown here (0: none): `/history` pages
+    /// back from it.
+    oldest: u64,
     unacked: VecDeque<Unacked>,
 }
 
@@ -58,6 +61,7 @@ impl RoomLog {
             epoch,
             last,
             ahead: BTreeSet::new(),
+            oldest: 0,
             unacked: VecDeque::new(),
         }
     }
@@ -65,6 +69,25 @@ impl RoomLog {
     /// Where a stream resumes from: the epoch and the last seq shown.
     pub fn position(&self) -> (u64, u64) {
         (self.epoch, self.last)
+    }
+
+    /// The epoch and the seq `/history` asks for entries before: the oldest
+    /// entry shown, or the one after our position if none has been.
+    pub fn before(&self) -> (u64, u64) {
+        let before = if self.oldest > 0 {
+            self.oldest
+        } else {
+            self.last + 1
+        };
+        (self.epoch, before)
+    }
+
+    /// A page of older entries (from `/history`, oldest first) has been
+    /// shown: the next page comes from before its first.
+    pub fn shown_older(&mut self, epoch: u64, first: u64) {
+        if epoch == self.epoch && first > 0 && (self.oldest == 0 || first < self.oldest) {
+            self.oldest = first;
+        }
     }
 
     /// An entry of the room's log, from history or a stream that shows the
@@ -94,6 +117,7 @@ impl RoomLog {
         }
         self.last = seq;
         self.settle();
+        self.shown_older(msg.epoch, seq);
         out.push(Shown::Message {
             msg: Box::new(msg),
             own,
@@ -156,6 +180,7 @@ impl RoomLog {
         self.epoch = epoch;
         self.last = last;
         self.ahead.clear();
+        self.oldest = 0;
     }
 
     /// Moves `last` over echoes shown ahead of their turn, and forgets
@@ -268,6 +293,32 @@ mod tests {
         }
         assert_eq!(shown(&out), ["3", "4", "5"]);
         assert_eq!(log.position(), (7, 5));
+    }
+
+    #[test]
+    fn history_pages_back_from_the_oldest_entry_shown() {
+        // Joined where 4 entries were known to us and none shown: page
+        // from 5.
+        let mut log = RoomLog::new(7, 4);
+        assert_eq!(log.before(), (7, 5));
+        let mut out = Vec::new();
+        for seq in [8, 9] {
+            log.entry(msg(seq, ""), &mut out);
+        }
+        assert_eq!(log.before(), (7, 8), "the oldest shown, not the skipped");
+        log.shown_older(7, 3);
+        assert_eq!(log.before(), (7, 3));
+        log.shown_older(7, 6);
+        log.shown_older(6, 1);
+        assert_eq!(log.before(), (7, 3), "never forward, never another epoch");
+        log.entry(
+            ChatMessage {
+                epoch: 8,
+                ..msg(2, "")
+            },
+            &mut out,
+        );
+        assert_eq!(log.before(), (8, 2), "a new numbering starts again");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `/who`, `/help`, `/quit`. See the README, "The client".
 
 mod client;
+mod history;
 mod link;
 mod log;
 mod retry;
