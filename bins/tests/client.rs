@@ -308,6 +308,33 @@ fn pty() -> (File, OwnedFd) {
     unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
 }
 
+/// `--keepalive-ms`: a client that stops hearing from the server (the
+/// proxy drops everything the server sends, closing nothing) finds out by
+/// its unanswered ping, says so, and connects again once the way is clear.
+#[test]
+fn a_silent_server_is_found_out_by_the_clients_ping() {
+    let server = in_memory(&[]);
+    let proxy = Proxy::start(server.addr());
+    let args = ["--keepalive-ms", "300", "--keepalive-timeout-ms", "500"];
+    let mut alice = User::start_args(
+        &proxy.addr().to_string(),
+        "alice",
+        "Alice",
+        "ping",
+        Stdio::piped(),
+        &args,
+    );
+    alice.wait_line("Joined chat room ping");
+    proxy.lose_downstream(true);
+    alice.wait_for("the loss", |l| {
+        l.starts_with("-- connection lost (UNAVAILABLE")
+    });
+    proxy.lose_downstream(false);
+    alice.wait_line("-- reconnected");
+    alice.type_line("back");
+    alice.wait_for("her line", own("ping", "Alice", "back"));
+}
+
 #[test]
 fn reconnects_resumes_and_sends_each_line_once_across_a_crash() {
     const ROOM: &str = "crash";

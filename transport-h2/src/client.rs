@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::inbound::Meter;
 use crate::io::Io;
+use crate::keepalive::Keepalive;
 use async_io::Timer;
 use bytes::Bytes;
 use chat_sansio::client::{status_from_reset, ResponseReader};
@@ -77,6 +79,31 @@ impl CallOptions {
     }
 }
 
+/// Per-connection options.
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    /// Client keepalive (gRFC A8 `KEEPALIVE_TIME`): after this long without
+    /// reading anything from the server, send an HTTP/2 PING. `None` (the
+    /// default, as in gRPC's libraries) sends none. Servers may limit how
+    /// often a client pings: grpc-go's answers pings more often than every
+    /// 5 minutes on a connection it has sent nothing on with GOAWAY
+    /// `too_many_pings`; ours has no such limit.
+    pub keepalive_time: Option<Duration>,
+    /// How long a PING may go unanswered, with nothing read meanwhile,
+    /// before the connection is taken for dead: it is closed and its calls
+    /// end UNAVAILABLE (gRFC A8 `KEEPALIVE_TIMEOUT`, default 20 s).
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> ChannelOptions {
+        ChannelOptions {
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> Status {
     Status::new(Code::Unavailable, e.to_string())
 }
@@ -93,10 +120,15 @@ fn status_from_h2(e: &h2::Error) -> Status {
 impl Channel {
     /// Connects over TCP to `addr` (`host:port`, or `http://host:port`).
     pub async fn connect(addr: &str) -> io::Result<Channel> {
+        Channel::connect_with(addr, ChannelOptions::default()).await
+    }
+
+    /// [`Channel::connect`] with `options`.
+    pub async fn connect_with(addr: &str, options: ChannelOptions) -> io::Result<Channel> {
         let authority = addr.trim_start_matches("http://").trim_end_matches('/');
         let stream = TcpStream::connect(authority).await?;
         stream.set_nodelay(true)?;
-        Channel::with_io(stream, authority).await
+        Channel::with_io_options(stream, authority, options).await
     }
 
     /// Connects over TCP to `addr` (`host:port`) and then TLS, checking
@@ -108,6 +140,17 @@ impl Channel {
         server_name: &str,
         config: Arc<rustls::ClientConfig>,
     ) -> io::Result<Channel> {
+        Channel::connect_tls_with(addr, server_name, config, ChannelOptions::default()).await
+    }
+
+    /// [`Channel::connect_tls`] with `options`.
+    #[cfg(feature = "tls")]
+    pub async fn connect_tls_with(
+        addr: &str,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        options: ChannelOptions,
+    ) -> io::Result<Channel> {
         let authority = addr.trim_start_matches("https://").trim_end_matches('/');
         let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -117,7 +160,7 @@ impl Channel {
             .connect(name, stream)
             .await?;
         crate::tls::check_alpn(tls.get_ref().1.alpn_protocol())?;
-        let mut channel = Channel::with_io(tls, authority).await?;
+        let mut channel = Channel::with_io_options(tls, authority, options).await?;
         channel.scheme = "https";
         Ok(channel)
     }
@@ -128,16 +171,46 @@ impl Channel {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (send_request, connection) = h2::client::Builder::new()
+        Channel::with_io_options(io, authority, ChannelOptions::default()).await
+    }
+
+    /// [`Channel::with_io`] with `options`.
+    pub async fn with_io_options<T>(
+        io: T,
+        authority: &str,
+        options: ChannelOptions,
+    ) -> io::Result<Channel>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let meter = Arc::new(Meter::default());
+        let (send_request, mut connection) = h2::client::Builder::new()
             .initial_window_size(1024 * 1024)
             .initial_connection_window_size(2 * 1024 * 1024)
             .max_header_list_size(64 * 1024)
-            .handshake::<_, Bytes>(Io::new(io, Default::default()))
+            .handshake::<_, Bytes>(Io::new(io, meter.clone()))
             .await
             .map_err(io::Error::other)?;
+        let mut keepalive = match (options.keepalive_time, connection.ping_pong()) {
+            (Some(time), Some(pings)) => {
+                Some(Keepalive::new(pings, time, options.keepalive_timeout))
+            }
+            _ => None,
+        };
         let driver = smol::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("client connection ended: {e}");
+            // The connection runs until it ends, or until a ping goes
+            // unanswered: then it is dropped, and its calls end.
+            let dead = poll_fn(|cx| match &mut keepalive {
+                Some(k) => k.poll(cx, meter.reads()),
+                None => Poll::Pending,
+            });
+            let ended = async { connection.await.err().map(|e| e.to_string()) };
+            let dead = async {
+                dead.await;
+                Some("the server did not answer a keepalive ping".to_owned())
+            };
+            if let Some(why) = future::or(ended, dead).await {
+                tracing::debug!("client connection ended: {why}");
             }
         });
         Ok(Channel {

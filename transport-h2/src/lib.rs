@@ -30,10 +30,11 @@ mod clock;
 mod headers;
 pub mod inbound;
 mod io;
+mod keepalive;
 mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel};
+pub use client::{Call, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions};
 pub use clock::Clock;
 pub use server::{InputSender, Server, ServerConfig, StatsHandle};

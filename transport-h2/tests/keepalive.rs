@@ -170,3 +170,47 @@ fn a_vanished_member_leaves_its_room_after_an_unanswered_ping() {
         assert_eq!(left.user.as_ref().map(|u| u.user_id.as_str()), Some("far"));
     });
 }
+
+/// Client keepalive (gRFC A8): a client whose server vanishes behind the
+/// cut proxy finds out by its own unanswered PING, and its calls end
+/// UNAVAILABLE; while the server is merely quiet (and sends no pings of its
+/// own), the client's pings are answered and its call stays open.
+#[test]
+fn a_client_finds_out_that_its_server_vanished() {
+    let quiet_server = ServerConfig {
+        keepalive_time: None,
+        ..ServerConfig::default()
+    };
+    let server = start(common::chat(), quiet_server);
+    run(30, async {
+        let proxy = Proxy::to(server).await;
+        let options = transport_h2::ChannelOptions {
+            keepalive_time: Some(KEEPALIVE_TIME),
+            keepalive_timeout: KEEPALIVE_TIMEOUT,
+        };
+        let far = Channel::connect_with(&proxy.addr.to_string(), options)
+            .await
+            .expect("connect");
+        let mut member = join(&far, "far").await;
+        // Many periods of quiet: every ping is answered, the call stays.
+        let quiet = future::or(
+            async {
+                Timer::after(KEEPALIVE_TIME * 8).await;
+                None
+            },
+            async { Some(member.receiver.message::<ChatRoom>().await) },
+        )
+        .await;
+        assert!(quiet.is_none(), "the call ended while quiet: {quiet:?}");
+
+        proxy.cut();
+        let ended = within(
+            Duration::from_secs(10),
+            "the call to end",
+            member.receiver.message::<ChatRoom>(),
+        )
+        .await;
+        let status = ended.expect_err("the call ends with an error");
+        assert_eq!(status.code, chat_sansio::Code::Unavailable, "{status:?}");
+    });
+}

@@ -12,7 +12,7 @@ use futures_lite::future;
 use smol::channel::Sender;
 use smol::Task;
 use transport_h2::tls::rustls;
-use transport_h2::{Call, CallOptions, CallReceiver, CallSender, Channel};
+use transport_h2::{Call, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions};
 
 /// The longest a connection attempt may take (a server that does not
 /// answer at all, rather than refusing).
@@ -57,6 +57,8 @@ pub struct Target {
     pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
     /// Metadata sent on every call (the token).
     pub options: CallOptions,
+    /// The connection's options (keepalive).
+    pub connection: ChannelOptions,
 }
 
 impl Target {
@@ -65,10 +67,15 @@ impl Target {
         let unavailable = |e: std::io::Error| Status::new(Code::Unavailable, e.to_string());
         let connect = async {
             match &self.tls {
-                Some((tls, name)) => Channel::connect_tls(&self.addr, name, Arc::clone(tls))
+                Some((tls, name)) => {
+                    let options = self.connection.clone();
+                    Channel::connect_tls_with(&self.addr, name, Arc::clone(tls), options)
+                        .await
+                        .map_err(unavailable)
+                }
+                None => Channel::connect_with(&self.addr, self.connection.clone())
                     .await
                     .map_err(unavailable),
-                None => Channel::connect(&self.addr).await.map_err(unavailable),
             }
         };
         let timeout = async {

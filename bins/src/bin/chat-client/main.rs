@@ -2,7 +2,7 @@
 //! history, then send typed lines while printing messages as they arrive.
 //! It reconnects by itself, resumes the room where it stopped, and sends
 //! each line until the server has it, exactly once. Commands: `/join ROOM`,
-//! `/who`, `/help`, `/quit`. See the README, "The client".
+//! `/who`, `/history [N]`, `/help`, `/quit`. See the README, "The client".
 
 mod client;
 mod history;
@@ -15,14 +15,14 @@ mod streams;
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_proto::User;
 use chat_sansio::compression::Encoding;
 use clap::Parser;
 use futures_lite::future;
 use smol::channel::{Receiver, Sender};
-use transport_h2::CallOptions;
+use transport_h2::{CallOptions, ChannelOptions};
 
 use client::Client;
 use link::{Event, Target};
@@ -59,6 +59,16 @@ struct Args {
     /// its replies are inflated whatever this says).
     #[arg(long, value_parser = ["gzip", "deflate"])]
     compress: Option<String>,
+    /// After this many milliseconds without hearing from the server, send
+    /// it a PING; with no answer within --keepalive-timeout-ms the
+    /// connection is taken for dead and made again (a cut network is
+    /// otherwise found out only when you next type). 0: never (for servers
+    /// that refuse frequent pings, as grpc-go's do below 5 minutes).
+    #[arg(long, default_value_t = 60_000)]
+    keepalive_ms: u64,
+    /// How long a PING may go unanswered, with nothing heard meanwhile.
+    #[arg(long, default_value_t = 20_000)]
+    keepalive_timeout_ms: u64,
 }
 
 fn ask(prompt: &str) -> String {
@@ -93,10 +103,15 @@ fn target(args: &Args) -> Result<Target, String> {
         }
         None => None,
     };
+    let connection = ChannelOptions {
+        keepalive_time: (args.keepalive_ms > 0).then(|| Duration::from_millis(args.keepalive_ms)),
+        keepalive_timeout: Duration::from_millis(args.keepalive_timeout_ms.max(1)),
+    };
     Ok(Target {
         addr: args.addr.clone(),
         tls,
         options,
+        connection,
     })
 }
 

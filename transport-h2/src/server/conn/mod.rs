@@ -7,7 +7,6 @@
 //! and stops reading only while its events cannot be queued for the core.
 
 mod core_queue;
-mod keepalive;
 pub(crate) mod open;
 mod send_queue;
 mod wake;
@@ -32,6 +31,7 @@ use h2::server::Connection;
 use crate::headers;
 use crate::inbound::Meter;
 use crate::io::Io;
+use crate::keepalive::Keepalive;
 use crate::server::budget::Budget;
 use crate::server::config::ServerConfig;
 use crate::server::groups::Overflow;
@@ -39,7 +39,6 @@ use crate::server::messages::{call_id, ToConn, ToCore};
 use crate::server::share::Share;
 use crate::server::slot::{Shared, Slot};
 use core_queue::CoreQueue;
-use keepalive::Keepalive;
 use send_queue::Stream;
 use wake::PollWaker;
 

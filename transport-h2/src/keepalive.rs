@@ -1,16 +1,18 @@
-//! Server-side keepalive (gRFC A9 `KEEPALIVE_TIME`; PROTOCOL-HTTP2.md, "Ping"):
-//! a connection that has brought nothing for a while gets a PING, and one
-//! whose peer does not answer in time is taken for dead and closed, so its
-//! calls end and its users leave their rooms.
+//! Keepalive on both ends (PROTOCOL-HTTP2.md, "Ping"; gRFC A8 for
+//! clients, A9 `KEEPALIVE_TIME` for servers): a connection that has
+//! brought nothing for a while gets a PING, and one whose peer does not
+//! answer in time is taken for dead and closed, so its calls end (on the
+//! server, its users leave their rooms; on the client, its calls fail
+//! UNAVAILABLE and a client that reconnects can do so at once).
 //!
-//! A client that vanishes without closing its socket (a laptop lid shut, a
+//! A peer that vanishes without closing its socket (a laptop lid shut, a
 //! NAT entry dropped, a network cut) otherwise keeps its streams open for
 //! ever: the kernel reports nothing until a write times out, and a chat
 //! member that only listens is never written to unless the room is busy.
 //!
 //! Silence is measured from the last byte read, never from the last ping
 //! sent (A8), with the read count [`crate::io::Io`] keeps. While anything
-//! arrives, no ping is sent. h2 answers the client's own pings itself.
+//! arrives, no ping is sent. h2 answers the peer's own pings itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use h2::{Ping, PingPong, Pong};
 
-type PingFuture = Pin<Box<dyn Future<Output = (PingPong, Result<Pong, h2::Error>)>>>;
+type PingFuture = Pin<Box<dyn Future<Output = (PingPong, Result<Pong, h2::Error>)> + Send>>;
 
 enum State {
     /// No ping out; the timer is the end of the silence allowed.
