@@ -4,7 +4,10 @@
 # publishers in one room, each client on its own connection, 64-byte
 # messages, publishers on a fixed schedule (or closed loop: each waits for
 # its own echo). Then memory per idle client, and how many clients ours
-# holds. Prints every run, then medians and the ratios ours / tonic.
+# holds. Prints every run, then medians and the ratios ours / tonic, with
+# how long the server's threads waited for a CPU (ms per second, summed over
+# threads) and the load generator's own CPU: on a small machine they share,
+# that wait is much of the tail.
 #
 #   bash bins/bench/compare.sh
 #   ROUNDS=3 SECONDS_PER_RUN=8 LOADS="10:1:50 1000:2:400" IDLE=0 SCALE=0 OURS_FLAGS=
@@ -72,17 +75,17 @@ echo "== medians over $ROUNDS rounds (ours / tonic)"
 python3 - "$out" "$LOADS" <<'PY'
 import re, statistics, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-pat = re.compile(r"fanout (\w+): .*?: (\d+) deliveries/s; latency ms p50 ([\d.]+) p99 ([\d.]+) p99.9 ([\d.]+); lost (\d+) of \d+; server cpu/delivery ([\d.]+) us")
-print(f"{'load (subs:pubs:rate)':24} {'deliveries/s':>12}  {'p50 ms':>15}  {'p99 ms':>15}  {'p99.9 ms':>15}  {'cpu us/delivery':>17}  {'lost':>9}")
+pat = re.compile(r"fanout (\w+): .*?: (\d+) deliveries/s; latency ms p50 ([\d.]+) p99 ([\d.]+) p99.9 ([\d.]+); lost (\d+) of \d+; server cpu/delivery ([\d.]+) us(?:\n  machine: server threads waited for a CPU (\d+) ms/s; this load generator used (\d+)%)?")
+print(f"{'load (subs:pubs:rate)':24} {'deliveries/s':>12}  {'p50 ms':>15}  {'p99 ms':>15}  {'p99.9 ms':>15}  {'cpu us/delivery':>17}  {'lost':>9}  {'cpu wait ms/s':>13}  {'bench cpu %':>11}")
 for load in sys.argv[2].split():
     f = out / f"fanout-{load}"
     runs = {}
     for m in pat.finditer(f.read_text()):
-        runs.setdefault(m[1], []).append([float(x) for x in m.groups()[1:]])
+        runs.setdefault(m[1], []).append([float(x) if x else float("nan") for x in m.groups()[1:]])
     med = {k: [statistics.median(col) for col in zip(*v)] for k, v in runs.items()}
     o, t = med["ours"], med["tonic"]
     cells = [f"{o[i]:6.2f}/{t[i]:6.2f}" for i in (1, 2, 3)]
-    print(f"{load:24} {o[0]:7.0f}/{t[0]:<7.0f} {cells[0]:>15}  {cells[1]:>15}  {cells[2]:>15}  {o[5]:7.2f}/{t[5]:7.2f}  {int(o[4])}/{int(t[4])}")
+    print(f"{load:24} {o[0]:7.0f}/{t[0]:<7.0f} {cells[0]:>15}  {cells[1]:>15}  {cells[2]:>15}  {o[5]:7.2f}/{t[5]:7.2f}  {int(o[4])}/{int(t[4])}  {o[6]:6.0f}/{t[6]:<6.0f}  {o[7]:5.0f}/{t[7]:<5.0f}")
     print(f"{'  ratio ours/tonic':24} {'':12}  {o[1]/t[1]:15.2f}  {o[2]/t[2]:15.2f}  {o[3]/t[3]:15.2f}  {o[5]/t[5]:17.2f}")
 idle = out / "idle"
 if idle.exists():

@@ -16,7 +16,7 @@ use transport_h2::{CallOptions, CallReceiver, CallSender, Channel};
 use prost::Message as _;
 
 use crate::lean;
-use crate::stats::{cpu_time, ms, Latency};
+use crate::stats::{cpu_time, ms, run_queue_wait, Latency};
 
 /// What the subscribers' readers share with the schedule.
 struct Shared {
@@ -430,10 +430,14 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     Timer::at(start + window.0).await;
     let cpu0 = args.server_pid.and_then(cpu_time);
+    let wait0 = args.server_pid.and_then(run_queue_wait);
+    let own0 = cpu_time(std::process::id());
     let others0: Vec<_> = others.iter().map(|(_, pid)| cpu_time(*pid)).collect();
     let seen0 = shared.seen.load(Ordering::Relaxed);
     Timer::at(start + window.1).await;
     let cpu1 = args.server_pid.and_then(cpu_time);
+    let wait1 = args.server_pid.and_then(run_queue_wait);
+    let own1 = cpu_time(std::process::id());
     let others1: Vec<_> = others.iter().map(|(_, pid)| cpu_time(*pid)).collect();
     let seen1 = shared.seen.load(Ordering::Relaxed);
     let mut publishers = Vec::new();
@@ -486,6 +490,17 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         expected,
         cpu
     );
+    // Where the machine's cores went: the server's threads waiting for one
+    // (summed over threads, so up to the thread count per second), and
+    // this load generator's own use of them.
+    if let (Some(w0), Some(w1), Some(o0), Some(o1)) = (wait0, wait1, own0, own1) {
+        let secs = args.seconds as f64;
+        println!(
+            "  machine: server threads waited for a CPU {:.0} ms/s; this load generator used {:.0}% of a core",
+            (w1 - w0).as_secs_f64() * 1e3 / secs,
+            (o1 - o0).as_secs_f64() * 100.0 / secs
+        );
+    }
     for (((name, _), a), b) in others.iter().zip(others0).zip(others1) {
         if let (Some(a), Some(b)) = (a, b) {
             println!(
