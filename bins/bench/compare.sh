@@ -30,8 +30,11 @@ GO=${GO:-1}
 cargo build --release -q -p chat-bins -p tonic-baseline
 servers=(ours tonic)
 if [ "$GO" != 0 ]; then
-  gobin=$(bash bins/bench/grpc-go-baseline/build.sh)
-  servers+=(grpc-go)
+  if gobin=$(bash bins/bench/grpc-go-baseline/build.sh); then
+    servers+=(grpc-go)
+  else
+    echo "compare.sh: the grpc-go baseline did not build; going on without it (GO=0 skips it)" >&2
+  fi
 fi
 bench=target/release/chat-bench
 out=$(mktemp -d)
