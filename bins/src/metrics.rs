@@ -182,8 +182,8 @@ pub fn render(sources: &Sources) -> String {
         for code in 0..=16u8 {
             let n = m.ended[usize::from(code)];
             if n > 0 {
-                let name = format!("{:?}", Code::from_u32(u32::from(code)));
-                let labels = vec![("method", m.path.clone()), ("code", name.to_uppercase())];
+                let name = Code::from_u32(u32::from(code)).name();
+                let labels = vec![("method", m.path.clone()), ("code", name.to_owned())];
                 ended.get_or_create(&labels).set(n);
             }
         }

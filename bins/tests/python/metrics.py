@@ -48,6 +48,11 @@ def main(addr, url):
         grpc.StatusCode.UNAUTHENTICATED,
         "a bad token",
     )
+    expect_error(
+        lambda: st.History(chat_pb2.HistoryRequest(room_id="r" * 1000), timeout=WAIT),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "History of a room id too long",
+    )
     after = scrape(url)
     join = r'chat_calls_started_total\{method="/ChatService/JoinChat"\}'
     check_eq(get(after, join) - get(before, join), 4.0, "JoinChat calls started")
@@ -55,6 +60,9 @@ def main(addr, url):
     check_eq(get(after, ok) - get(before, ok), 3.0, "JoinChat calls ended OK")
     unauth = r'chat_calls_ended_total\{method="/ChatService/JoinChat",code="UNAUTHENTICATED"\}'
     check_eq(get(after, unauth) - get(before, unauth), 1.0, "one ended UNAUTHENTICATED")
+    # Codes by their names in statuscodes.md, underscores and all.
+    bad = r'chat_calls_ended_total\{method="/ChatService/History",code="INVALID_ARGUMENT"\}'
+    check_eq(get(after, bad) - get(before, bad), 1.0, "one History ended INVALID_ARGUMENT")
     check_eq(get(after, r"chat_messages_posted_total") - get(before, r"chat_messages_posted_total"), 3.0, "messages posted")
     check(get(after, r"chat_messages_delivered_total") >= get(before, r"chat_messages_delivered_total") + 3, "messages delivered")
     check(get(after, r"chat_request_bytes_total") > get(before, r"chat_request_bytes_total"), "request bytes")
