@@ -406,6 +406,25 @@ async fn write_call(
     }
 }
 
+/// Exits on SIGTERM or SIGINT, after writing out the console lines still
+/// queued (`Received message from ...`: they are written at most every
+/// 100 ms). This example keeps no graceful shutdown; `chat-server` has one.
+async fn exit_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    chat_bins::stdout::flush();
+    std::process::exit(0);
+}
+
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("chat-server-tokio: {msg}");
     std::process::exit(1);
@@ -452,6 +471,7 @@ async fn main() {
         Log::Durable(writer)
     };
     tokio::spawn(core_loop(Server::new(chat), rx, log));
+    tokio::spawn(exit_on_signal());
     let listener = TcpListener::bind(&args.addr)
         .await
         .unwrap_or_else(|e| fail(e));
