@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the grpc-go baseline (main.go here) with Debian's Go and grpc-go
-# (1.33), installing them with apt when missing, as tests/go/interop.sh
+# (1.33), installing them with apt when missing, as bins/tests/go/interop.sh
 # does: GOPATH mode, chat.pb.go generated from proto/chat.proto by Debian's
 # protoc-gen-go. Prints the binary's path.
 #

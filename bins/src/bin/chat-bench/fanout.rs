@@ -497,7 +497,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let secs = args.seconds as f64;
         println!(
             "  machine: server threads waited for a CPU {:.0} ms/s; this load generator used {:.0}% of a core",
-            (w1 - w0).as_secs_f64() * 1e3 / secs,
+            // A thread that ended between the two readings takes its wait
+            // with it: never below zero.
+            w1.saturating_sub(w0).as_secs_f64() * 1e3 / secs,
             (o1 - o0).as_secs_f64() * 100.0 / secs
         );
     }
